@@ -1,0 +1,55 @@
+"""`snnrobust` command line: a thin layer over the Python API.
+
+Each subcommand lives in ``cli/cmd_<name>.py`` and exposes ``register(subparsers)``,
+which adds its parser and sets ``func(args) -> int``. User errors
+(:class:`~snnrobust.errors.SnnRobustError`) become one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+from ..errors import SnnRobustError
+
+COMMANDS = ["demo", "train", "eval", "attack", "study", "results", "models", "datasets"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="snnrobust",
+        description="Train spiking neural networks and measure, reliably, how robust they are to adversarial inputs.",
+    )
+    parser.add_argument("--version", action="version", version=f"snnrobust {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            mod = importlib.import_module(f"snnrobust.cli.cmd_{name}")
+        except ModuleNotFoundError as e:
+            if e.name == f"snnrobust.cli.cmd_{name}":
+                continue  # command not built yet
+            raise
+        mod.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except SnnRobustError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; completed work is saved (re-run the same command to resume)", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""State and attacker-choice helpers for spiking models.
+
+- :func:`reset_states` is *the* one function that clears every stateful module; it runs
+  before every forward pass.
+- :func:`use_surrogate` and :func:`use_estimator` apply an attacker's gradient choice to a
+  trained model for the duration of a ``with`` block and restore the model afterwards.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Iterator, Optional
+
+from torch import nn
+
+from .neurons import Estimator, SpikingNeuron
+from .surrogates import Surrogate
+
+
+def reset_states(model: nn.Module) -> None:
+    """Clear the state of every module that has a ``reset_state()`` method (neurons,
+    stateful encoders, estimator buffers). Call before every forward pass."""
+    for m in model.modules():
+        fn = getattr(m, "reset_state", None)
+        if callable(fn):
+            fn()
+
+
+def spiking_neurons(model: nn.Module) -> list[SpikingNeuron]:
+    """All spiking neurons of ``model`` in network (registration) order."""
+    return [m for m in model.modules() if isinstance(m, SpikingNeuron)]
+
+
+@contextmanager
+def use_surrogate(model: nn.Module, surrogate: "Surrogate | str | dict") -> Iterator[nn.Module]:
+    """Temporarily give every spiking neuron of ``model`` the surrogate ``surrogate``
+    (e.g. ``"triangle:0.5"``). Weights are untouched; the old surrogates come back on exit."""
+    sg = Surrogate.parse(surrogate)
+    neurons = spiking_neurons(model)
+    saved = [n.surrogate for n in neurons]
+    try:
+        for n in neurons:
+            n.surrogate = sg
+        yield model
+    finally:
+        for n, s in zip(neurons, saved):
+            n.surrogate = s
+
+
+@contextmanager
+def use_estimator(model: nn.Module, estimator: Optional[Estimator]) -> Iterator[nn.Module]:
+    """Temporarily replace the backward of every spiking layer by ``estimator``
+    (a callable ``(neuron, x_seq) -> spikes`` whose forward equals the neuron's)."""
+    neurons = spiking_neurons(model)
+    saved = [n.estimator for n in neurons]
+    try:
+        for n in neurons:
+            n.estimator = estimator
+        yield model
+    finally:
+        for n, e in zip(neurons, saved):
+            n.estimator = e
+
+
+@contextmanager
+def record_membranes(model: nn.Module) -> Iterator[list[SpikingNeuron]]:
+    """Keep each neuron's pre-spike membrane [T, B, ...] in ``neuron.membrane`` while active."""
+    neurons = spiking_neurons(model)
+    saved = [n.record_membrane for n in neurons]
+    try:
+        for n in neurons:
+            n.record_membrane = True
+        yield neurons
+    finally:
+        for n, r in zip(neurons, saved):
+            n.record_membrane = r

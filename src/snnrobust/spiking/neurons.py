@@ -1,0 +1,141 @@
+"""Multi-step spiking neurons: input currents [T, B, ...] -> spikes [T, B, ...].
+
+Dynamics at each step t (membrane v, input current x_t, leak factor lam, threshold th):
+
+    charge:  v <- v_rest + lam * (v - v_rest) + x_t        (lam = 1: IF, lam < 1: LIF)
+    fire:    s_t = H(v - th)                               (surrogate gradient in backward)
+    reset:   hard:  v <- s_t * v_reset + (1 - s_t) * v     (v_rest = v_reset)
+             soft:  v <- v - th * s_t                      (v_rest = 0; "reset by subtraction")
+
+With ``detach_reset`` the spike used in the reset carries no gradient (seed 000's code).
+The leak form is seed 001's ``U <- lam*U + W*O - th*O``.
+
+State: ``v`` holds the membrane after the last step; :func:`~snnrobust.spiking.functional.reset_states`
+clears it and must run before every forward pass (models do it themselves).
+
+Attack-time gradient estimators replace the backward of a whole layer by setting
+``neuron.estimator`` (a callable ``(neuron, x_seq) -> spikes``); ``None`` means exact
+BPTT through the surrogate in ``neuron.surrogate``. Both are swapped by context managers
+in :mod:`snnrobust.spiking.functional`, never by editing weights.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Optional
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+from .surrogates import Surrogate
+
+Estimator = Callable[["SpikingNeuron", torch.Tensor], torch.Tensor]
+
+
+class SpikingNeuron(nn.Module):
+    """Base multi-step neuron. Subclasses only fix the leak."""
+
+    def __init__(
+        self,
+        threshold: float = 1.0,
+        leak: float = 1.0,
+        reset: str = "hard",
+        v_reset: float = 0.0,
+        detach_reset: bool = False,
+        surrogate: "Surrogate | str | dict" = "atan:2",
+    ) -> None:
+        super().__init__()
+        if not threshold > 0:
+            raise ConfigError(f"neuron threshold must be > 0, got {threshold}")
+        if not 0 < leak <= 1:
+            raise ConfigError(f"neuron leak factor must be in (0, 1] (1 = IF), got {leak}")
+        if reset not in ("hard", "soft"):
+            raise ConfigError(f"neuron reset must be 'hard' or 'soft', got {reset!r}")
+        self.threshold = float(threshold)
+        self.leak = float(leak)
+        self.reset_mode = reset
+        self.v_reset = float(v_reset)
+        self.detach_reset = bool(detach_reset)
+        self.surrogate: Surrogate = Surrogate.parse(surrogate)
+        self.estimator: Optional[Estimator] = None
+        # When True, the membrane before firing is kept in ``self.membrane`` [T, B, ...]
+        # (analysis and adaptive estimators read it); off by default to save memory.
+        self.record_membrane = False
+        self.membrane: Optional[torch.Tensor] = None
+        self.v: Optional[torch.Tensor] = None
+
+    # -- state -------------------------------------------------------------------------
+    def reset_state(self) -> None:
+        self.v = None
+        self.membrane = None
+
+    @property
+    def v_rest(self) -> float:
+        return self.v_reset if self.reset_mode == "hard" else 0.0
+
+    def initial_membrane(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(like, self.v_rest)
+
+    # -- one step, split so estimators can reuse the pieces ------------------------------
+    def charge(self, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        if self.leak == 1.0:
+            return v + x
+        rest = self.v_rest
+        return rest + self.leak * (v - rest) + x if rest else self.leak * v + x
+
+    def fire(self, v: torch.Tensor) -> torch.Tensor:
+        return self.surrogate.spike(v - self.threshold)
+
+    def reset_membrane(self, v: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        if self.detach_reset:
+            s = s.detach()
+        if self.reset_mode == "hard":
+            return v * (1 - s) + self.v_reset * s
+        return v - self.threshold * s
+
+    # -- multi-step forward --------------------------------------------------------------
+    def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
+        """x_seq: input current [T, B, ...] -> spikes in {0, 1}, same shape."""
+        if self.estimator is not None:
+            return self.estimator(self, x_seq)
+        v = self.v if self.v is not None else self.initial_membrane(x_seq[0])
+        spikes, mems = [], []
+        for x in x_seq:
+            v = self.charge(v, x)
+            if self.record_membrane:
+                mems.append(v)
+            s = self.fire(v)
+            v = self.reset_membrane(v, s)
+            spikes.append(s)
+        self.v = v
+        if self.record_membrane:
+            self.membrane = torch.stack(mems)
+        return torch.stack(spikes)
+
+    def extra_repr(self) -> str:
+        reset = f"hard(v_reset={self.v_reset})" if self.reset_mode == "hard" else "soft"
+        return (
+            f"threshold={self.threshold}, leak={self.leak}, reset={reset}, "
+            f"detach_reset={self.detach_reset}, surrogate={self.surrogate.kind}:{self.surrogate.param:g}"
+            + (f"x{self.surrogate.scale:g}" if self.surrogate.scale != 1 else "")
+        )
+
+
+class IFNode(SpikingNeuron):
+    """Integrate-and-fire: no leak (leak factor 1)."""
+
+    def __init__(self, threshold: float = 1.0, reset: str = "hard", v_reset: float = 0.0,
+                 detach_reset: bool = False, surrogate: "Surrogate | str | dict" = "atan:2") -> None:
+        super().__init__(threshold, 1.0, reset, v_reset, detach_reset, surrogate)
+
+
+class LIFNode(SpikingNeuron):
+    """Leaky integrate-and-fire with multiplicative leak factor ``leak`` in (0, 1]."""
+
+    def __init__(self, threshold: float = 1.0, leak: float = 0.99, reset: str = "soft",
+                 v_reset: float = 0.0, detach_reset: bool = False,
+                 surrogate: "Surrogate | str | dict" = "atan:2") -> None:
+        super().__init__(threshold, leak, reset, v_reset, detach_reset, surrogate)
+
+
+NEURONS = {"if": IFNode, "lif": LIFNode}
