@@ -93,6 +93,8 @@ class ResNet(nn.Module):
     def __init__(self, cfg: ModelConfig, layers, block: str, connect: str, stem: str, pool: str,
                  stem_pool: bool | None, head_pool: str) -> None:
         super().__init__()
+        if pool not in ("max", "avg"):
+            raise ConfigError(f"pool must be 'max' or 'avg', got {pool!r}")
         layers = list(layers)
         if not (2 <= len(layers) <= 4 and all(isinstance(n, int) and n >= 1 for n in layers)):
             raise ConfigError(f"layers must list 2 to 4 positive block counts, got {layers!r}")

@@ -1,0 +1,41 @@
+"""`snnrobust eval`: clean accuracy and spike rate per layer of a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..data import get_dataset
+from ..training import evaluate_clean, load_checkpoint, resolve_device
+
+
+def register(sub) -> None:
+    p = sub.add_parser("eval", help="clean accuracy and per-layer spike rates of a checkpoint",
+                       description="Evaluate a checkpoint on the test split it was trained with.")
+    p.add_argument("checkpoint")
+    p.add_argument("--data-root", help="folder holding the dataset files")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    model, ckpt = load_checkpoint(args.checkpoint, map_location=device)
+    data = ckpt.get("data", {})
+    splits = get_dataset(data.get("dataset", "mnist5k"), root=args.data_root, split_seed=data.get("split_seed", 0))
+    res = evaluate_clean(model, splits.test, args.batch_size, device, spike_rates=True, progress=True)
+    if args.json:
+        print(json.dumps({"checkpoint": args.checkpoint, "dataset": splits.info.name, **res.to_dict()}, indent=2))
+        return 0
+    d = res.to_dict()
+    print(f"{args.checkpoint}: {model.config.name} on {splits.info.name} test split ({res.n} images)")
+    print(f"clean accuracy {d['accuracy']:.4f}  (95% CI {d['ci95'][0]:.4f}-{d['ci95'][1]:.4f}, "
+          f"{res.correct}/{res.n})   loss {res.loss:.4f}")
+    if res.spike_rates:
+        print("spike rate per layer (spikes per neuron per timestep):")
+        width = max(len(k) for k in res.spike_rates)
+        for name, rate in res.spike_rates.items():
+            print(f"  {name:<{width}}  {rate:.4f}")
+    return 0

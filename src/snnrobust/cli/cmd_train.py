@@ -1,0 +1,71 @@
+"""`snnrobust train`: train a model by BPTT from a YAML config and/or flags."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..training import DEMO_MODEL, TrainConfig, train
+from .options import parse_key_values
+
+FLAGS = {  # flag -> TrainConfig key
+    "dataset": "dataset", "data_root": "data_root", "split_seed": "split_seed", "epochs": "epochs",
+    "batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr", "weight_decay": "weight_decay",
+    "momentum": "momentum", "schedule": "schedule", "seed": "seed", "device": "device",
+    "augment": "augment", "max_train_samples": "max_train_samples", "out": "out",
+}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a spiking model (or its ANN twin) by BPTT",
+                       description="Train a model by BPTT. Settings come from --config (YAML), then flags override. "
+                                   "A checkpoint is written atomically to OUT/checkpoint.pt after every epoch.")
+    p.add_argument("--config", help="YAML file with TrainConfig keys (model, dataset, epochs, lr, ...)")
+    p.add_argument("--model", help="model name (see `snnrobust models`); default: the demo SEW-ResNet")
+    p.add_argument("--model-opt", "-m", action="append", metavar="KEY=VALUE",
+                   help="model option, repeatable (e.g. -m width=16 -m pool=avg -m T=8)")
+    p.add_argument("--dataset", help="dataset name (see `snnrobust datasets`), default mnist5k")
+    p.add_argument("--data-root", help="folder holding the dataset files")
+    p.add_argument("--split-seed", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=["adam", "sgd"])
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--schedule", choices=["cosine", "step", "none"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--augment", choices=["auto", "none", "hflip"])
+    p.add_argument("--max-train-samples", type=int, help="train on the first N training images only")
+    p.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    p.add_argument("--out", help="output folder (default runs/train)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    overrides = {key: getattr(args, flag) for flag, key in FLAGS.items() if getattr(args, flag, None) is not None}
+    if args.no_amp:
+        overrides["amp"] = False
+    model_opts = parse_key_values(args.model_opt, "model option")
+    if args.config:
+        base = TrainConfig.from_yaml(args.config).to_dict()
+    else:
+        base = {"model": dict(DEMO_MODEL)}
+    model = dict(base.get("model") or {})
+    if args.model:
+        model = {"name": args.model}
+    model.update(model_opts)
+    base["model"] = model
+    base.update(overrides)
+    return TrainConfig.from_dict(base)
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = config_from_args(args)
+    result = train(cfg, resume=args.resume, progress=not args.quiet)
+    last = result.metrics[-1] if result.metrics else {}
+    print(f"test accuracy {last.get('test_accuracy', float('nan')):.4f} after {last.get('epoch', 0)} epochs; "
+          f"checkpoint: {result.checkpoint}")
+    return 0

@@ -1,0 +1,215 @@
+"""BPTT training with exact resume.
+
+Determinism: every source of randomness is derived from ``(seed, epoch)`` — the batch
+order, augmentation and stochastic encoders draw from generators re-seeded at the start
+of each epoch, and the model is initialised under ``seed``. Resuming from the checkpoint
+of epoch e therefore continues exactly as an uninterrupted run would (on CPU, with the
+same thread count), and its final weights are identical.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import __version__
+from ..data import get_dataset
+from ..errors import CheckpointError, ConfigError
+from ..models import SpikingClassifier, create_model
+from .checkpoint import read_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .evaluation import evaluate_clean
+
+CHECKPOINT_NAME = "checkpoint.pt"
+EpochCallback = Callable[[int, dict], None]
+
+
+@dataclass
+class TrainResult:
+    model: SpikingClassifier
+    checkpoint: Path
+    metrics: list[dict]
+
+    @property
+    def test_accuracy(self) -> float:
+        return self.metrics[-1]["test_accuracy"]
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {name} requested but CUDA is not available here; use --device cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7919) % 2**62
+
+
+def build_model_for(cfg: TrainConfig, info) -> SpikingClassifier:
+    """Create the configured model, filling in (and checking) the dataset's shape."""
+    opts = dict(cfg.model)
+    name = opts.pop("name")
+    for key, value in (("in_channels", info.in_channels), ("num_classes", info.num_classes),
+                       ("image_size", info.image_size)):
+        if key in opts and opts[key] != value:
+            raise ConfigError(f"model {key}={opts[key]} does not fit dataset {info.name} ({key}={value}); "
+                              f"remove it from the model options or pick a matching dataset")
+        opts[key] = value
+    return create_model(name, **opts)
+
+
+def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+def make_scheduler(cfg: TrainConfig, opt: torch.optim.Optimizer):
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.epochs)
+    if cfg.schedule == "step":
+        return torch.optim.lr_scheduler.StepLR(opt, step_size=cfg.step_size, gamma=cfg.gamma)
+    return None
+
+
+def _seed_encoder(model: SpikingClassifier, seed: int) -> None:
+    if hasattr(model.encoder, "manual_seed"):
+        model.encoder.manual_seed(seed)
+
+
+def _hflip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    flip = torch.rand(x.shape[0], generator=gen) < 0.5
+    x = x.clone()
+    x[flip] = x[flip].flip(-1)
+    return x
+
+
+def _same_run(a: dict, b: dict) -> list[str]:
+    """Keys whose values differ between two train configs (output folder excluded)."""
+    keys = sorted((set(a) | set(b)) - {"out", "device"})
+    return [k for k in keys if a.get(k) != b.get(k)]
+
+
+def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
+          on_epoch_end: Optional[EpochCallback] = None) -> TrainResult:
+    """Train ``cfg.model`` on ``cfg.dataset`` by BPTT; checkpoint after every epoch into
+    ``cfg.out/checkpoint.pt``. ``resume=True`` continues an interrupted run exactly."""
+    out = Path(cfg.out)
+    ckpt_path = out / CHECKPOINT_NAME
+    device = resolve_device(cfg.device)
+    splits = get_dataset(cfg.dataset, root=cfg.data_root, split_seed=cfg.split_seed)
+    train_set, test_set, info = splits.train, splits.test, splits.info
+    if cfg.max_train_samples is not None:
+        train_set = train_set.subset(min(cfg.max_train_samples, len(train_set)))
+
+    state = None
+    if ckpt_path.exists():
+        if not resume:
+            raise ConfigError(f"{ckpt_path} already exists; pass --resume to continue that run, or choose another --out")
+        state = read_checkpoint(ckpt_path)
+        diff = _same_run(state.get("train_config", {}), cfg.to_dict())
+        if diff:
+            raise CheckpointError(f"{ckpt_path} was trained with a different config ({', '.join(diff)} differ); "
+                                  f"resume with the same config or choose another --out")
+    seed_everything(cfg.seed)
+    model = build_model_for(cfg, info).to(device)
+    opt = make_optimizer(cfg, model)
+    sched = make_scheduler(cfg, opt)
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    metrics: list[dict] = []
+    start_epoch = 0
+    if state is not None:
+        model.load_state_dict(state["model_state"])
+        opt.load_state_dict(state["optimizer_state"])
+        if sched is not None and state.get("scheduler_state") is not None:
+            sched.load_state_dict(state["scheduler_state"])
+        if state.get("scaler_state"):
+            scaler.load_state_dict(state["scaler_state"])
+        metrics = list(state.get("metrics", []))
+        start_epoch = int(state["epoch"])
+        if start_epoch >= cfg.epochs:
+            if progress:
+                print(f"{ckpt_path} already finished {start_epoch} epochs; nothing to do")
+            model.eval()
+            return TrainResult(model, ckpt_path, metrics)
+
+    augment = info.augment if cfg.augment == "auto" else (None if cfg.augment == "none" else cfg.augment)
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        es = _epoch_seed(cfg.seed, epoch)
+        gen = torch.Generator().manual_seed(es)
+        _seed_encoder(model, es)
+        model.train()
+        order = torch.randperm(len(train_set), generator=gen)
+        batches = range(0, len(order), cfg.batch_size)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", leave=False)
+        seen, correct, loss_sum = 0, 0, 0.0
+        for s in (bar if bar is not None else batches):
+            x, y = train_set.batch(order[s:s + cfg.batch_size])
+            if augment == "hflip":
+                x = _hflip(x, gen)
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+                logits = model(x)
+                loss = F.cross_entropy(logits.float(), y)
+            if not torch.isfinite(loss):
+                raise ConfigError(f"training diverged (loss {float(loss)}) in epoch {epoch + 1}; lower the learning rate")
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+            seen += y.numel()
+            loss_sum += float(loss) * y.numel()
+            correct += int((logits.argmax(1) == y).sum())
+            if bar is not None:
+                bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
+        if bar is not None:
+            bar.close()
+        if sched is not None:
+            sched.step()
+        _seed_encoder(model, cfg.seed)  # evaluation draws are the same every epoch
+        test = evaluate_clean(model, test_set, cfg.eval_batch_size, device)
+        m = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+             "test_loss": test.loss, "test_accuracy": test.accuracy, "lr": opt.param_groups[0]["lr"],
+             "seconds": time.time() - t0}
+        metrics.append(m)
+        save_checkpoint(ckpt_path, {
+            "epoch": epoch + 1,
+            "model_config": model.config.to_dict(),
+            "train_config": cfg.to_dict(),
+            "model_state": model.state_dict(),
+            "optimizer_state": opt.state_dict(),
+            "scheduler_state": sched.state_dict() if sched is not None else None,
+            "scaler_state": scaler.state_dict() if use_amp else None,
+            "metrics": metrics,
+            "data": {"dataset": cfg.dataset, "split_seed": cfg.split_seed, "info": info.to_dict()},
+            "snnrobust_version": __version__,
+            "torch_version": torch.__version__,
+        })
+        if progress:
+            print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {m['train_loss']:.4f} acc {m['train_accuracy']:.4f} | "
+                  f"test loss {m['test_loss']:.4f} acc {m['test_accuracy']:.4f} | {m['seconds']:.1f}s", flush=True)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, m)
+    model.eval()
+    return TrainResult(model, ckpt_path, metrics)

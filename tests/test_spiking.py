@@ -1,0 +1,204 @@
+"""Spiking primitives: neuron traces computed by hand, surrogate formulas, encoders, reset."""
+
+import math
+
+import pytest
+import torch
+
+from snnrobust.errors import ConfigError
+from snnrobust.spiking import (IFNode, LIFNode, Surrogate, SURROGATES, create_encoder, phase_bits, record_membranes,
+                               reset_states, use_estimator, use_surrogate)
+
+
+def run(neuron, currents):
+    x = torch.tensor(currents, dtype=torch.float32).view(-1, 1)
+    with record_membranes(neuron):
+        s = neuron(x)
+    return s.view(-1).tolist(), neuron.membrane.view(-1).tolist(), float(neuron.v)
+
+
+def test_if_hard_reset_trace():
+    # v: 0.6 -> 1.2 (spike, reset to 0) -> 0.6 -> 1.2 (spike) -> 0.5
+    s, mem, v = run(IFNode(threshold=1.0, reset="hard", v_reset=0.0), [0.6, 0.6, 0.6, 0.6, 0.5])
+    assert s == [0, 1, 0, 1, 0]
+    assert mem == pytest.approx([0.6, 1.2, 0.6, 1.2, 0.5])
+    assert v == pytest.approx(0.5)
+
+
+def test_if_soft_reset_trace():
+    # soft reset subtracts the threshold: 0.6, 1.2->0.2, 0.8, 1.4->0.4, 0.9
+    s, mem, v = run(IFNode(threshold=1.0, reset="soft"), [0.6, 0.6, 0.6, 0.6, 0.5])
+    assert s == [0, 1, 0, 1, 0]
+    assert mem == pytest.approx([0.6, 1.2, 0.8, 1.4, 0.9])
+    assert v == pytest.approx(0.9)
+
+
+def test_lif_hard_reset_trace():
+    # lam = 0.5, v_reset = -0.1: v = -0.1 + 0.5 (v + 0.1) + x
+    n = LIFNode(threshold=1.0, leak=0.5, reset="hard", v_reset=-0.1)
+    s, mem, _ = run(n, [0.8, 0.8, 0.8])
+    v1 = -0.1 + 0.5 * 0.0 + 0.8  # 0.7, no spike
+    v2 = -0.1 + 0.5 * (v1 + 0.1) + 0.8  # 1.1 spike -> -0.1
+    v3 = -0.1 + 0.5 * 0.0 + 0.8  # 0.7
+    assert mem == pytest.approx([v1, v2, v3])
+    assert s == [0, 1, 0]
+
+
+def test_lif_soft_reset_trace():
+    # lam = 0.9, soft reset, threshold 0.5
+    n = LIFNode(threshold=0.5, leak=0.9, reset="soft")
+    s, mem, v = run(n, [0.3, 0.3, 0.3])
+    v1 = 0.3  # no spike
+    v2 = 0.9 * v1 + 0.3  # 0.57 spike -> 0.07
+    v3 = 0.9 * (v2 - 0.5) + 0.3  # 0.363
+    assert mem == pytest.approx([v1, v2, v3])
+    assert s == [0, 1, 0]
+    assert v == pytest.approx(v3)
+
+
+def test_detach_reset_changes_only_gradient():
+    x = torch.tensor([[0.7], [0.7], [0.7]], requires_grad=True)
+    grads, outs = [], []
+    for detach in (False, True):
+        n = IFNode(reset="hard", detach_reset=detach, surrogate="atan:2")
+        out = n(x)
+        (g,) = torch.autograd.grad(out.sum(), x)
+        grads.append(g)
+        outs.append(out.detach())
+    assert torch.equal(outs[0], outs[1])
+    assert not torch.allclose(grads[0], grads[1])
+
+
+FORMULAS = {
+    "atan": lambda x, a: (a / 2) / (1 + (math.pi * a * x / 2) ** 2),
+    "sigmoid": lambda x, a: a * torch.sigmoid(a * x) * (1 - torch.sigmoid(a * x)),
+    "fast-sigmoid": lambda x, a: 1 / (1 + a * x.abs()) ** 2,
+    "triangle": lambda x, w: torch.clamp(1 - x.abs() / w, min=0) / w,
+    "rectangle": lambda x, w: (x.abs() < w / 2).float() / w,
+    "gaussian": lambda x, s: torch.exp(-x ** 2 / (2 * s ** 2)) / (math.sqrt(2 * math.pi) * s),
+    "exponential": lambda x, a: (a / 2) * torch.exp(-a * x.abs()),
+    "straight-through": lambda x, a: torch.ones_like(x),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(SURROGATES))
+@pytest.mark.parametrize("param", [0.5, 2.0])
+def test_surrogate_backward_equals_formula(kind, param):
+    x = torch.linspace(-2, 2, 81, requires_grad=True)
+    sg = Surrogate(kind, param)
+    y = sg.spike(x)
+    assert torch.equal(y, (x >= 0).float())
+    (g,) = torch.autograd.grad(y.sum(), x)
+    assert torch.allclose(g, FORMULAS[kind](x.detach(), param), atol=1e-6)
+
+
+def test_seed001_scaled_triangle():
+    # dO/dU = (0.3/theta) max(0, 1 - |U/theta - 1|) with theta = 2
+    theta = 2.0
+    u = torch.linspace(0, 4, 41, requires_grad=True)
+    n = IFNode(threshold=theta, surrogate=Surrogate("triangle", theta, 0.3))
+    (g,) = torch.autograd.grad(n.fire(u).sum(), u)
+    assert torch.allclose(g, (0.3 / theta) * torch.clamp(1 - (u.detach() / theta - 1).abs(), min=0), atol=1e-6)
+
+
+def test_surrogate_parse_and_errors():
+    assert Surrogate.parse("triangle:1:0.3") == Surrogate("triangle", 1.0, 0.3)
+    assert Surrogate.parse("atan").param == 2.0
+    with pytest.raises(ConfigError):
+        Surrogate.parse("nope:1")
+    with pytest.raises(ConfigError):
+        Surrogate("atan", -1.0)
+
+
+def test_use_surrogate_restores():
+    n = IFNode(surrogate="atan:2")
+    with use_surrogate(n, "triangle:0.5"):
+        assert n.surrogate == Surrogate("triangle", 0.5)
+    assert n.surrogate == Surrogate("atan", 2.0)
+    with pytest.raises(RuntimeError):
+        with use_estimator(n, lambda neuron, x: x):
+            raise RuntimeError("boom")
+    assert n.estimator is None
+
+
+def test_poisson_rate_converges_to_pixel():
+    x = torch.tensor([[0.0, 0.1, 0.5, 0.9, 1.0]])
+    enc = create_encoder("poisson", T=4000, seed=1)
+    rate = enc(x).mean(0)
+    assert torch.allclose(rate, x, atol=0.03)
+    enc2 = create_encoder("poisson", T=10, seed=7)
+    a, b = enc2(x), None
+    enc2.manual_seed(7)
+    b = enc2(x)
+    assert torch.equal(a, b)  # seedable
+
+
+def test_poisson_signed_seed001():
+    x = torch.tensor([[0.0, 0.25, 0.5, 1.0]])
+    s = create_encoder("poisson", T=3000, signed=True, seed=0)(x)
+    assert set(s.unique().tolist()) <= {-1.0, 0.0, 1.0}
+    assert torch.allclose(s.mean(0), (x - 0.5) / 0.5, atol=0.04)
+
+
+@pytest.mark.parametrize("K", [4, 8])
+def test_phase_reconstructs_within_2_pow_minus_k(K):
+    x = torch.rand(1000)
+    x[:3] = torch.tensor([0.0, 1.0, 0.5])
+    bits = phase_bits(x, K)
+    w = torch.pow(2.0, -torch.arange(1, K + 1).float()).view(-1, 1)
+    rec = (bits * w).sum(0)
+    assert (x - rec).abs().max() <= 2.0**-K + 1e-7
+    assert torch.all(rec <= x + 1e-7)
+    # weighted encoder over one period reconstructs the same value
+    enc = create_encoder("phase", T=K, K=K, weighted=True)
+    assert torch.allclose(enc(x.view(1, -1)).sum(0).view(-1), rec)
+
+
+def test_phase_steps_cycle_bits_and_gradient_defined():
+    enc = create_encoder("phase", T=10, K=8)
+    x = torch.full((1, 1), 0.75, requires_grad=True)  # bits 1,1,0,0,...
+    s = enc(x)
+    assert s.view(-1).tolist() == [1, 1, 0, 0, 0, 0, 0, 0, 1, 1]
+    (g,) = torch.autograd.grad(s.sum(), x)
+    assert g.item() == pytest.approx(10.0)  # straight-through: d bit / dx := 1 per step
+    enc0 = create_encoder("phase", T=4, backward="zero")
+    x2 = torch.rand(2, 3, requires_grad=True)
+    assert not enc0(x2).requires_grad
+
+
+def test_latency_and_direct():
+    enc = create_encoder("latency", T=5)
+    x = torch.tensor([[1.0, 0.5, 0.0]])
+    s = enc(x)
+    assert s[:, 0, 0].tolist() == [1, 0, 0, 0, 0]  # brightest fires first
+    assert s[:, 0, 1].tolist() == [0, 0, 1, 0, 0]
+    assert s[:, 0, 2].sum() == 0  # at or below threshold: silent
+    d = create_encoder("direct", T=3)(x)
+    assert d.shape == (3, 1, 3) and torch.equal(d[2], x)
+
+
+def test_encoder_errors():
+    with pytest.raises(ConfigError):
+        create_encoder("phase", T=4, K=0)
+    with pytest.raises(ConfigError):
+        create_encoder("nope", T=4)
+    with pytest.raises(ConfigError):
+        create_encoder("poisson", T=4, colour="red")
+    with pytest.raises(ConfigError):
+        create_encoder("direct", T=0)
+
+
+def test_reset_clears_all_state():
+    from snnrobust.models import create_model
+
+    m = create_model("sew_resnet", layers=[1, 1], width=4, in_channels=1, image_size=12, T=2, encoder="phase",
+                     stem_pool=True)
+    x = torch.rand(3, 1, 12, 12)
+    y1 = m(x)
+    neurons = [mod for mod in m.modules() if hasattr(mod, "v")]
+    assert neurons and all(n.v is not None for n in neurons)
+    reset_states(m)
+    assert all(n.v is None for n in neurons)
+    # a forward does not depend on what ran before it (models reset themselves)
+    m(torch.rand(3, 1, 12, 12))
+    assert torch.equal(m(x), y1)
