@@ -179,7 +179,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             scaler.step(opt)
             scaler.update()
             seen += y.numel()
-            loss_sum += float(loss) * y.numel()
+            loss_sum += float(loss.detach()) * y.numel()
             correct += int((logits.argmax(1) == y).sum())
             if bar is not None:
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
@@ -204,7 +204,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             "metrics": metrics,
             "data": {"dataset": cfg.dataset, "split_seed": cfg.split_seed, "info": info.to_dict()},
             "snnrobust_version": __version__,
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
         })
         if progress:
             print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {m['train_loss']:.4f} acc {m['train_accuracy']:.4f} | "

@@ -1,0 +1,332 @@
+"""What every attack shares: the result type, the attack base class, config validation,
+norm-aware steps and random points in the threat model's ball, and per-sample "best point"
+bookkeeping.
+
+Conventions (all attacks):
+
+- ``z`` is what the attacker perturbs: pixels [B, C, H, W] in [0, 1], or the encoded spike
+  tensor [T, B, C, H, W] when ``victim.threat.perturb == "spikes"``. Every tensor handled
+  here has the batch on the axis given by :func:`batch_dim` (0 for pixels, 1 for spikes).
+- Gradients come only from ``victim.grad`` (estimator + EOT applied there), predictions only
+  from ``victim.predict``; every returned ``z_adv`` went through ``victim.project`` (eps ball
+  and valid bounds).
+- A sample already misclassified at ``z0`` keeps ``z0`` unless the attack finds a point that is
+  also misclassified ("unchanged-or-better"); the final ``success`` is re-scored by
+  ``victim.predict`` on the returned ``z_adv``.
+- Randomness (random starts, noise draws) comes from a CPU ``torch.Generator`` seeded by the
+  attack's ``seed`` option, so a run is reproducible and identical on CPU and GPU, and the
+  global torch RNG is left alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, Optional, Sequence
+
+import torch
+
+from ..errors import ConfigError
+
+NORMS = ("linf", "l2")
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class AttackResult:
+    """The outcome of one attack run on one batch.
+
+    z_adv:      same shape as z0, inside the eps ball around z0 and inside ``victim.bounds``.
+    success:    bool [B] on the CPU, ``victim.predict(z_adv) != y`` (scored on the returned points).
+    loss_trace: float [n_steps + 1, B] (CPU) — the attack loss at each iterate of the kept run,
+                the start included; None for single-shot attacks and for external code that
+                does not expose it (AutoAttack's).
+    meta:       every setting actually used (eps, norm, steps, step size, seed, ...).
+    """
+
+    z_adv: torch.Tensor
+    success: torch.Tensor
+    loss_trace: Optional[torch.Tensor]
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def robust(self) -> torch.Tensor:
+        """bool [B]: the samples the attack did not break."""
+        return ~self.success
+
+    @property
+    def robust_accuracy(self) -> float:
+        return float((~self.success).float().mean().item()) if self.success.numel() else float("nan")
+
+
+# ----------------------------------------------------------------------------- config validation
+def check_int(attack: str, name: str, value: Any, minimum: int = 0) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"attack {attack}: option '{name}' must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ConfigError(f"attack {attack}: option '{name}' must be >= {minimum}, got {value}")
+    return value
+
+
+def check_float(attack: str, name: str, value: Any, low: float = 0.0, high: float = math.inf,
+                low_open: bool = True, optional: bool = False) -> Optional[float]:
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(float(value)):
+        raise ConfigError(f"attack {attack}: option '{name}' must be a finite number, got {value!r}")
+    v = float(value)
+    if (v <= low if low_open else v < low) or v > high:
+        bound = f"> {low}" if low_open else f">= {low}"
+        extra = f" and <= {high}" if math.isfinite(high) else ""
+        raise ConfigError(f"attack {attack}: option '{name}' must be {bound}{extra}, got {value}")
+    return v
+
+
+def check_bool(attack: str, name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"attack {attack}: option '{name}' must be true or false, got {value!r}")
+    return value
+
+
+def check_choice(attack: str, name: str, value: Any, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise ConfigError(f"attack {attack}: option '{name}' must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+# ----------------------------------------------------------------------------- attack base
+class Attack:
+    """Base class. Subclasses set ``name``, ``description``, ``Config`` (a dataclass whose
+    ``validate(attack_name)`` raises ConfigError) and implement :meth:`run`."""
+
+    name: ClassVar[str] = "attack"
+    description: ClassVar[str] = ""
+    Config: ClassVar[type] = object
+    iterative: ClassVar[bool] = False
+
+    def __init__(self, config=None, **options: Any) -> None:
+        if config is None:
+            config = self.build_config(**options)
+        elif options:
+            raise ConfigError(f"attack {self.name}: give either a config or options, not both")
+        if not isinstance(config, self.Config):
+            raise ConfigError(f"attack {self.name}: config must be a {self.Config.__name__}")
+        config.validate(self.name)
+        self.config = config
+
+    @classmethod
+    def option_names(cls) -> list[str]:
+        return [f.name for f in fields(cls.Config)]
+
+    @classmethod
+    def build_config(cls, **options: Any):
+        allowed = cls.option_names()
+        for k in options:
+            if k not in allowed:
+                raise ConfigError(
+                    f"attack {cls.name} has no option '{k}'; its options: {', '.join(allowed) or 'none'}"
+                )
+        return cls.Config(**options)
+
+    def settings(self) -> dict:
+        """The config as JSON-ready data (subclasses with non-data options override)."""
+        return dataclasses.asdict(self.config)
+
+    def to_dict(self) -> dict:
+        """Name and every setting; eps and norm come from the victim's threat model at run time
+        and are recorded in each result's ``meta``."""
+        return {"name": self.name, **self.settings()}
+
+    def run(self, victim, z0: torch.Tensor, y: torch.Tensor) -> AttackResult:  # pragma: no cover
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
+        return f"{type(self).__name__}({opts})"
+
+    # helpers for subclasses ------------------------------------------------------------
+    def base_meta(self, victim) -> dict:
+        """Settings every result records: attack, threat model and how the victim was attacked."""
+        meta = {"attack": self.name, **self.settings()}
+        threat = victim.threat
+        meta.update(norm=threat.norm, eps=float(threat.eps), perturb=threat.perturb)
+        describe = getattr(victim, "describe", None)
+        if callable(describe):
+            meta["victim"] = describe()
+        return meta
+
+
+# ----------------------------------------------------------------------------- tensor helpers
+def batch_dim(victim) -> int:
+    """Axis of the batch in z: 0 for pixels [B,C,H,W], 1 for spikes [T,B,C,H,W]."""
+    return 1 if victim.threat.perturb == "spikes" else 0
+
+
+def to_batch_first(t: torch.Tensor, bdim: int) -> torch.Tensor:
+    return t if bdim == 0 else t.movedim(bdim, 0)
+
+
+def from_batch_first(t: torch.Tensor, bdim: int) -> torch.Tensor:
+    return t if bdim == 0 else t.movedim(0, bdim)
+
+
+def per_sample(v: torch.Tensor, like: torch.Tensor, bdim: int = 0) -> torch.Tensor:
+    """Reshape a per-sample vector [B] so that it broadcasts against ``like``."""
+    shape = [1] * like.dim()
+    shape[bdim] = -1
+    return v.reshape(shape)
+
+
+def sample_norm(t: torch.Tensor, norm: str, bdim: int = 0) -> torch.Tensor:
+    """Per-sample norm [B] of t ("linf", "l2" or "l1")."""
+    flat = to_batch_first(t, bdim).reshape(t.shape[bdim], -1)
+    if norm == "linf":
+        return flat.abs().amax(dim=1)
+    if norm == "l2":
+        return flat.norm(p=2, dim=1)
+    if norm == "l1":
+        return flat.abs().sum(dim=1)
+    raise ConfigError(f"unknown norm {norm!r}; use linf or l2")
+
+
+def sample_mean(t: torch.Tensor, bdim: int = 0) -> torch.Tensor:
+    """Per-sample mean [B] over all non-batch entries."""
+    return to_batch_first(t, bdim).reshape(t.shape[bdim], -1).mean(dim=1)
+
+
+def steepest_direction(g: torch.Tensor, norm: str, bdim: int = 0) -> torch.Tensor:
+    """The unit-norm ascent direction for a gradient g: sign(g) for L-inf, g/||g||_2 for L2
+    (0 where the gradient is 0)."""
+    if norm == "linf":
+        return g.sign()
+    n = sample_norm(g, "l2", bdim)
+    return g / per_sample(n.clamp_min(1e-12), g, bdim) * per_sample((n > 0).to(g.dtype), g, bdim)
+
+
+def make_generator(seed: int) -> torch.Generator:
+    gen = torch.Generator(device="cpu")
+    gen.manual_seed(int(seed))
+    return gen
+
+
+def random_like(z: torch.Tensor, gen: torch.Generator, kind: str = "uniform") -> torch.Tensor:
+    """Random tensor shaped like z, drawn on the CPU generator then moved to z's device."""
+    draw = torch.rand if kind == "uniform" else torch.randn
+    return draw(z.shape, generator=gen, dtype=torch.float32).to(device=z.device, dtype=z.dtype)
+
+
+def random_delta(z0: torch.Tensor, norm: str, radius: float, gen: torch.Generator,
+                 bdim: int = 0, boundary: bool = False) -> torch.Tensor:
+    """A random perturbation shaped like z0.
+
+    L-inf: uniform in [-r, r] per entry (``boundary``: ±r, the ball's corners).
+    L2: uniform in the L2 ball of radius r (direction ~ Gaussian, radius r·u^(1/d)); with
+    ``boundary`` exactly on its sphere.
+    """
+    if norm == "linf":
+        u = random_like(z0, gen, "uniform")
+        if boundary:
+            return radius * torch.where(u < 0.5, -1.0, 1.0).to(z0.dtype)
+        return radius * (2.0 * u - 1.0)
+    if norm == "l2":
+        d = random_like(z0, gen, "normal")
+        d = d / per_sample(sample_norm(d, "l2", bdim).clamp_min(1e-12), d, bdim)
+        if boundary:
+            return radius * d
+        B = z0.shape[bdim]
+        dims = z0.numel() // max(B, 1)
+        u = torch.rand(B, generator=gen, dtype=torch.float32).to(device=z0.device, dtype=z0.dtype)
+        return radius * d * per_sample(u.pow(1.0 / dims), d, bdim)
+    raise ConfigError(f"unknown norm {norm!r}; use linf or l2")
+
+
+def index_batch(t: torch.Tensor, idx: torch.Tensor, bdim: int) -> torch.Tensor:
+    return t.index_select(bdim, idx)
+
+
+def begin_run(victim) -> None:
+    """Start of an attack run: clear stateful estimators (ASSG's EMAs) so that runs are
+    independent of what was attacked before."""
+    est = getattr(victim, "estimator", None)
+    reset = getattr(est, "reset", None)
+    if callable(reset):
+        reset()
+
+
+def on_device(victim, z0: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """z0 (detached) and y on the victim's device."""
+    device = getattr(victim, "device", None)
+    if device is None:
+        return z0.detach(), y
+    return z0.detach().to(device), y.to(device)
+
+
+def misclassified(victim, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """bool [B]: the victim's (voted) prediction differs from y."""
+    return (victim.predict(z) != y).to(torch.bool)
+
+
+# ----------------------------------------------------------------------------- best-point tracking
+class BestPoints:
+    """Per sample, the best point found so far: a misclassified point first, else the one with
+    the highest attack loss. Starts from z0, which counts as found when it is already
+    misclassified (so such samples come back unchanged unless another fooling point is kept).
+
+    Also keeps, per sample, the loss trace of the run whose point is kept (the first run's
+    trace for samples whose point never changed).
+    """
+
+    def __init__(self, z0: torch.Tensor, success0: torch.Tensor, bdim: int, n_trace: Optional[int]) -> None:
+        self.bdim = bdim
+        self.z0 = z0.detach()
+        self.z = z0.detach().clone()
+        self.success = success0.detach().clone().to(torch.bool)
+        self.loss = torch.full(success0.shape, -math.inf, device=z0.device)
+        B = success0.shape[0]
+        self.trace = torch.full((n_trace, B), math.nan) if n_trace else None
+        self._trace_set = torch.zeros(B, dtype=torch.bool)
+
+    def update(self, idx: torch.Tensor, z: torch.Tensor, success: torch.Tensor, loss: torch.Tensor,
+               trace: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Offer candidates z (batch = idx) with their success [n] and loss [n]; returns the
+        bool [n] mask of candidates that were kept."""
+        success = success.to(torch.bool)
+        loss = loss.detach().to(self.loss.device)
+        old_s, old_l = self.success[idx], self.loss[idx]
+        take = (success & ~old_s) | (~success & ~old_s & (loss > old_l))
+        if take.any():
+            sel = idx[take]
+            zt = index_batch(z.detach(), take.nonzero().squeeze(1), self.bdim)
+            self.z.index_copy_(self.bdim, sel, zt)
+            self.success[sel] = success[take]
+            self.loss[sel] = loss[take]
+        if trace is not None and self.trace is not None:
+            trace = trace.detach().cpu()
+            first = ~self._trace_set[idx.cpu()]
+            put = take.cpu() | first
+            cols = idx.cpu()[put]
+            self.trace[:, cols] = trace[:, put]
+            self._trace_set[cols] = True
+        return take
+
+
+def stack_trace(losses: list[torch.Tensor], n: int) -> torch.Tensor:
+    """Stack per-step losses [B] into [n, B] on the CPU, carrying the last value forward when a
+    run stopped early (so the shape is the same for every run)."""
+    rows = [l.detach().float().cpu() for l in losses]
+    while len(rows) < n:
+        rows.append(rows[-1].clone())
+    return torch.stack(rows[:n], dim=0)
+
+
+def finish(victim, best: BestPoints, y: torch.Tensor, meta: dict,
+           trace: Optional[torch.Tensor] = None) -> AttackResult:
+    """Build the result from the kept points: project once more through ``victim.project``
+    (idempotent; guards against float drift) and score them with ``victim.predict``. For a
+    stochastic victim this is a fresh vote, so picking the luckiest of several random draws
+    does not inflate the success rate."""
+    z_adv = victim.project(best.z, best.z0).detach()
+    success = misclassified(victim, z_adv, y).cpu()
+    return AttackResult(z_adv=z_adv, success=success,
+                        loss_trace=trace if trace is not None else best.trace, meta=meta)

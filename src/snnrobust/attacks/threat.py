@@ -1,0 +1,167 @@
+"""The threat model as data: which perturbations the attacker may make.
+
+Stored with every result, so that every robust-accuracy number travels with its budget.
+
+- ``norm``: ``"linf"`` or ``"l2"`` (per-sample norm of the perturbation).
+- ``eps``: the budget, in pixel units of the [0, 1] image before encoding (the default,
+  ``perturb="pixels"``), or in units of the encoded tensor [T, B, C, H, W] when
+  ``perturb="spikes"``. Strings such as ``"8/255"`` are accepted (:func:`parse_eps`).
+- ``perturb="spikes"`` adds the perturbation to the encoded spike tensor instead of the
+  image. This is how seed 000's code attacks; it is *not* a valid threat model for an
+  input-level attacker and exists only to replicate that paper, so :meth:`ThreatModel.label`
+  shouts it in every output.
+- ``bn_mode="train"`` crafts gradients with BatchNorm layers using batch statistics (seed
+  000's code; scoring is always in eval mode). Also a labelled replication option only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import torch
+
+from ..errors import ConfigError
+
+NORMS = ("linf", "l2")
+PERTURB = ("pixels", "spikes")
+BN_MODES = ("eval", "train")
+
+_NORM_ALIASES = {"linf": "linf", "l_inf": "linf", "inf": "linf", "l-inf": "linf", "li": "linf",
+                 "l2": "l2", "l_2": "l2", "2": "l2"}
+
+
+def parse_eps(eps: Any) -> float:
+    """A budget as a float: numbers, ``"0.03"`` or fractions like ``"8/255"``.
+    Must be finite and >= 0 (one-line ConfigError otherwise)."""
+    value: float
+    if isinstance(eps, bool):
+        raise ConfigError(f"eps must be a number or a fraction like 8/255, got {eps!r}")
+    if isinstance(eps, (int, float)):
+        value = float(eps)
+    elif isinstance(eps, torch.Tensor) and eps.numel() == 1:
+        value = float(eps.item())
+    elif isinstance(eps, str):
+        text = eps.strip().replace(" ", "")
+        try:
+            if "/" in text:
+                num, den = text.split("/")
+                value = float(num) / float(den)
+            else:
+                value = float(text)
+        except (ValueError, ZeroDivisionError):
+            raise ConfigError(f"eps '{eps}' is not a number; write e.g. 8/255 or 0.031") from None
+    else:
+        raise ConfigError(f"eps must be a number or a fraction like 8/255, got {type(eps).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise ConfigError(f"eps must be finite and >= 0, got {eps!r}")
+    return value
+
+
+def format_eps(eps: float) -> str:
+    """``8/255 (0.0314)`` when eps is a whole number of 255ths, else ``0.5``."""
+    k = eps * 255
+    if eps > 0 and abs(k - round(k)) < 1e-6:
+        return f"{int(round(k))}/255 ({eps:.4f})"
+    return f"{eps:.4g}"
+
+
+@dataclass
+class ThreatModel:
+    """Who may change what, by how much. Validated on construction."""
+
+    norm: str = "linf"
+    eps: float = 8 / 255
+    perturb: str = "pixels"
+    bn_mode: str = "eval"
+
+    def __post_init__(self) -> None:
+        norm = str(self.norm).strip().lower()
+        if norm not in _NORM_ALIASES:
+            raise ConfigError(f"threat model norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
+        self.norm = _NORM_ALIASES[norm]
+        self.eps = parse_eps(self.eps)
+        if self.perturb not in PERTURB:
+            raise ConfigError(
+                f"threat model perturb must be one of {', '.join(PERTURB)} "
+                f"('spikes' only replicates seed 000), got {self.perturb!r}"
+            )
+        if self.bn_mode not in BN_MODES:
+            raise ConfigError(
+                f"threat model bn_mode must be one of {', '.join(BN_MODES)} "
+                f"('train' only replicates seed 000), got {self.bn_mode!r}"
+            )
+
+    # -- description ---------------------------------------------------------------------
+    @property
+    def replication_options(self) -> list[str]:
+        """The non-standard options in force (empty for a valid input-level threat model)."""
+        opts = []
+        if self.perturb == "spikes":
+            opts.append("perturbation on SPIKE TENSOR")
+        if self.bn_mode == "train":
+            opts.append("BN in TRAIN mode while crafting")
+        return opts
+
+    @property
+    def is_replication(self) -> bool:
+        return bool(self.replication_options)
+
+    def label(self) -> str:
+        """One line for tables and logs, e.g. ``Linf eps=8/255 (0.0314) on pixels`` or
+        ``Linf eps=6/255 (0.0235) on SPIKE TENSOR, BN in TRAIN mode (seed-000 replication)``."""
+        norm = "Linf" if self.norm == "linf" else "L2"
+        where = "SPIKE TENSOR" if self.perturb == "spikes" else "pixels"
+        text = f"{norm} eps={format_eps(self.eps)} on {where}"
+        if self.bn_mode == "train":
+            text += ", BN in TRAIN mode while crafting"
+        if self.is_replication:
+            text += " (seed-000 replication)"
+        return text
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["label"] = self.label()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: "dict | ThreatModel") -> "ThreatModel":
+        if isinstance(d, ThreatModel):
+            return d
+        if not isinstance(d, dict):
+            raise ConfigError(f"threat model must be a mapping with norm/eps/perturb/bn_mode, got {type(d).__name__}")
+        names = {f.name for f in fields(cls)}
+        unknown = set(d) - names - {"label"}
+        if unknown:
+            raise ConfigError(f"threat model: unknown key(s) {sorted(unknown)}; use {', '.join(sorted(names))}")
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+    def with_eps(self, eps: Any) -> "ThreatModel":
+        return replace(self, eps=parse_eps(eps))
+
+    # -- geometry ------------------------------------------------------------------------
+    def project(self, z: torch.Tensor, z0: torch.Tensor, bounds: tuple[float, float] = (0.0, 1.0)) -> torch.Tensor:
+        """Map ``z`` into the eps ball around ``z0`` (per sample: dim 0 is the batch for
+        pixels [B, C, H, W]; for spike tensors [T, B, ...] the batch is dim 1), then clamp
+        into ``bounds``. Clamping after the ball keeps the point inside the ball as long
+        as ``z0`` lies inside ``bounds`` (each coordinate moves towards z0), so the result
+        is always feasible (for L2 it is not the exact Euclidean projection onto the
+        intersection, which attacks do not need)."""
+        delta = (z - z0).detach()
+        if self.norm == "linf":
+            delta = delta.clamp(-self.eps, self.eps)
+        else:
+            bdim = 1 if (self.perturb == "spikes" and z.dim() >= 2) else 0
+            reduce = [d for d in range(z.dim()) if d != bdim]
+            norms = delta.pow(2).sum(dim=reduce, keepdim=True).sqrt() if reduce else delta.abs()
+            factor = torch.clamp(self.eps / (norms + 1e-12), max=1.0)
+            delta = delta * factor
+        lo, hi = bounds
+        return (z0.detach() + delta).clamp(lo, hi)
+
+    def norm_of(self, delta: torch.Tensor) -> torch.Tensor:
+        """Per-sample norm of a perturbation (same batch convention as :meth:`project`) — [B]."""
+        bdim = 1 if (self.perturb == "spikes" and delta.dim() >= 2) else 0
+        flat = delta.movedim(bdim, 0).reshape(delta.shape[bdim], -1)
+        return flat.abs().amax(1) if self.norm == "linf" else flat.norm(dim=1)

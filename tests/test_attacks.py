@@ -1,0 +1,321 @@
+"""Attacks: analytic worst case on linear models, feasibility of every attack, monotonicity in
+steps/restarts/eps, agreement with the official APGD-CE, transfer, masking labels, registry."""
+
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from snnrobust.attacks import ThreatModel, Victim
+from snnrobust.attacks.registry import ATTACKS, attack_options, get_attack, list_attacks
+from snnrobust.attacks.sapgd import eta_schedule
+from snnrobust.attacks.sweep import eps_sweep
+from snnrobust.errors import ConfigError
+from snnrobust.models import create_model
+
+K = 5          # classes of the synthetic task
+SHAPE = (1, 6, 6)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    # tiny models: thread start-up dominates on the shared 2-core machine
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def blobs(n, seed, spread=0.15):
+    """K Gaussian blobs around fixed prototypes in [0.2, 0.8]^36, clamped to [0, 1]."""
+    protos = 0.2 + 0.6 * torch.rand(K, *SHAPE, generator=torch.Generator().manual_seed(123))
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % K
+    return (protos[y] + spread * torch.randn(n, *SHAPE, generator=g)).clamp(0, 1), y
+
+
+def mlp(seed=0, hidden=32):
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Flatten(), nn.Linear(math.prod(SHAPE), hidden), nn.ReLU(), nn.Linear(hidden, K))
+
+
+def train(model, steps=150):
+    x, y = blobs(500, 1)
+    opt = torch.optim.Adam(model.parameters(), 1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return train(mlp(0))
+
+
+@pytest.fixture(scope="module")
+def data():
+    return blobs(200, 2)
+
+
+def victim(model, norm="linf", eps=0.08, **kw):
+    return Victim(model, ThreatModel(norm=norm, eps=eps), **kw)
+
+
+def run(name, v, x, y, **options):
+    return get_attack(name, **options).run(v, x, y)
+
+
+# ----------------------------------------------------------------------------- analytic worst case
+@pytest.mark.parametrize("name,options,norm", [
+    ("fgsm", {}, "linf"), ("pgd", {"steps": 20}, "linf"), ("pgd", {"steps": 20, "random_start": False}, "linf"),
+    ("fgsm", {}, "l2"),
+    # from a random start L2 PGD only approaches the optimum asymptotically; from z0 it is exact
+    ("pgd", {"steps": 20, "random_start": False}, "l2"),
+])
+def test_linear_model_reaches_analytic_worst_case(name, options, norm):
+    """Binary linear model, margin m(x) = (w_y - w_o)·x + (b_y - b_o): the worst case in the ball
+    lowers it by eps·||w_y - w_o||_1 (L-inf) or eps·||w_y - w_o||_2 (L2) — when no pixel bound
+    is active (x in [0.3, 0.7])."""
+    torch.manual_seed(1)
+    lin = nn.Linear(math.prod(SHAPE), 2)
+    with torch.no_grad():
+        lin.weight.mul_(3.0)
+    model = nn.Sequential(nn.Flatten(), lin)
+    x = 0.3 + 0.4 * torch.rand(16, *SHAPE)
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    eps = 0.05 if norm == "linf" else 0.3
+    v = victim(model, norm, eps)
+    res = run(name, v, x, y, **options)
+
+    dw = lin.weight[y] - lin.weight[1 - y]                     # [B, D]
+    db = lin.bias[y] - lin.bias[1 - y]
+    margin = lambda z: (dw * z.flatten(1)).sum(1) + db        # noqa: E731
+    p = 1 if norm == "linf" else 2
+    expected = margin(x) - eps * dw.norm(p=p, dim=1)
+    with torch.no_grad():
+        assert torch.allclose(margin(res.z_adv), expected, atol=1e-4)
+        assert torch.equal(res.success, margin(res.z_adv) < 0)
+
+
+# ----------------------------------------------------------------------------- feasibility
+def _options(name, trained_model):
+    return {"pgd": {"steps": 5, "restarts": 2}, "sapgd": {"steps": 8, "restarts": 2}, "mifgsm": {"steps": 5},
+            "apgd-ce": {"n_iter": 5}, "apgd-dlr": {"n_iter": 5}, "apgd-t": {"n_iter": 5, "n_target_classes": 2},
+            "fab-t": {"n_iter": 5, "n_target_classes": 2}, "square": {"n_queries": 30},
+            "noise": {"draws": 3}, "transfer": {"sources": [trained_model], "inner_options": {"steps": 3}},
+            }.get(name, {})
+
+
+@pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 0.8)])
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_attack_stays_in_ball_and_bounds(name, norm, eps, trained):
+    target = mlp(5)                                # untrained target: many samples already wrong
+    x, y = blobs(24, 7, spread=0.5)                # many pixels at 0 or 1: the bounds are active
+    v = victim(target, norm, eps)
+    res = run(name, v, x, y, **_options(name, trained))
+    assert res.z_adv.shape == x.shape
+    assert res.z_adv.min() >= 0 and res.z_adv.max() <= 1
+    assert (v.threat.norm_of(res.z_adv - x) <= eps + 1e-5).all()
+    assert res.success.dtype == torch.bool and res.success.shape == y.shape
+    assert torch.equal(res.success, v.predict(res.z_adv) != y)
+    # samples misclassified from the start stay misclassified (unchanged-or-better)
+    assert res.success[v.predict(x) != y].all()
+    assert res.meta["attack"] == name and res.meta["eps"] == pytest.approx(eps) and res.meta["norm"] == norm
+    json.dumps(res.meta), json.dumps(get_attack(name, **_options(name, trained)).to_dict())  # JSON-ready
+    if name in ("pgd", "mifgsm", "sapgd"):
+        steps = get_attack(name, **_options(name, trained)).config.steps
+        assert res.loss_trace.shape == (steps + 1, y.shape[0]) and torch.isfinite(res.loss_trace).all()
+
+
+def test_spike_tensor_perturbation_stays_in_code_range():
+    model = create_model("sew_resnet", layers=[1, 1], width=4, in_channels=1, image_size=12, T=2,
+                         encoder="phase", stem_pool=True, num_classes=10)
+    x = torch.rand(4, 1, 12, 12)
+    y = torch.arange(4)
+    v = Victim(model, ThreatModel(eps=0.3, perturb="spikes"))
+    z0 = v.start(x)
+    for name, opts in (("pgd", {"steps": 2}), ("sapgd", {"steps": 2}), ("noise", {"draws": 2})):
+        res = run(name, v, z0, y, **opts)
+        assert res.z_adv.shape == z0.shape
+        lo, hi = v.bounds
+        assert res.z_adv.min() >= lo and res.z_adv.max() <= hi
+        assert (v.threat.norm_of(res.z_adv - z0) <= 0.3 + 1e-6).all()
+    with pytest.raises(ConfigError, match="pixels only"):
+        run("apgd-ce", v, z0, y)
+
+
+def test_stochastic_victim_uses_eot_and_rescored_votes():
+    model = create_model("sew_resnet", layers=[1, 1], width=4, in_channels=1, image_size=12, T=2,
+                         encoder="poisson", stem_pool=True, num_classes=10)
+    x, y = torch.rand(3, 1, 12, 12), torch.arange(3)
+    v = Victim(model, ThreatModel(eps=0.1), eot=2, vote=3)
+    assert v.stochastic
+    res = run("pgd", v, x, y, steps=2)
+    assert (v.threat.norm_of(res.z_adv - x) <= 0.1 + 1e-6).all()
+    assert res.meta["victim"]["eot"] == 2 and res.meta["victim"]["vote"] == 3
+    aa = run("apgd-ce", v, x, y, n_iter=2)
+    assert aa.meta["eot_iter"] == 2
+
+
+# ----------------------------------------------------------------------------- strength and monotonicity
+def test_more_steps_and_restarts_never_raise_robust_accuracy(trained, data):
+    x, y = data
+    v = victim(trained, eps=0.08)
+    accs = [run("pgd", v, x, y, steps=s).robust_accuracy for s in (1, 5, 20)]
+    assert accs[0] >= accs[1] >= accs[2]
+    r1 = run("pgd", v, x, y, steps=5, restarts=1)
+    r3 = run("pgd", v, x, y, steps=5, restarts=3)
+    assert r3.robust_accuracy <= r1.robust_accuracy
+    assert not (r1.success & ~r3.success).any()    # restart 0 is identical, later ones only add
+    assert r3.meta["restarts_run"] >= 1
+
+
+def test_pgd_agrees_with_official_apgd_ce(trained, data):
+    x, y = data
+    v = victim(trained, eps=0.1)
+    clean = (v.predict(x) == y).float().mean().item()
+    ours = run("pgd", v, x, y, steps=50, restarts=3).robust_accuracy
+    official = run("apgd-ce", v, x, y, n_iter=100)
+    assert official.meta["implementation"].startswith("pyautoattack")
+    assert ours < clean - 0.1                       # the eps is large enough to matter
+    assert abs(ours - official.robust_accuracy) <= 0.02
+
+
+def test_sapgd_mifgsm_rfgsm_beat_noise(trained, data):
+    x, y = data
+    v = victim(trained, eps=0.1)
+    clean = (v.predict(x) == y).float().mean().item()
+    noise = run("noise", v, x, y, draws=5).robust_accuracy
+    accs = {name: run(name, v, x, y).robust_accuracy for name in ("sapgd", "mifgsm", "fgsm", "rfgsm")}
+    for name in ("sapgd", "mifgsm", "fgsm"):
+        assert accs[name] < clean - 0.3 and accs[name] < noise, name
+    # R-FGSM spends half its budget on a random step, so it is weaker than FGSM but beats noise
+    assert accs["fgsm"] <= accs["rfgsm"] < min(noise, clean)
+    assert accs["sapgd"] <= accs["fgsm"]
+    assert noise <= clean
+
+
+def test_loss_rises_along_the_pgd_path(trained, data):
+    x, y = data
+    res = run("pgd", victim(trained), x, y, steps=10, random_start=False)
+    trace = res.loss_trace
+    assert trace.shape == (11, 200)
+    assert trace[-1].mean() > trace[0].mean()
+    # the first row is the loss at z0 itself
+    assert torch.allclose(trace[0], F.cross_entropy(trained(x), y, reduction="none").detach(), atol=1e-5)
+
+
+def test_sapgd_eta_schedule_halves_at_fixed_fractions():
+    etas = eta_schedule(0.1, 10, (0.3, 0.6, 0.8))
+    assert etas == pytest.approx([0.1] * 3 + [0.05] * 3 + [0.025] * 2 + [0.0125] * 2)
+
+
+def test_eps_sweep_is_monotone(trained, data):
+    x, y = data
+    out = eps_sweep("pgd", {"steps": 10}, victim(trained), x, y, [0.0, 0.04, 0.08, 0.16])
+    assert [e for e, _ in out] == pytest.approx([0.0, 0.04, 0.08, 0.16])
+    accs = [r.robust_accuracy for _, r in out]
+    assert accs == sorted(accs, reverse=True) and accs[-1] < accs[0]
+    assert out[2][1].meta["step_size"] == pytest.approx(2.5 * 0.08 / 10)
+
+
+# ----------------------------------------------------------------------------- transfer
+def test_transfer_from_the_model_itself_equals_white_box(trained, data):
+    x, y = data
+    x, y = x[:60], y[:60]
+    v = victim(trained)
+    white = run("pgd", v, x, y, steps=10, seed=3)
+    tr = run("transfer", v, x, y, sources=[trained], inner="pgd", inner_options={"steps": 10, "seed": 3})
+    assert torch.equal(tr.z_adv, white.z_adv) and torch.equal(tr.success, white.success)
+    assert tr.meta["n_sources"] == 1 and tr.meta["per_source"][0]["class"] == "Sequential"
+
+
+def test_transfer_keeps_first_fooling_candidate(trained, data):
+    x, y = data
+    x, y = x[:60], y[:60]
+    v = victim(trained)
+    other = train(mlp(1))
+    single = run("transfer", v, x, y, sources=[other], inner_options={"steps": 10})
+    both = run("transfer", v, x, y, sources=[other, trained], inner_options={"steps": 10})
+    white = run("pgd", v, x, y, steps=10)
+    assert not (single.success & ~both.success).any()       # a second source only adds
+    assert both.robust_accuracy <= min(single.robust_accuracy, white.robust_accuracy)
+    d = get_attack("transfer", sources=[other], inner_options={"steps": 10}).to_dict()
+    assert d["name"] == "transfer" and d["inner"]["steps"] == 10 and len(d["sources"]) == 1
+
+
+# ----------------------------------------------------------------------------- masking replication
+def test_abort_grad_norm_stops_on_zero_gradients_and_says_so():
+    model = create_model("sew_resnet", layers=[1, 1], width=4, in_channels=1, image_size=12, T=2,
+                         encoder="phase", encoder_options={"backward": "zero"}, stem_pool=True, num_classes=10)
+    x, y = torch.rand(4, 1, 12, 12), torch.arange(4)
+    v = victim(model, eps=0.1)
+    res = run("pgd", v, x, y, steps=5, abort_grad_norm=1e-6)
+    assert res.meta["aborted"] is True and res.meta["abort_step"] == 0
+    assert res.meta["abort_grad_norm_value"] == 0.0 and "seed-000" in res.meta["abort_rule"]
+    assert res.loss_trace.shape == (6, 4)                      # carried forward
+    assert (v.threat.norm_of(res.z_adv - x) <= 0.1 + 1e-6).all()
+    full = run("pgd", v, x, y, steps=5)                        # without the rule: runs, reports masking
+    assert full.meta["aborted"] is False and full.meta["zero_grad_fraction"] == 1.0
+
+
+def test_autoattack_reports_zero_gradient_warning_and_keeps_global_rng():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(SHAPE), K))
+    masked = nn.Sequential(_Round(), model)
+    x, y = blobs(10, 3)
+    torch.manual_seed(42)
+    expected = torch.rand(3)
+    torch.manual_seed(42)
+    res = run("apgd-t", victim(masked), x, y, n_iter=3, n_target_classes=1)
+    assert torch.equal(torch.rand(3), expected)                # pyautoattack's reseeding is contained
+    assert any("zero gradient" in w for w in res.meta["warnings"])
+
+
+class _Round(nn.Module):
+    """Quantises pixels to {0, 1}: the gradient is exactly zero everywhere (masked model)."""
+
+    def forward(self, x):
+        return torch.round(x)
+
+
+# ----------------------------------------------------------------------------- registry and configs
+def test_registry_lists_every_attack_with_a_description():
+    names = list_attacks()
+    assert set(names) == {"fgsm", "rfgsm", "pgd", "mifgsm", "sapgd", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t",
+                          "square", "noise", "transfer"}
+    assert all(isinstance(d, str) and d and "\n" not in d for d in names.values())
+    assert "steps" in attack_options("pgd")
+    d = get_attack("PGD", steps=7, step_size=0.01).to_dict()
+    assert d == {"name": "pgd", "steps": 7, "step_size": 0.01, "random_start": True, "restarts": 1, "loss": "ce",
+                 "abort_grad_norm": None, "seed": 0}
+
+
+@pytest.mark.parametrize("name,options,match", [
+    ("nope", {}, "unknown attack 'nope'"),
+    ("pgd", {"stepz": 3}, "no option 'stepz'"),
+    ("pgd", {"steps": 0}, "steps"),
+    ("pgd", {"loss": "hinge"}, "loss"),
+    ("pgd", {"random_start": "yes"}, "random_start"),
+    ("sapgd", {"decay_at": [1.5]}, "decay_at"),
+    ("square", {"loss": "xent"}, "loss"),
+    ("transfer", {}, "sources"),
+    ("transfer", {"sources": [nn.Linear(2, 2)], "inner": "transfer"}, "transfer"),
+    ("transfer", {"sources": [nn.Linear(2, 2)], "inner_options": {"bad": 1}}, "bad"),
+])
+def test_bad_options_give_one_line_config_errors(name, options, match):
+    with pytest.raises(ConfigError, match=match) as err:
+        get_attack(name, **options)
+    assert "\n" not in str(err.value)
+
+
+def test_apgd_t_needs_four_classes():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(SHAPE), 2))
+    x, y = blobs(4, 3)
+    with pytest.raises(ConfigError, match="4 classes"):
+        run("apgd-t", victim(model), x, y % 2)

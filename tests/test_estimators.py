@@ -1,0 +1,238 @@
+"""Gradient estimators: exact forward, backward equal to each estimator's formula on one
+spiking layer (computed by hand here), spec parsing and restoration of the model."""
+
+import math
+
+import pytest
+import torch
+
+from snnrobust.attacks import ESTIMATORS, get_estimator
+from snnrobust.attacks.estimators import ASSG
+from snnrobust.errors import ConfigError
+from snnrobust.spiking import IFNode, LIFNode, Surrogate, record_membranes
+
+T, B, N = 5, 3, 7
+ALL_SPECS = ["bptt", "bptt:triangle:0.5", "bptt:rectangle:1:0.3", "ste", "bptr", "rga", "rga:0.3:1.5:0.6",
+             "hart", "hart:0.4", "pdsg", "assg", "assg:0.45:2"]
+
+
+def inputs(seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(T, B, N, generator=g) * 0.7 + 0.45
+    grad_out = torch.randn(T, B, N, generator=g)
+    return x, grad_out
+
+
+def neuron_configs():
+    return {
+        "if-hard-detached": lambda: IFNode(detach_reset=True),
+        "if-soft": lambda: IFNode(reset="soft"),
+        "lif-hard-vreset": lambda: LIFNode(leak=0.8, reset="hard", v_reset=-0.2, threshold=0.9),
+        "lif-soft-detached": lambda: LIFNode(leak=0.7, reset="soft", detach_reset=True),
+    }
+
+
+def layer_grad(neuron, spec, x, grad_out):
+    """dL/dx for L = sum(grad_out * spikes) with the estimator applied to one layer."""
+    est = get_estimator(spec)
+    xx = x.clone().requires_grad_(True)
+    with est.applied(neuron):
+        neuron.reset_state()
+        s = neuron(xx)
+    (g,) = torch.autograd.grad((s * grad_out).sum(), xx)
+    return s.detach(), g
+
+
+def simulate(x, leak=1.0, th=1.0):
+    """Reference dynamics, hard reset to 0: u_t = leak v_{t-1} + x_t, s_t = [u_t >= th],
+    v_t = u_t (1 - s_t). Returns (u, s), [T, ...] each."""
+    v = torch.zeros_like(x[0])
+    us, ss = [], []
+    for xt in x:
+        u = leak * v + xt
+        s = (u >= th).to(x.dtype)
+        v = u * (1 - s)
+        us.append(u)
+        ss.append(s)
+    return torch.stack(us), torch.stack(ss)
+
+
+def bptt_reference(u, s, grad_out, hprime, leak=1.0):
+    """BPTT by hand for hard reset with detached reset:
+    dL/dx_k = sum_{t>=k} g_t h'_t prod_{j=k}^{t-1} leak (1 - s_j)."""
+    grad = torch.zeros_like(u)
+    for k in range(u.shape[0]):
+        carry = torch.ones_like(u[0])
+        acc = torch.zeros_like(u[0])
+        for t in range(k, u.shape[0]):
+            acc = acc + grad_out[t] * hprime[t] * carry
+            carry = carry * leak * (1 - s[t])
+        grad[k] = acc
+    return grad
+
+
+# -- forward -----------------------------------------------------------------------------
+@pytest.mark.parametrize("spec", ALL_SPECS)
+@pytest.mark.parametrize("config", list(neuron_configs()))
+def test_forward_spikes_and_state_equal_plain_neuron(spec, config):
+    make = neuron_configs()[config]
+    x, g = inputs(1)
+    plain, est_neuron = make(), make()
+    with record_membranes(plain):
+        ref = plain(x)
+    s, _ = layer_grad(est_neuron, spec, x, g)
+    assert torch.equal(s, ref)
+    assert ref.sum() > 0 and ref.sum() < ref.numel()  # the test input both fires and stays silent
+    # after the forward the membrane state is the same too
+    assert torch.allclose(est_neuron.v.detach(), plain.v.detach(), atol=1e-6)
+    with record_membranes(est_neuron):
+        est = get_estimator(spec)
+        with est.applied(est_neuron):
+            est_neuron.reset_state()
+            est_neuron(x)
+    assert torch.allclose(est_neuron.membrane.detach(), plain.membrane.detach(), atol=1e-6)
+
+
+# -- backward = formula -----------------------------------------------------------------
+@pytest.mark.parametrize("leak", [1.0, 0.8])
+@pytest.mark.parametrize("spec,hprime", [
+    ("bptt", lambda d: (2 / 2) / (1 + (math.pi * 2 * d / 2) ** 2)),       # the model's own atan:2
+    ("bptt:triangle:0.5", lambda d: torch.clamp(1 - d.abs() / 0.5, min=0) / 0.5),
+    ("bptt:rectangle:1:0.3", lambda d: 0.3 * (d.abs() < 0.5).float() / 1.0),
+    ("ste", lambda d: torch.ones_like(d)),
+])
+def test_bptt_surrogates_match_hand_bptt(spec, hprime, leak):
+    x, g = inputs(2)
+    neuron = LIFNode(leak=leak, reset="hard", detach_reset=True, surrogate="atan:2")
+    _, grad = layer_grad(neuron, spec, x, g)
+    u, s = simulate(x, leak)
+    assert torch.allclose(grad, bptt_reference(u, s, g, hprime(u - 1.0), leak), atol=1e-5)
+    assert neuron.surrogate == Surrogate("atan", 2.0)  # restored
+
+
+def test_bptr_is_incoming_gradient_times_rate_mask():
+    x, g = inputs(3)
+    neuron = IFNode(detach_reset=True)
+    s, grad = layer_grad(neuron, "bptr", x, g)
+    mask = (s.mean(0) > 0).float()
+    assert 0 < mask.mean() < 1
+    assert torch.allclose(grad, g * mask)
+
+
+@pytest.mark.parametrize("leak,spec,gamma,beta,tau", [
+    (0.7, "rga", 0.2, 2.0, 0.7),          # tau = the neuron's leak factor
+    (1.0, "rga", 0.2, 2.0, 1.0),          # IF: no sub-threshold band, slope 1/(2 theta)
+    (0.9, "rga:0.3:1.5:0.5", 0.3, 1.5, 0.5),
+])
+def test_rga_is_rate_derivative_of_mean_input(leak, spec, gamma, beta, tau):
+    torch.manual_seed(0)
+    # x_bar covering every region: < 0, [0, (1-tau)th], ((1-tau)th, beta th], > beta th
+    xbar = torch.tensor([-0.3, 0.0, 0.1, 0.25, 0.6, 1.0, 1.4, 2.4, 3.0]).repeat(B, 1)
+    x = xbar + 0.2 * torch.randn(T, *xbar.shape)
+    x = x - x.mean(0) + xbar
+    g = torch.randn_like(x)
+    neuron = LIFNode(leak=leak, reset="hard", detach_reset=True)
+    _, grad = layer_grad(neuron, spec, x, g)
+    lo, hi = (1 - tau) * 1.0, beta * 1.0
+    slope = (1 - gamma * (1 - tau)) / ((beta - 1 + tau) * 1.0)
+    xb = x.mean(0)
+    fprime = torch.zeros_like(xb)
+    for i, v in enumerate(xb.flatten().tolist()):
+        if lo < v <= hi:
+            fprime.view(-1)[i] = slope
+        elif 0 <= v <= lo:
+            fprime.view(-1)[i] = gamma
+    expected = (fprime * g.mean(0)).expand_as(g)
+    assert torch.allclose(grad, expected, atol=1e-6)
+    assert (fprime == slope).any() and (fprime == 0).any()
+
+
+@pytest.mark.parametrize("gamma", [1.0, 0.4])
+def test_hart_time_averaged_gradient_detached_membrane_triangle(gamma):
+    x, g = inputs(4)
+    neuron = LIFNode(leak=0.9, reset="hard", detach_reset=True)
+    _, grad = layer_grad(neuron, f"hart:{gamma}", x, g)
+    u, _ = simulate(x, 0.9)
+    tri = torch.clamp(1 - (u - 1).abs() / gamma, min=0) / gamma
+    assert torch.allclose(grad, g.mean(0, keepdim=True) * tri, atol=1e-6)
+
+
+def test_pdsg_gaussian_with_membrane_std():
+    x, g = inputs(5)
+    neuron = IFNode(detach_reset=True)
+    _, grad = layer_grad(neuron, "pdsg", x, g)
+    u, s = simulate(x)
+    sigma = u.transpose(0, 1).reshape(B, -1).std(dim=1, unbiased=False).view(1, B, 1)
+    hp = torch.exp(-((u - 1) ** 2) / (2 * sigma**2)) / (math.sqrt(2 * math.pi) * sigma)
+    assert torch.allclose(grad, bptt_reference(u, s, g, hp), atol=1e-5)
+
+
+def test_assg_adaptive_sharpness_over_iterations_and_reset():
+    x1, g = inputs(6)
+    x2 = x1 + 0.3 * torch.randn_like(x1)
+    A, r, b = 0.4, 1.0, 0.9
+    a = 2 * math.tan(math.pi * A / 2) / math.pi
+    est = ASSG(A, r)
+    neuron = IFNode(detach_reset=True)
+
+    def grad_with(x):
+        _, gr = layer_grad(neuron, est, x, g)
+        return gr
+
+    def atan(d, alpha):
+        return (alpha / 2) / (1 + (math.pi * alpha * d / 2) ** 2)
+
+    # first iteration: M = |u - th|, D = 0
+    u1, s1 = simulate(x1)
+    M = (u1 - 1).abs()
+    D = torch.zeros_like(M)
+    assert torch.allclose(grad_with(x1), bptt_reference(u1, s1, g, atan(u1 - 1, a / (M + r * D + 1e-4))), atol=1e-5)
+    # second iteration: EMAs with beta = 0.9
+    u2, s2 = simulate(x2)
+    d2 = (u2 - 1).abs()
+    M = b * M + (1 - b) * d2
+    D = b * D + (1 - b) * (d2 - M).abs()
+    assert torch.allclose(grad_with(x2), bptt_reference(u2, s2, g, atan(u2 - 1, a / (M + r * D + 1e-4))), atol=1e-5)
+    assert torch.allclose(est.state(neuron)[0], M) and torch.allclose(est.state(neuron)[1], D)
+    # reset(): the next pass starts the averages afresh
+    est.reset()
+    assert est.state(neuron) is None
+    M2 = d2
+    assert torch.allclose(grad_with(x2), bptt_reference(u2, s2, g, atan(u2 - 1, a / (M2 + 1e-4))), atol=1e-5)
+
+
+# -- restoration and parsing -------------------------------------------------------------
+@pytest.mark.parametrize("spec", ALL_SPECS)
+def test_applied_restores_surrogate_and_estimator_even_on_error(spec):
+    neurons = torch.nn.Sequential(IFNode(surrogate="sigmoid:3"), LIFNode(surrogate="triangle:1:0.3"))
+    before = [(n.surrogate, n.estimator) for n in neurons]
+    est = get_estimator(spec)
+    with est.applied(neurons):
+        changed = [(n.surrogate, n.estimator) for n in neurons]
+    assert [(n.surrogate, n.estimator) for n in neurons] == before
+    if spec != "bptt":
+        assert changed != before
+    with pytest.raises(RuntimeError):
+        with est.applied(neurons):
+            raise RuntimeError("boom")
+    assert [(n.surrogate, n.estimator) for n in neurons] == before
+
+
+def test_spec_round_trip_and_labels():
+    for spec in ALL_SPECS:
+        est = get_estimator(spec)
+        assert get_estimator(est.to_dict()) == est
+        assert get_estimator(est.spec()) == est
+        assert est.label()
+    assert get_estimator(None).label() == "BPTT[model surrogate]"
+    assert get_estimator("bptt:triangle:0.5").label() == "BPTT[triangle:0.5]"
+    assert get_estimator("hart:1.0").label() == "HART[γ=1.0]"
+    assert set(ESTIMATORS) == {"bptt", "ste", "bptr", "rga", "hart", "pdsg", "assg"}
+
+
+@pytest.mark.parametrize("bad", ["nope", "hart:x", "hart:-1", "assg:1.5", "rga:0.2:2:1.5", "bptt:nosuch:1",
+                                 "hart:1:2", {"name": "hart", "width": 2}, 42])
+def test_bad_specs_give_one_line_config_error(bad):
+    with pytest.raises(ConfigError) as e:
+        get_estimator(bad)
+    assert "\n" not in str(e.value)

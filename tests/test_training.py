@@ -1,0 +1,153 @@
+"""Training: checkpoint round trip, exact resume, and one-line errors for bad input."""
+
+import os
+
+import pytest
+import torch
+
+from snnrobust.cli.main import main
+from snnrobust.errors import CheckpointError, ConfigError
+from snnrobust.training import TrainConfig, load_checkpoint, read_checkpoint, train
+
+TINY = {"name": "sew_resnet", "layers": [1, 1], "width": 4, "T": 2, "encoder": "phase", "stem_pool": True}
+
+
+def cfg(tmp_path, **kw):
+    base = dict(model=dict(TINY), dataset="mnist5k", epochs=2, batch_size=50, max_train_samples=200,
+                eval_batch_size=500, out=str(tmp_path / "run"), seed=3)
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_checkpoint_round_trip(tmp_path):
+    res = train(cfg(tmp_path, epochs=1), progress=False)
+    model, ckpt = load_checkpoint(res.checkpoint)
+    assert ckpt["epoch"] == 1 and ckpt["data"]["dataset"] == "mnist5k"
+    assert ckpt["data"]["info"]["split"]["n_test"] == 1000
+    for k, v in res.model.state_dict().items():
+        assert torch.equal(v, model.state_dict()[k])
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.equal(model(x), res.model.eval()(x))
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    full = train(cfg(tmp_path, out=str(tmp_path / "full")), progress=False)
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(epoch, metrics):
+        raise Interrupt
+
+    part = cfg(tmp_path, out=str(tmp_path / "part"))
+    with pytest.raises(Interrupt):
+        train(part, progress=False, on_epoch_end=stop)
+    assert read_checkpoint(tmp_path / "part" / "checkpoint.pt")["epoch"] == 1
+    resumed = train(part, resume=True, progress=False)
+    for k, v in full.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+    assert [m["test_accuracy"] for m in full.metrics] == [m["test_accuracy"] for m in resumed.metrics]
+
+
+def test_existing_run_is_not_overwritten(tmp_path):
+    c = cfg(tmp_path, epochs=1)
+    train(c, progress=False)
+    before = (tmp_path / "run" / "checkpoint.pt").read_bytes()
+    with pytest.raises(ConfigError, match="--resume"):
+        train(c, progress=False)
+    with pytest.raises(CheckpointError, match="lr"):
+        train(cfg(tmp_path, epochs=1, lr=0.5), resume=True, progress=False)
+    assert (tmp_path / "run" / "checkpoint.pt").read_bytes() == before
+
+
+@pytest.mark.parametrize("content", [b"", b"garbage" * 10, None])
+def test_corrupt_truncated_foreign_checkpoints(tmp_path, content):
+    p = tmp_path / "bad.pt"
+    if content is None:  # foreign: a valid torch file that is not ours
+        torch.save({"state_dict": {"w": torch.zeros(2)}}, p)
+    else:
+        p.write_bytes(content)
+    before = p.read_bytes()
+    with pytest.raises(CheckpointError):
+        load_checkpoint(p)
+    assert p.read_bytes() == before
+
+
+def test_truncated_real_checkpoint_and_code_execution(tmp_path):
+    res = train(cfg(tmp_path, epochs=1), progress=False)
+    data = res.checkpoint.read_bytes()
+    t = tmp_path / "trunc.pt"
+    t.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(t)
+    # a checkpoint that would run code when unpickled is refused, and the code does not run
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "snnrobust-checkpoint", "version": 1, "x": Evil()}, evil)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(evil)
+    assert not marker.exists()
+
+
+def test_model_that_does_not_fit_dataset(tmp_path):
+    with pytest.raises(ConfigError, match="in_channels"):
+        train(cfg(tmp_path, model=dict(TINY, in_channels=3)), progress=False)
+    with pytest.raises(ConfigError, match="num_classes"):
+        train(cfg(tmp_path, model=dict(TINY, num_classes=100)), progress=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_weights_that_do_not_fit_config(tmp_path):
+    res = train(cfg(tmp_path, epochs=1), progress=False)
+    ckpt = read_checkpoint(res.checkpoint)
+    ckpt["model_config"]["width"] = 8
+    bad = tmp_path / "mismatch.pt"
+    torch.save(ckpt, bad)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_checkpoint(bad)
+
+
+@pytest.mark.parametrize("bad", [
+    {"epochs": 0}, {"lr": -1.0}, {"optimizer": "rmsprop"}, {"schedule": "linear"}, {"batch_size": 2.5},
+    {"momentum": 1.5}, {"device": "tpu"}, {"model": {"width": 4}},
+])
+def test_out_of_range_config_values(tmp_path, bad):
+    with pytest.raises(ConfigError):
+        cfg(tmp_path, **bad)
+
+
+def test_unknown_config_key_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="unknown config key"):
+        TrainConfig.from_dict({"epochz": 3})
+    y = tmp_path / "c.yaml"
+    y.write_text("epochs: [1, 2\n")
+    with pytest.raises(ConfigError, match="YAML"):
+        TrainConfig.from_yaml(y)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["eval", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err
+    y = tmp_path / "c.yaml"
+    y.write_text("epochz: 3\n")
+    assert main(["train", "--config", str(y), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "unknown config key" in err and "\n" not in err
+    assert main(["train", "-m", "width", "--out", str(tmp_path / "o")]) == 2
+
+
+def test_cli_train_and_eval(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert main(["train", "--model", "sew_resnet", "-m", "layers=[1,1]", "-m", "width=4", "-m", "T=2",
+                 "--epochs", "1", "--max-train-samples", "100", "--out", str(out), "--quiet"]) == 0
+    assert main(["eval", str(out / "checkpoint.pt")]) == 0
+    text = capsys.readouterr().out
+    assert "clean accuracy" in text and "spike rate per layer" in text
