@@ -1,0 +1,371 @@
+"""Gradient-masking diagnostics (Athalye et al. 2018; Carlini et al. 2019), run with every
+``reliable`` evaluation. Each check returns PASS, WARN or SKIP with its numbers and a
+one-line summary:
+
+(a) ``eps-to-zero``            accuracy falls to about 0 as eps grows (PGD up to a large eps);
+(b) ``iterative-beats-single``  PGD robust accuracy <= FGSM robust accuracy;
+(c) ``more-budget-helps``      more steps or restarts never raise robust accuracy (nor does
+                               plain PGD beat the whole suite);
+(d) ``damage-order``           white-box damage >= transfer damage >= random-noise damage, and
+                               black-box attacks break (almost) nothing the gradient attacks missed;
+(e) ``input-gradients``        fraction of exactly-zero input gradients and the distribution of
+                               their norms, per gradient estimator;
+(f) ``loss-rises``             the attack loss rises along the attack path.
+
+All checks run on the first ``budget.diag_n`` samples of the evaluation set (the same samples
+for every check, so comparisons are paired), attacking with the gradient estimator that broke
+the most samples in the evaluation (the one its number rests on; the model's own surrogate when
+only one was used). The attacks they need are run through a :class:`DiagnosticRunner`, which
+:mod:`snnrobust.attacks.evaluate` provides.
+
+Tolerances (documented constants below): paired comparisons of two robust accuracies on the
+same n samples allow ``tolerance(n) = max(TOL_ABS, TOL_SAMPLES / n)`` — a point or two samples
+of run-to-run noise, whichever is larger; the large-eps check uses the Wilson interval, so that
+a handful of samples cannot raise a WARN by chance and a clear residual accuracy always does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Protocol
+
+import torch
+
+from .metrics import Rate
+
+# ----------------------------------------------------------------------------- tolerances
+#: Paired robust-accuracy comparisons may differ by this much (absolute) without a WARN ...
+TOL_ABS = 0.01
+#: ... or by this many samples, whichever is larger (small diagnostic sets are noisy).
+TOL_SAMPLES = 2
+#: (a) WARN when the Wilson 95 % lower bound of accuracy at the largest eps exceeds this.
+MAX_ACC_AT_LARGE_EPS = 0.05
+#: (a) the largest eps of the sweep, as a fraction of the input range (L-inf); L2 scales it by sqrt(d).
+LARGE_EPS_FRACTION = 0.5
+#: (a) number of eps values in the sweep (geometric from the evaluation's eps to the large eps).
+SWEEP_POINTS = 4
+#: (e) WARN when more than this fraction of samples have an all-zero input gradient ...
+MAX_ZERO_GRADIENT_SAMPLES = 0.5
+#: ... or when the median per-sample L2 norm of the input gradient is below this.
+TINY_GRADIENT_NORM = 1e-6
+#: (e) the loss whose input gradient is measured: the CW margin does not saturate like CE,
+#: so a zero here is a property of the model's gradients, not of a confident softmax.
+GRADIENT_LOSS = "cw"
+#: (f) WARN when fewer than this fraction of attacked samples end the attack with a higher loss.
+MIN_RISING_FRACTION = 0.5
+
+STATUSES = ("PASS", "WARN", "SKIP")
+
+
+def tolerance(n: int) -> float:
+    """Allowed difference between two paired robust accuracies on n samples."""
+    return max(TOL_ABS, TOL_SAMPLES / max(n, 1))
+
+
+# ----------------------------------------------------------------------------- result type
+@dataclass
+class DiagnosticResult:
+    name: str
+    status: str            # PASS | WARN | SKIP
+    summary: str           # one line
+    numbers: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"diagnostic status must be one of {STATUSES}, got {self.status!r}")
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "status": self.status, "summary": self.summary, "numbers": self.numbers}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DiagnosticResult":
+        return cls(d["name"], d["status"], d["summary"], dict(d.get("numbers") or {}))
+
+    def line(self) -> str:
+        return f"{self.status:<4}  {self.name:<24} {self.summary}"
+
+
+# ----------------------------------------------------------------------------- runner protocol
+@dataclass
+class AttackRun:
+    """A standalone attack on the diagnostic samples.
+
+    robust: bool [n] — still correct after the attack (False for clean mistakes);
+    loss_start / loss_end: float [n] or None — attack loss at the first and last iterate
+    (NaN for samples not attacked)."""
+
+    robust: torch.Tensor
+    loss_start: Optional[torch.Tensor] = None
+    loss_end: Optional[torch.Tensor] = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def rate(self) -> Rate:
+        return Rate(int(self.robust.sum().item()), self.robust.numel())
+
+
+class DiagnosticRunner(Protocol):
+    """What the checks need from the evaluator (implemented in evaluate.py)."""
+
+    n: int
+    threat: object                         # ThreatModel of the evaluation
+    bounds: tuple[float, float]            # valid range of z
+    z_dims: int                            # entries per sample of z
+    clean_correct: torch.Tensor            # bool [n]
+    estimators: list[str]                  # the suite's estimators; [0] = the one the checks attack with
+    steps: int                             # diag_steps
+    more_steps: int                        # diag_more_steps
+    restarts: int                          # diag_restarts
+    noise_draws: int
+    has_transfer: bool
+    main_whitebox_robust: Optional[torch.Tensor]   # bool [n]: after the suite's gradient attacks
+    main_robust: Optional[torch.Tensor]            # bool [n]: after the whole suite
+    main_blackbox_only: Optional[dict]             # attack id -> samples only it broke
+    main_traces: list                              # [(attack id, loss_start [m], loss_end [m])]
+
+    def attack(self, name: str, options: dict, eps: Optional[float] = None) -> AttackRun: ...
+
+    def transfer(self) -> Optional[AttackRun]: ...
+
+    def gradients(self, estimator: str, loss: str) -> torch.Tensor: ...
+
+
+def _pct(x: float) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.1f}%"
+
+
+# ----------------------------------------------------------------------------- (a)
+def large_eps(runner: DiagnosticRunner) -> float:
+    lo, hi = runner.bounds
+    big = LARGE_EPS_FRACTION * (hi - lo)
+    if runner.threat.norm == "l2":
+        big *= math.sqrt(runner.z_dims)
+    return big
+
+
+def eps_grid(eps: float, big: float, points: int = SWEEP_POINTS) -> list[float]:
+    """Geometric grid from eps to big (just [eps] when eps >= big or eps == 0)."""
+    if eps <= 0:
+        eps = big / 64
+    if eps >= big:
+        return [eps]
+    return [eps * (big / eps) ** (i / (points - 1)) for i in range(points)]
+
+
+def check_eps_to_zero(r: DiagnosticRunner) -> DiagnosticResult:
+    grid = eps_grid(float(r.threat.eps), large_eps(r))
+    rates = [r.attack("pgd", {"steps": r.steps, "random_start": True}, eps=e).rate for e in grid]
+    last = rates[-1]
+    tol = tolerance(r.n)
+    rises = [(grid[i], grid[i + 1]) for i in range(len(grid) - 1) if rates[i + 1].value > rates[i].value + tol]
+    numbers = {"eps": grid, "robust_accuracy": [x.to_dict() for x in rates], "steps": r.steps,
+               "threshold": MAX_ACC_AT_LARGE_EPS, "tolerance": tol}
+    curve = ", ".join(f"{e:.3g}: {_pct(x.value)}" for e, x in zip(grid, rates))
+    if last.ci_low > MAX_ACC_AT_LARGE_EPS:
+        return DiagnosticResult("eps-to-zero", "WARN", f"PGD leaves {last.percent()} accuracy at eps={grid[-1]:.3g} "
+                                f"(should be ~0): attacks are failing, not the model robust ({curve})", numbers)
+    if rises:
+        return DiagnosticResult("eps-to-zero", "WARN", f"accuracy rises with eps ({curve}): the attack is "
+                                "unreliable", numbers)
+    return DiagnosticResult("eps-to-zero", "PASS", f"accuracy falls to {_pct(last.value)} at eps={grid[-1]:.3g} "
+                            f"({curve})", numbers)
+
+
+# ----------------------------------------------------------------------------- (b)
+def check_iterative_beats_single(r: DiagnosticRunner) -> DiagnosticResult:
+    fgsm = r.attack("fgsm", {})
+    pgd = r.attack("pgd", {"steps": r.steps, "random_start": True})
+    tol = tolerance(r.n)
+    only_fgsm = int((~fgsm.robust & pgd.robust).sum().item())
+    numbers = {"fgsm": fgsm.rate.to_dict(), "pgd": pgd.rate.to_dict(), "pgd_steps": r.steps, "tolerance": tol,
+               "broken_by_fgsm_not_pgd": only_fgsm}
+    diff = pgd.rate.value - fgsm.rate.value
+    text = f"PGD-{r.steps} {_pct(pgd.rate.value)} vs FGSM {_pct(fgsm.rate.value)} robust accuracy"
+    if diff > tol:
+        return DiagnosticResult("iterative-beats-single", "WARN", text + f": the single step wins by {_pct(diff)} "
+                                f"({only_fgsm} samples broken by FGSM only) — a sign of masked gradients", numbers)
+    return DiagnosticResult("iterative-beats-single", "PASS", text, numbers)
+
+
+# ----------------------------------------------------------------------------- (c)
+def check_more_budget_helps(r: DiagnosticRunner) -> DiagnosticResult:
+    base = r.attack("pgd", {"steps": r.steps, "random_start": True})
+    more = r.attack("pgd", {"steps": r.more_steps, "random_start": True})
+    rest = r.attack("pgd", {"steps": r.steps, "random_start": True, "restarts": r.restarts})
+    tol = tolerance(r.n)
+    numbers = {"pgd": {"steps": r.steps, "restarts": 1, "robust_accuracy": base.rate.to_dict()},
+               "more_steps": {"steps": r.more_steps, "restarts": 1, "robust_accuracy": more.rate.to_dict()},
+               "more_restarts": {"steps": r.steps, "restarts": r.restarts, "robust_accuracy": rest.rate.to_dict()},
+               "tolerance": tol}
+    problems = []
+    if more.rate.value > base.rate.value + tol:
+        problems.append(f"{r.more_steps} steps give {_pct(more.rate.value)} > {_pct(base.rate.value)} with {r.steps}")
+    if rest.rate.value > base.rate.value + tol:
+        problems.append(f"{r.restarts} restarts give {_pct(rest.rate.value)} > {_pct(base.rate.value)} with 1")
+    if r.main_robust is not None:
+        suite = Rate(int(r.main_robust.sum().item()), r.main_robust.numel())
+        numbers["suite_worst_case"] = suite.to_dict()
+        best_pgd = min(base.rate.value, more.rate.value, rest.rate.value)
+        if suite.value > best_pgd + tol:
+            problems.append(f"the whole suite leaves {_pct(suite.value)} but plain PGD only {_pct(best_pgd)}")
+    text = (f"PGD {r.steps} steps {_pct(base.rate.value)}, {r.more_steps} steps {_pct(more.rate.value)}, "
+            f"{r.restarts} restarts {_pct(rest.rate.value)}")
+    if problems:
+        return DiagnosticResult("more-budget-helps", "WARN", "; ".join(problems) + " — the attack is not converging "
+                                "or is misled by the gradients", numbers)
+    return DiagnosticResult("more-budget-helps", "PASS", text, numbers)
+
+
+# ----------------------------------------------------------------------------- (d)
+def check_damage_order(r: DiagnosticRunner) -> DiagnosticResult:
+    tol = tolerance(r.n)
+    pgd = r.attack("pgd", {"steps": r.more_steps, "random_start": True})
+    wb = pgd.robust.clone()
+    if r.main_whitebox_robust is not None:
+        wb &= r.main_whitebox_robust
+    wb_rate = Rate(int(wb.sum().item()), wb.numel())
+    noise = r.attack("noise", {"draws": r.noise_draws})
+    tr = r.transfer()
+    clean = Rate(int(r.clean_correct.sum().item()), r.clean_correct.numel())
+    numbers: dict = {"clean": clean.to_dict(), "white_box": wb_rate.to_dict(), "noise": noise.rate.to_dict(),
+                     "noise_draws": r.noise_draws, "tolerance": tol,
+                     "damage": {"white_box": clean.value - wb_rate.value, "noise": clean.value - noise.rate.value}}
+    problems = []
+    if tr is not None:
+        numbers["transfer"] = tr.rate.to_dict()
+        numbers["damage"]["transfer"] = clean.value - tr.rate.value
+        if wb_rate.value > tr.rate.value + tol:
+            problems.append(f"transfer does more damage than white-box ({_pct(tr.rate.value)} vs {_pct(wb_rate.value)} "
+                            "robust)")
+        if tr.rate.value > noise.rate.value + tol:
+            problems.append(f"transfer does less damage than random noise ({_pct(tr.rate.value)} vs "
+                            f"{_pct(noise.rate.value)} robust)")
+    else:
+        numbers["transfer"] = "SKIP: no transfer sources given"
+    if wb_rate.value > noise.rate.value + tol:
+        problems.append(f"random noise does more damage than white-box ({_pct(noise.rate.value)} vs "
+                        f"{_pct(wb_rate.value)} robust)")
+    if r.main_blackbox_only:
+        numbers["broken_only_by_black_box"] = dict(r.main_blackbox_only)
+        total = sum(r.main_blackbox_only.values())
+        if total / max(r.n, 1) > tol:
+            problems.append(f"black-box attacks broke {total} samples every gradient attack missed "
+                            f"({', '.join(f'{k}: {v}' for k, v in r.main_blackbox_only.items() if v)})")
+    tr_text = f"transfer {_pct(tr.rate.value)}" if tr is not None else "transfer skipped (no sources)"
+    text = f"robust accuracy: white-box {_pct(wb_rate.value)}, {tr_text}, noise {_pct(noise.rate.value)}"
+    if problems:
+        return DiagnosticResult("damage-order", "WARN", "; ".join(problems) + " — white-box gradients are "
+                                "misleading", numbers)
+    return DiagnosticResult("damage-order", "PASS", text, numbers)
+
+
+# ----------------------------------------------------------------------------- (e)
+def gradient_stats(g: torch.Tensor) -> dict:
+    """Statistics of input gradients g [n, ...] (batch first): exact zeros and per-sample L2 norms."""
+    flat = g.detach().reshape(g.shape[0], -1).double()
+    norms = flat.norm(dim=1)
+    zero_entries = float((flat == 0).double().mean().item()) if flat.numel() else float("nan")
+    qs = [5, 25, 50, 75, 95]
+    pct = torch.quantile(norms, torch.tensor([q / 100 for q in qs], dtype=torch.float64)).tolist() if norms.numel() \
+        else [float("nan")] * len(qs)
+    return {"zero_entry_fraction": zero_entries,
+            "all_zero_sample_fraction": float((norms == 0).double().mean().item()) if norms.numel() else float("nan"),
+            "tiny_norm_fraction": float((norms < TINY_GRADIENT_NORM).double().mean().item()) if norms.numel()
+            else float("nan"),
+            "l2_norm_percentiles": {f"p{q}": v for q, v in zip(qs, pct)}}
+
+
+def _masked(stats: dict) -> bool:
+    return (stats["all_zero_sample_fraction"] > MAX_ZERO_GRADIENT_SAMPLES
+            or stats["l2_norm_percentiles"]["p50"] < TINY_GRADIENT_NORM)
+
+
+def check_input_gradients(r: DiagnosticRunner) -> DiagnosticResult:
+    per: dict = {}
+    for est in r.estimators:
+        per[est] = gradient_stats(r.gradients(est, GRADIENT_LOSS))
+    numbers = {"loss": GRADIENT_LOSS, "per_estimator": per, "max_zero_gradient_samples": MAX_ZERO_GRADIENT_SAMPLES,
+               "tiny_norm": TINY_GRADIENT_NORM}
+    own = r.estimators[0]  # the estimator the evaluation's number rests on
+    masked = [e for e in r.estimators if _masked(per[e])]
+    s = per[own]
+    numbers["attack_estimator"] = own
+    text = (f"{own}: {_pct(s['zero_entry_fraction'])} zero entries, {_pct(s['all_zero_sample_fraction'])} all-zero "
+            f"samples, median |grad|_2 {s['l2_norm_percentiles']['p50']:.3g}")
+    if own in masked or len(masked) == len(r.estimators):
+        which = "every estimator" if len(masked) == len(r.estimators) else f"{', '.join(masked)}"
+        return DiagnosticResult("input-gradients", "WARN", f"input gradients vanish under {which} ({text}): "
+                                "gradient attacks are blind here", numbers)
+    if masked:
+        return DiagnosticResult("input-gradients", "PASS", f"{text}; masked under {', '.join(masked)} only "
+                                "(other estimators see through)", numbers)
+    return DiagnosticResult("input-gradients", "PASS", text, numbers)
+
+
+# ----------------------------------------------------------------------------- (f)
+def _rising(start: torch.Tensor, end: torch.Tensor) -> tuple[float, float, float, int]:
+    ok = ~(torch.isnan(start) | torch.isnan(end))
+    s, e = start[ok].double(), end[ok].double()
+    if s.numel() == 0:
+        return float("nan"), float("nan"), float("nan"), 0
+    return float((e > s).double().mean().item()), float(s.mean().item()), float(e.mean().item()), int(s.numel())
+
+
+def check_loss_rises(r: DiagnosticRunner) -> DiagnosticResult:
+    run = r.attack("pgd", {"steps": r.more_steps, "random_start": True})
+    numbers: dict = {"min_rising_fraction": MIN_RISING_FRACTION}
+    if run.loss_start is None or run.loss_end is None:
+        return DiagnosticResult("loss-rises", "SKIP", "the PGD implementation exposes no loss trace", numbers)
+    sel = r.clean_correct
+    frac, m0, m1, n = _rising(run.loss_start[sel], run.loss_end[sel])
+    numbers["pgd"] = {"steps": r.more_steps, "rising_fraction": frac, "mean_loss_start": m0, "mean_loss_end": m1,
+                      "n": n}
+    suite = {}
+    for aid, s, e in r.main_traces:
+        f2, a0, a1, k = _rising(s, e)
+        suite[aid] = {"rising_fraction": f2, "mean_loss_start": a0, "mean_loss_end": a1, "n": k}
+    if suite:
+        numbers["suite_attacks"] = suite
+    if n == 0:
+        return DiagnosticResult("loss-rises", "SKIP", "no correctly classified sample to attack", numbers)
+    text = f"PGD-{r.more_steps} CE loss {m0:.3g} -> {m1:.3g}, rising on {_pct(frac)} of samples"
+    if frac < MIN_RISING_FRACTION or not m1 > m0:
+        return DiagnosticResult("loss-rises", "WARN", text + ": the attack makes no progress on its own loss", numbers)
+    return DiagnosticResult("loss-rises", "PASS", text, numbers)
+
+
+# ----------------------------------------------------------------------------- registry
+DIAGNOSTICS: dict[str, Callable[[DiagnosticRunner], DiagnosticResult]] = {
+    "eps-to-zero": check_eps_to_zero,
+    "iterative-beats-single": check_iterative_beats_single,
+    "more-budget-helps": check_more_budget_helps,
+    "damage-order": check_damage_order,
+    "input-gradients": check_input_gradients,
+    "loss-rises": check_loss_rises,
+}
+
+
+def run_diagnostics(runner: DiagnosticRunner, names: Optional[list[str]] = None) -> list[DiagnosticResult]:
+    """Run the checks (all by default, in the order a-f). A check that cannot run (e.g. an
+    attack refuses this threat model) is reported as SKIP with the reason, never dropped."""
+    from ..errors import SnnRobustError
+
+    out = []
+    if int(runner.clean_correct.sum().item()) == 0:
+        return [DiagnosticResult(name, "SKIP", f"no correctly classified sample among the {runner.n} diagnostic "
+                                 "samples: nothing to attack", {}) for name in names or list(DIAGNOSTICS)]
+    for name in names or list(DIAGNOSTICS):
+        try:
+            out.append(DIAGNOSTICS[name](runner))
+        except SnnRobustError as e:
+            out.append(DiagnosticResult(name, "SKIP", f"could not run: {e}", {}))
+    return out
+
+
+def overall_status(results: list[DiagnosticResult]) -> str:
+    """WARN if any check warns, else PASS (SKIPs do not count), SKIP if nothing ran."""
+    statuses = {r.status for r in results}
+    if "WARN" in statuses:
+        return "WARN"
+    return "PASS" if "PASS" in statuses else "SKIP"

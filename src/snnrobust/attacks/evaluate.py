@@ -1,0 +1,588 @@
+"""Run a suite or one attack on a model and data: clean pass, attacks in batches, per-sample
+worst case, eps sweep, masking diagnostics, timing -> :class:`EvaluationResult`.
+
+``evaluate(model, x, y, suite="reliable", threat=ThreatModel("linf", 8/255))`` takes any
+``nn.Module`` mapping images [B, C, H, W] in [0, 1] to logits [B, K] that follows the reset
+convention (a snnrobust ``SpikingClassifier`` or a foreign module). Data ``x`` [N, C, H, W]
+and labels ``y`` [N] are held in memory; attacks run in batches of ``batch_size`` through a
+:class:`Victim` per (threat model, estimator, EOT), so that eval mode, state reset, the
+attacker's estimator, EOT and voting apply to every attack alike.
+
+Scoring: a sample is *robust* to an attack when it is classified correctly at the clean
+point and at the attack's point (majority vote for stochastic models). Cascade suites attack
+only samples still robust; the worst case is robust only if every attack failed.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Optional
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ..errors import ConfigError
+from ..spiking.functional import spiking_neurons
+from .diagnostics import AttackRun, run_diagnostics
+from .estimators import get_estimator
+from .metrics import Rate, attack_success_rate, clean_accuracy, robust_accuracy
+from .registry import ATTACKS, attack_options, get_attack
+from .results import AttackRecord, CurvePoint, EvaluationResult, WorstCase, json_ready
+from .suites import AttackSpec, Budget, SuiteContext, assign_ids, expand, get_budget, get_suite, own_estimator
+from .threat import ThreatModel, parse_eps
+from .victim import Victim
+
+#: Slack allowed when checking that a returned point lies in the eps ball and bounds.
+BALL_SLACK = 1e-5
+#: Kinds of attack that use the target's own gradients (white-box).
+WHITE_BOX = ("gradient", "single-step")
+#: Kinds that only query the target or craft elsewhere (black-box).
+BLACK_BOX = ("score", "transfer")
+
+
+# ----------------------------------------------------------------------------- helpers
+def model_surrogate(model: nn.Module) -> tuple[bool, Optional[str]]:
+    """(has spiking neurons, the surrogate spec they all share or None if mixed)."""
+    neurons = spiking_neurons(model)
+    if not neurons:
+        return False, None
+    specs = set()
+    for n in neurons:
+        sg = n.surrogate
+        text = f"{sg.kind}:{float(sg.param):.6g}" + (f":{float(sg.scale):.6g}" if sg.scale != 1 else "")
+        specs.add(text)
+    return True, (specs.pop() if len(specs) == 1 else None)
+
+
+def transfer_source_list(sources: Any) -> list[tuple[str, nn.Module]]:
+    """Accept None, a module, a list of modules or (label, module) pairs, or {label: module}."""
+    if sources is None:
+        return []
+    if isinstance(sources, nn.Module):
+        sources = [sources]
+    if isinstance(sources, dict):
+        items = list(sources.items())
+    else:
+        items = []
+        for i, s in enumerate(sources):
+            if isinstance(s, (tuple, list)) and len(s) == 2:
+                items.append((str(s[0]), s[1]))
+            else:
+                items.append((f"source{i}", s))
+    for label, m in items:
+        if not isinstance(m, nn.Module):
+            raise ConfigError(f"transfer source {label} is a {type(m).__name__}, not a torch nn.Module")
+    return [(str(k), v) for k, v in items]
+
+
+def describe_model(model: nn.Module) -> dict:
+    d: dict[str, Any] = {"class": type(model).__name__}
+    cfg = getattr(model, "config", None)
+    if callable(getattr(cfg, "to_dict", None)):
+        d["config"] = cfg.to_dict()
+    d["parameters"] = int(sum(p.numel() for p in model.parameters()))
+    return d
+
+
+def _take(z: torch.Tensor, idx: torch.Tensor, bdim: int) -> torch.Tensor:
+    return z.index_select(bdim, idx.to(z.device))
+
+
+def _seed_for(seed: int, *parts: Any) -> int:
+    """A seed derived from the run's seed and a label (stable across processes, unlike hash())."""
+    return (int(seed) * 1_000_003 + zlib.crc32("|".join(map(str, parts)).encode())) % (2**31 - 1)
+
+
+def _steps_restarts(settings: dict) -> tuple[Optional[int], Optional[int]]:
+    inner = settings.get("inner")
+    if isinstance(inner, dict):  # transfer: the crafting attack's budget
+        return _steps_restarts(inner)
+    steps = next((settings[k] for k in ("steps", "n_iter", "n_queries", "draws") if k in settings), None)
+    if steps is None and settings.get("name") in ("fgsm", "rfgsm"):
+        steps = 1
+    restarts = next((settings[k] for k in ("restarts", "n_restarts") if k in settings), None)
+    return steps, restarts
+
+
+# ----------------------------------------------------------------------------- one attack run
+@dataclass
+class SpecRun:
+    """One attack spec run on samples ``idx`` (all in batches)."""
+
+    success: torch.Tensor                 # bool [len(idx)] (CPU)
+    loss_start: Optional[torch.Tensor]    # [len(idx)] or None
+    loss_end: Optional[torch.Tensor]
+    trace_mean: Optional[list]            # mean loss per iterate over attacked samples
+    attack: dict
+    estimator: Optional[dict]
+    eot: Optional[int]
+    meta: dict
+    time_s: float
+    invalid: int = 0                      # returned points outside the ball/bounds (not counted)
+
+
+class Session:
+    """Shared state of one evaluation: the model, the clean points z0 [N, ...], labels, the
+    clean-correct mask, and how to build victims and run attack specs in batches."""
+
+    def __init__(self, model: nn.Module, z0: torch.Tensor, y: torch.Tensor, correct: torch.Tensor, *,
+                 vote: Optional[int], batch_size: int, device: Any, progress: bool, seed: int,
+                 bdim: int, vote_used: int = 1) -> None:
+        self.model, self.z0, self.y, self.correct = model, z0, y, correct
+        self.vote_used = vote_used  # the vote actually applied (the Victim's default when vote is None)
+        self.vote, self.batch_size, self.device = vote, batch_size, device
+        self.progress, self.seed, self.bdim = progress, seed, bdim
+
+    def victim(self, threat: ThreatModel, estimator: Any = None, eot: Optional[int] = None) -> Victim:
+        return Victim(self.model, threat, estimator=estimator, eot=eot, vote=self.vote, device=self.device)
+
+    def build_attack(self, spec: AttackSpec):
+        opts = dict(spec.options)
+        if "seed" in attack_options(spec.attack) and "seed" not in opts:
+            opts["seed"] = _seed_for(self.seed, spec.id or spec.attack) % 100_000
+        return get_attack(spec.attack, **opts)
+
+    def run(self, spec: AttackSpec, threat: ThreatModel, idx: torch.Tensor, desc: str = "") -> SpecRun:
+        idx = idx.to(torch.long).cpu()
+        attack = self.build_attack(spec)
+        estimator = spec.estimator if spec.estimator is not None else None
+        victim = self.victim(threat, estimator, spec.eot)
+        n = idx.numel()
+        success = torch.zeros(n, dtype=torch.bool)
+        start = torch.full((n,), math.nan)
+        end = torch.full((n,), math.nan)
+        trace_sum: Optional[torch.Tensor] = None
+        trace_count = 0
+        have_trace = False
+        meta: dict = {}
+        invalid = 0
+        t0 = time.perf_counter()
+        torch.manual_seed(_seed_for(self.seed, spec.id, threat.eps))  # stochastic encoders without own generator
+        bar = tqdm(total=n, desc=(desc or spec.id)[:40], unit="img", leave=False, disable=not self.progress)
+        try:
+            for lo in range(0, n, self.batch_size):
+                b = idx[lo:lo + self.batch_size]
+                zb = _take(self.z0, b, self.bdim).to(victim.device)
+                yb = self.y[b].to(victim.device)
+                res = attack.run(victim, zb, yb)
+                ok = self._valid(victim, res.z_adv, zb)
+                invalid += int((~ok).sum().item())
+                success[lo:lo + b.numel()] = res.success.detach().cpu().to(torch.bool) & ok
+                if res.loss_trace is not None:
+                    tr = res.loss_trace.detach().float().cpu()
+                    have_trace = True
+                    start[lo:lo + b.numel()] = tr[0]
+                    end[lo:lo + b.numel()] = tr[-1]
+                    s = torch.nan_to_num(tr, nan=0.0).sum(1)
+                    if trace_sum is None:
+                        trace_sum = s
+                    elif trace_sum.shape == s.shape:
+                        trace_sum += s
+                    trace_count += b.numel()
+                if not meta:
+                    meta = {k: v for k, v in res.meta.items() if k != "victim"}
+                bar.update(b.numel())
+        finally:
+            bar.close()
+        trace_mean = (trace_sum / max(trace_count, 1)).tolist() if trace_sum is not None else None
+        return SpecRun(success=success, loss_start=start if have_trace else None, loss_end=end if have_trace else None,
+                       trace_mean=trace_mean, attack=json_ready(attack.to_dict()),
+                       estimator=victim.estimator.to_dict() if spec.estimator is not None else None,
+                       eot=victim.eot, meta=json_ready(meta), time_s=time.perf_counter() - t0, invalid=invalid)
+
+    @staticmethod
+    def _valid(victim: Victim, z_adv: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
+        """bool [B]: the point lies in the eps ball around z0 and in the victim's bounds. A point
+        that does not (an attack bug) is not counted as a success."""
+        if z_adv.shape != z0.shape:
+            raise RuntimeError(f"attack returned points of shape {list(z_adv.shape)} for inputs {list(z0.shape)}")
+        th = victim.threat
+        dist = th.norm_of((z_adv - z0).detach().float()).cpu()
+        in_ball = dist <= th.eps * (1 + BALL_SLACK) + BALL_SLACK
+        lo, hi = victim.bounds
+        bd = victim.batch_dim
+        flat = z_adv.detach().movedim(bd, 0).reshape(z_adv.shape[bd], -1)
+        in_bounds = ((flat >= lo - BALL_SLACK) & (flat <= hi + BALL_SLACK)).all(1).cpu()
+        return in_ball & in_bounds
+
+
+# ----------------------------------------------------------------------------- one pass of a suite
+@dataclass
+class PassOutcome:
+    records: list[AttackRecord]
+    robust: torch.Tensor                 # bool [N] worst case
+    whitebox_robust: torch.Tensor        # bool [N] after white-box attacks only
+    broken_by: list                      # per sample: id | "clean" | carried label | None
+    blackbox_only: dict                  # black-box id -> samples it broke that no white-box attack did
+    traces: list = field(default_factory=list)   # [(id, idx, loss_start, loss_end)]
+
+
+def run_pass(session: Session, specs: list[AttackSpec], threat: ThreatModel, *, cascade: bool,
+             initial_robust: Optional[torch.Tensor] = None, initial_label: str = "",
+             sample_idx: Optional[torch.Tensor] = None) -> PassOutcome:
+    """Run ``specs`` in order on the samples ``sample_idx`` (default: all) and combine per sample.
+
+    cascade: each attack runs only on samples still robust (its record is cumulative);
+    otherwise each runs on every initially-correct sample (its record is standalone)."""
+    N = session.correct.numel()
+    sel = torch.ones(N, dtype=torch.bool) if sample_idx is None else torch.zeros(N, dtype=torch.bool).index_fill_(
+        0, sample_idx, True)
+    correct = session.correct & sel
+    robust = correct.clone() if initial_robust is None else (correct & initial_robust)
+    broken_by: list = [None] * N
+    for i in range(N):
+        if sel[i] and not session.correct[i]:
+            broken_by[i] = "clean"
+        elif correct[i] and not robust[i]:
+            broken_by[i] = initial_label or "earlier"
+    wb_broken = torch.zeros(N, dtype=torch.bool)
+    bb_broken: dict[str, torch.Tensor] = {}
+    records, traces = [], []
+    n_sel = int(sel.sum().item())
+    for spec in specs:
+        idx = (robust if cascade else correct).nonzero().squeeze(1)
+        run = session.run(spec, threat, idx)
+        newly = idx[run.success]
+        if cascade:
+            robust[newly] = False
+            this_robust = robust.clone()
+        else:
+            this_robust = correct.clone()
+            this_robust[newly] = False
+            robust &= this_robust
+        for j in newly.tolist():
+            if broken_by[j] is None:
+                broken_by[j] = spec.id
+        if spec.kind in WHITE_BOX:
+            wb_broken[newly] = True
+        else:
+            m = torch.zeros(N, dtype=torch.bool)
+            m[newly] = True
+            bb_broken[spec.id] = m
+        if run.loss_start is not None:
+            traces.append((spec.id, idx, run.loss_start, run.loss_end))
+        steps, restarts = _steps_restarts(run.attack)
+        meta = dict(run.meta)
+        if run.invalid:
+            meta["invalid_points_not_counted"] = run.invalid
+        records.append(AttackRecord(
+            id=spec.id, attack=run.attack, estimator=run.estimator, eot=run.eot, vote=session.vote_used,
+            steps=steps, restarts=restarts, kind=spec.kind, scope="cumulative" if cascade else "standalone",
+            robust_accuracy=Rate(int(this_robust[sel].sum().item()), n_sel),
+            attack_success_rate=attack_success_rate(correct[sel], this_robust[sel]),
+            n_attacked=int(idx.numel()), n_broken=int(newly.numel()), time_s=round(run.time_s, 3),
+            loss_trace_mean=run.trace_mean, meta=meta))
+        if session.progress:
+            tqdm.write(f"  {spec.id}: attacked {idx.numel()}, broke {newly.numel()}, "
+                       f"robust {records[-1].robust_accuracy.percent()} ({run.time_s:.1f}s)")
+    wb_robust = correct & ~wb_broken
+    if initial_robust is not None:
+        wb_robust &= initial_robust
+    blackbox_only = {k: int((m & wb_robust).sum().item()) for k, m in bb_broken.items()}
+    return PassOutcome(records, robust, wb_robust, broken_by, blackbox_only, traces)
+
+
+# ----------------------------------------------------------------------------- diagnostics runner
+class _DiagRunner:
+    """Implements :class:`~snnrobust.attacks.diagnostics.DiagnosticRunner` on the first
+    ``budget.diag_n`` samples, with the model's own estimator (the suite's first)."""
+
+    def __init__(self, session: Session, threat: ThreatModel, budget: Budget, estimators: list[str],
+                 eot: Optional[int], transfer: Optional[AttackSpec], main: Optional[PassOutcome],
+                 bounds: tuple[float, float]) -> None:
+        N = session.correct.numel()
+        self.session, self.threat, self.budget = session, threat, budget
+        self.sub = torch.arange(min(budget.diag_n, N))
+        self.n = int(self.sub.numel())
+        self.bounds = bounds
+        self.z_dims = int(session.z0.numel() // max(N, 1))
+        self.clean_correct = session.correct[self.sub]
+        self.estimators = estimators
+        self.eot = eot
+        self.steps, self.more_steps = budget.diag_steps, budget.diag_more_steps
+        self.restarts, self.noise_draws = budget.diag_restarts, budget.diag_noise_draws
+        self._transfer = transfer
+        self.has_transfer = transfer is not None
+        self.main_robust = main.robust[self.sub] if main is not None else None
+        self.main_whitebox_robust = main.whitebox_robust[self.sub] if main is not None else None
+        self.main_blackbox_only = None
+        self.main_traces = []
+        if main is not None:
+            in_sub = torch.zeros(N, dtype=torch.bool)
+            in_sub[self.sub] = True
+            self.main_blackbox_only = {}
+            for aid, idx, s, e in main.traces:
+                keep = in_sub[idx]
+                if keep.any():
+                    self.main_traces.append((aid, s[keep], e[keep]))
+            # black-box successes the gradient attacks missed, restricted to the diagnostic samples
+            for aid, cnt in main.blackbox_only.items():
+                broke = torch.tensor([main.broken_by[i] == aid for i in self.sub.tolist()], dtype=torch.bool)
+                self.main_blackbox_only[aid] = int(broke.sum().item())
+        self._cache: dict = {}
+
+    def _to_run(self, spec: AttackSpec, threat: ThreatModel) -> AttackRun:
+        idx = self.sub[self.clean_correct]
+        run = self.session.run(spec, threat, idx, desc=f"diag {spec.id}")
+        robust = self.clean_correct.clone()
+        pos = torch.nonzero(self.clean_correct).squeeze(1)
+        robust[pos[run.success]] = False
+        start = end = None
+        if run.loss_start is not None:
+            start = torch.full((self.n,), math.nan)
+            end = torch.full((self.n,), math.nan)
+            start[pos] = run.loss_start
+            end[pos] = run.loss_end
+        return AttackRun(robust=robust, loss_start=start, loss_end=end, meta=run.meta)
+
+    def attack(self, name: str, options: dict, eps: Optional[float] = None) -> AttackRun:
+        eps = float(self.threat.eps) if eps is None else float(eps)
+        key = (name, tuple(sorted(options.items())), round(eps, 12))
+        if key not in self._cache:
+            threat = self.threat.with_eps(eps)
+            estimator = None if name == "noise" else self.estimators[0]
+            kind = "noise" if name == "noise" else "gradient"
+            label = f"{name}({', '.join(f'{k}={v}' for k, v in sorted(options.items()))})@eps={eps:.3g}"
+            spec = AttackSpec(name, dict(options), estimator, None if name == "noise" else self.eot, kind, id=label)
+            self._cache[key] = self._to_run(spec, threat)
+        return self._cache[key]
+
+    def transfer(self) -> Optional[AttackRun]:
+        if self._transfer is None:
+            return None
+        if "transfer" not in self._cache:
+            self._cache["transfer"] = self._to_run(self._transfer, self.threat)
+        return self._cache["transfer"]
+
+    def gradients(self, estimator: str, loss: str) -> torch.Tensor:
+        s = self.session
+        victim = s.victim(self.threat, estimator, self.eot)
+        out = []
+        torch.manual_seed(_seed_for(s.seed, "gradients", estimator))
+        for lo in range(0, self.n, s.batch_size):
+            b = self.sub[lo:lo + s.batch_size]
+            zb = _take(s.z0, b, s.bdim).to(victim.device)
+            victim.estimator.reset()
+            _, g = victim.grad(zb, s.y[b].to(victim.device), loss=loss)
+            out.append(g.detach().movedim(s.bdim, 0).cpu())
+        return torch.cat(out, 0)
+
+
+# ----------------------------------------------------------------------------- the entry point
+def _single_attack_specs(name: str, options: dict, ctx: SuiteContext, estimators: Optional[list[str]],
+                         steps: Optional[int], restarts: Optional[int]) -> list[AttackSpec]:
+    if name not in ATTACKS:
+        get_attack(name)  # raises the one-line ConfigError listing the attacks
+    allowed = attack_options(name)
+    opts = dict(options or {})
+    for value, keys in ((steps, ("steps", "n_iter", "n_queries", "draws")), (restarts, ("restarts", "n_restarts"))):
+        if value is None:
+            continue
+        key = next((k for k in keys if k in allowed), None)
+        if key is None:
+            raise ConfigError(f"attack {name} has no steps/restarts option to set; its options: {', '.join(allowed)}")
+        opts[key] = value
+    if name == "transfer":
+        if not ctx.transfer_sources:
+            raise ConfigError("attack transfer needs source models: give --transfer-from CKPT or --ann-twin-transfer")
+        opts.setdefault("sources", [m for _, m in ctx.transfer_sources])
+        labels = ",".join(label for label, _ in ctx.transfer_sources)
+        return [AttackSpec("transfer", opts, None, None, "transfer", id=f"transfer[{labels}]")]
+    kind = {"fgsm": "single-step", "rfgsm": "single-step", "square": "score", "noise": "noise"}.get(name, "gradient")
+    if kind in ("score", "noise"):
+        if estimators:
+            raise ConfigError(f"attack {name} uses no gradients, so --estimator does not apply")
+        return [AttackSpec(name, opts, None, ctx.gradient_eot(), kind)]
+    ests = list(estimators) if estimators else [own_estimator(ctx)]
+    return [AttackSpec(name, opts, e, ctx.gradient_eot(), kind) for e in ests]
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optional[str] = None,
+             attack: Optional[str] = None, attack_options: Optional[dict] = None,
+             threat: "ThreatModel | dict | None" = None, budget: "str | Budget" = "quick",
+             estimators: Optional[Iterable[str]] = None, eot: Optional[int] = None, vote: Optional[int] = None,
+             steps: Optional[int] = None, restarts: Optional[int] = None, batch_size: int = 256,
+             eps_sweep: Optional[Iterable[Any]] = None, transfer_sources: Any = None, progress: bool = True,
+             seed: int = 0, diagnostics: Optional[bool] = None, replicate_seed_code: bool = False,
+             model_info: Optional[dict] = None, data_info: Optional[dict] = None,
+             device: Any = None) -> EvaluationResult:
+    """Evaluate ``model`` on images ``x`` [N, C, H, W] in [0, 1] with labels ``y`` [N].
+
+    Give exactly one of ``suite`` (a name from ``SUITES``) or ``attack`` (a name from
+    ``ATTACKS``, with ``attack_options``). ``threat`` defaults to the suite's protocol eps
+    (seed suites) or L-inf 8/255. ``estimators`` (specs) replace the suite's list; ``eot``,
+    ``steps``, ``restarts`` override the budget; ``vote`` sets the forward passes per
+    prediction (default 1, or 10 for stochastic models). ``eps_sweep`` (values or "8/255"
+    strings) adds the robustness curve (a suite's own default curve when None; ``[]`` for none).
+    ``diagnostics`` defaults to on for the reliable suite. ``replicate_seed_code`` (seed-luu2025
+    only) perturbs spikes, crafts with BN in train mode and lets PGD abort at gradient norm
+    < 1e-6, labelled in the result."""
+    t_start = time.perf_counter()
+    if (suite is None) == (attack is None):
+        raise ConfigError("give exactly one of a suite (--suite NAME) or an attack (--attack NAME)")
+    if not isinstance(x, torch.Tensor) or x.dim() < 2:
+        raise ConfigError("x must be a tensor of images [N, C, H, W] with pixels in [0, 1]")
+    y = torch.as_tensor(y).long().cpu()
+    if y.dim() != 1 or y.numel() != x.shape[0]:
+        raise ConfigError(f"y must hold one label per image: x has {x.shape[0]} images, y has shape {list(y.shape)}")
+    if x.shape[0] == 0:
+        raise ConfigError("nothing to evaluate: the data has no samples")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
+    the_suite = get_suite(suite) if suite is not None else None
+    b = get_budget(budget)
+    if the_suite is not None and the_suite.fixed_protocol:
+        given = [flag for flag, v in (("--steps", steps), ("--restarts", restarts), ("--eot", eot),
+                                      ("--estimator", estimators)) if v]
+        if given:
+            raise ConfigError(f"suite {the_suite.name} reproduces a paper's protocol and fixes its settings; "
+                              f"drop {', '.join(given)} or use --attack pgd with your own settings")
+    elif the_suite is not None:
+        b = b.override(steps=steps, restarts=restarts, eot=eot)
+    else:
+        b = b.override(eot=eot)
+    if threat is None:
+        threat = ThreatModel(eps=the_suite.eps) if the_suite is not None and the_suite.eps is not None else ThreatModel()
+    threat = ThreatModel.from_dict(threat)
+    replication: list[str] = []
+    if replicate_seed_code:
+        if the_suite is None or not the_suite.replication_options:
+            raise ConfigError("--replicate-seed-code applies to suite seed-luu2025 only")
+        threat = replace(threat, perturb="spikes", bn_mode="train")
+        replication.append("PGD aborts when the input-gradient L2 norm < 1e-6 (seed 000 code)")
+    replication = threat.replication_options + replication
+    est_list = [get_estimator(e).spec() if not isinstance(e, str) else e for e in estimators] if estimators else None
+    if est_list:
+        for e in est_list:
+            get_estimator(e)  # validate early, one-line errors
+
+    # -- clean pass -----------------------------------------------------------------------
+    t0 = time.perf_counter()
+    base = Victim(model, threat, vote=vote, device=device)
+    bdim = base.batch_dim
+    zs, preds, k_classes = [], [], None
+    for lo in range(0, x.shape[0], batch_size):
+        xb = x[lo:lo + batch_size]
+        zb = base.start(xb)
+        if k_classes is None:
+            k_classes = int(base.logits(zb.narrow(bdim, 0, 1)).shape[-1])
+        preds.append(base.predict(zb).cpu())
+        zs.append(zb.detach().cpu())
+    z0 = torch.cat(zs, bdim)
+    correct = torch.cat(preds) == y
+    if y.max().item() >= k_classes or y.min().item() < 0:
+        raise ConfigError(f"labels must be in 0..{k_classes - 1} (the model has {k_classes} classes), "
+                          f"got {y.min().item()}..{y.max().item()}")
+    t_clean = time.perf_counter() - t0
+    session = Session(model, z0, y, correct, vote=vote, batch_size=batch_size, device=device, progress=progress,
+                      seed=seed, bdim=bdim, vote_used=base.vote)
+
+    has_spiking, own_sg = model_surrogate(model)
+    sources = transfer_source_list(transfer_sources)
+    notes: list[str] = list(b.notes()) if the_suite is not None and the_suite.name in ("reliable", "standard") else []
+    if b.overrides and the_suite is not None and the_suite.name not in ("reliable", "standard"):
+        notes.extend(n for n in b.notes() if n.startswith("budget overridden"))
+
+    def make_ctx(th: ThreatModel) -> SuiteContext:
+        return SuiteContext(budget=b, threat=th, own_surrogate=own_sg, has_spiking=has_spiking,
+                            stochastic=base.stochastic, num_classes=k_classes, transfer_sources=sources,
+                            estimators=est_list, eot=eot, replicate_seed_code=replicate_seed_code)
+
+    def make_specs(th: ThreatModel) -> tuple[list[AttackSpec], SuiteContext]:
+        ctx = make_ctx(th)
+        if the_suite is not None:
+            return expand(the_suite, ctx), ctx
+        return assign_ids(_single_attack_specs(attack, attack_options or {}, ctx, est_list, steps, restarts)), ctx
+
+    specs, ctx = make_specs(threat)
+    notes.extend(ctx.notes)
+    cascade = the_suite.cascade if the_suite is not None else False
+    if progress:
+        tqdm.write(f"{threat.label()} | {the_suite.name if the_suite else attack} | budget {b.name} | "
+                   f"{x.shape[0]} samples, clean accuracy {clean_accuracy(correct).percent()}")
+
+    # -- main pass ------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    main = run_pass(session, specs, threat, cascade=cascade)
+    t_attacks = time.perf_counter() - t0
+
+    # -- eps sweep ------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    sweep = list(eps_sweep) if eps_sweep is not None else list(the_suite.eps_sweep or []) if the_suite else []
+    sweep_eps = sorted({parse_eps(e) for e in sweep})
+    curve: list[CurvePoint] = []
+    carried: Optional[torch.Tensor] = None
+    carried_from = ""
+    for e in sweep_eps:
+        if abs(e - threat.eps) < 1e-12:
+            outcome, specs_e = main, specs
+        else:
+            th = threat.with_eps(e)
+            specs_e, _ = make_specs(th)
+            if progress:
+                tqdm.write(f"eps sweep: {th.label()}")
+            outcome = run_pass(session, specs_e, th, cascade=cascade,
+                               initial_robust=carried if cascade else None, initial_label=carried_from)
+        n_carried = 0 if carried is None or not cascade or outcome is main else \
+            int((correct & ~carried).sum().item())
+        curve.append(CurvePoint(eps=e, robust_accuracy=robust_accuracy(outcome.robust),
+                                attacks={r.id: r.robust_accuracy for r in outcome.records}, carried_over=n_carried))
+        # a point that fools the model at eps also lies in every larger ball (same norm, same z0)
+        carried = outcome.robust.clone()
+        carried_from = f"broken at eps={e:.4g}"
+    if sweep_eps and cascade:
+        notes.append("eps curve: samples broken at a smaller eps count as broken at larger ones "
+                     "(the same point lies in the larger ball) and are not attacked again")
+    t_sweep = time.perf_counter() - t0
+
+    # -- diagnostics ----------------------------------------------------------------------
+    t0 = time.perf_counter()
+    run_diag = diagnostics if diagnostics is not None else bool(the_suite and the_suite.diagnostics)
+    diag_results = []
+    if run_diag:
+        # The checks attack with the suite's most successful estimator (the one the reported
+        # number rests on; ties -> the earlier, i.e. the model's own) and measure all of them.
+        broke: dict[str, int] = {}
+        for s_, rec in zip(specs, main.records):
+            if s_.kind in WHITE_BOX and s_.estimator is not None:
+                broke[s_.estimator] = broke.get(s_.estimator, 0) + rec.n_broken
+        ests = sorted(broke, key=lambda e: -broke[e]) if broke else [own_estimator(ctx)]
+        transfer_spec = next((s for s in specs if s.kind == "transfer"), None)
+        if transfer_spec is None and sources:
+            transfer_spec = AttackSpec("transfer", {"sources": [m for _, m in sources], "inner": "pgd",
+                                                    "inner_options": {"steps": b.transfer_steps}},
+                                       None, None, "transfer", id="transfer")
+        if progress:
+            tqdm.write(f"masking diagnostics on {min(b.diag_n, x.shape[0])} samples")
+        runner = _DiagRunner(session, threat, b, ests, ctx.gradient_eot(), transfer_spec,
+                             main, base.bounds)
+        diag_results = run_diagnostics(runner)
+    t_diag = time.perf_counter() - t0
+
+    # -- result ---------------------------------------------------------------------------
+    broken_counts: dict[str, int] = {}
+    for s in specs:
+        broken_counts[s.id] = sum(1 for v in main.broken_by if v == s.id)
+    worst = WorstCase(robust_accuracy=robust_accuracy(main.robust),
+                      attack_success_rate=attack_success_rate(correct, main.robust),
+                      broken_by=broken_counts, per_sample=list(main.broken_by))
+    protocol = {"suite": the_suite.name if the_suite else None,
+                "description": the_suite.description if the_suite else f"single attack {attack}",
+                "cascade": cascade, "estimators": list(dict.fromkeys(s.estimator for s in specs if s.estimator)),
+                "attack_ids": [s.id for s in specs]}
+    minfo = dict(model_info) if model_info else describe_model(model)
+    dinfo = dict(data_info or {})
+    dinfo.setdefault("n", int(x.shape[0]))
+    total = time.perf_counter() - t_start
+    return EvaluationResult(
+        model=minfo, data=dinfo, threat_model=threat, suite=the_suite.name if the_suite else None,
+        attack=attack if the_suite is None else None, budget=b, seed=seed, clean=clean_accuracy(correct),
+        vote=base.vote, eot=ctx.gradient_eot(), stochastic=base.stochastic, attacks=main.records,
+        worst_case=worst, eps_curve=curve, diagnostics=diag_results, replication=replication, notes=notes,
+        protocol=protocol, timing_s=round(total, 3),
+        timing_breakdown_s={"clean": round(t_clean, 3), "attacks": round(t_attacks, 3),
+                            "eps_sweep": round(t_sweep, 3), "diagnostics": round(t_diag, 3)})

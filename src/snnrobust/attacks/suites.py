@@ -1,0 +1,467 @@
+"""Named attack suites and budget presets, as data.
+
+A :class:`Suite` expands, for one model and one :class:`Budget`, into an ordered list of
+:class:`AttackSpec` — (attack name, options, gradient estimator, EOT samples). The
+evaluator (:mod:`snnrobust.attacks.evaluate`) runs the list; nothing here touches tensors.
+
+Suites (``SUITES``; ``snnrobust attack --suite NAME``):
+
+- ``seed-luu2025``: seed 000's protocol exactly. FGSM eps = 6/255; PGD eps = 6/255, step
+  0.01, 7 iterations, uniform random start, 1 restart; exact BPTT with the training
+  surrogate. Pixel-space by default; ``replicate_seed_code`` switches on the seed code's
+  three inflating choices (perturb the spike tensor, BN in train mode while crafting, PGD
+  aborts at input-gradient norm < 1e-6), labelled in every output.
+- ``seed-sharmin2020``: seed 001's protocol. FGSM eps = 8/255; PGD eps = 8/255, step 2/255,
+  7 iterations, random start; straight-through through the Poisson encoder (the encoder's
+  own backward), ONE stochastic sample per gradient (eot = 1); eps curve 2,4,6,8,16/255.
+- ``standard``: AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square, each on the samples
+  still robust), or its "rand" version (APGD-CE, APGD-DLR with EOT) for stochastic models.
+- ``reliable``: per-sample worst case over gradient estimators x surrogate widths x
+  {APGD-CE, APGD-T, SA-PGD}, then Square and transfer (when sources are given); samples
+  already broken are not attacked again; masking diagnostics run with it.
+
+Budgets (``BUDGETS``): ``quick`` (a CPU demo, below the >= 100-step standard, said so in
+every result) and ``thorough`` (GPU). ``Budget.override(steps=, restarts=, eot=)`` gives the
+``--steps/--restarts/--eot`` variants; the overrides are recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from ..errors import ConfigError
+
+# ----------------------------------------------------------------------------- budgets
+#: Steps below which a result is flagged as under the usual >= 100-step standard.
+STANDARD_STEPS = 100
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How much effort a suite spends. Every field is recorded in the result.
+
+    steps / restarts: iterations and restarts of APGD-CE, APGD-T, SA-PGD (and PGD when the
+        threat model perturbs spikes, where AutoAttack's code cannot run).
+    surrogate_widths: multipliers of the model's own surrogate width for BPTT estimators
+        (1 = the training surrogate; 4 = four times wider, i.e. sharpness / 4).
+    extra_estimators: non-BPTT estimator specs added to the reliable suite.
+    estimator_attacks: attacks run under *every* estimator; own_attacks: attacks run only
+        under the model's own surrogate (quick keeps the cross product small).
+    eot: gradient samples per step for stochastic models (deterministic models use 1).
+    target_classes: target classes of APGD-T / FAB-T (capped at classes - 1).
+    square_queries: queries of the Square attack.
+    transfer_steps: PGD steps crafted on each transfer source.
+    diag_n: samples the masking diagnostics use (the first diag_n of the evaluation set).
+    diag_steps / diag_more_steps / diag_restarts: PGD budgets the diagnostics compare.
+    diag_noise_draws: random draws of the noise baseline.
+    """
+
+    name: str
+    steps: int
+    restarts: int
+    surrogate_widths: tuple[float, ...]
+    extra_estimators: tuple[str, ...]
+    estimator_attacks: tuple[str, ...]
+    own_attacks: tuple[str, ...]
+    eot: int
+    target_classes: int
+    square_queries: int
+    transfer_steps: int
+    diag_n: int
+    diag_steps: int
+    diag_more_steps: int
+    diag_restarts: int
+    diag_noise_draws: int
+    description: str = ""
+    overrides: tuple[tuple[str, int], ...] = ()
+
+    def __post_init__(self) -> None:
+        for k in ("steps", "restarts", "eot", "target_classes", "square_queries", "transfer_steps", "diag_n",
+                  "diag_steps", "diag_more_steps", "diag_restarts", "diag_noise_draws"):
+            v = getattr(self, k)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"budget {self.name}: {k} must be a positive integer, got {v!r}")
+        if not self.surrogate_widths or any(not w > 0 for w in self.surrogate_widths):
+            raise ConfigError(f"budget {self.name}: surrogate_widths must be positive numbers")
+
+    def override(self, steps: Optional[int] = None, restarts: Optional[int] = None,
+                 eot: Optional[int] = None) -> "Budget":
+        """A copy with ``--steps/--restarts/--eot`` applied (None = keep); recorded in ``overrides``."""
+        changes: dict[str, int] = {}
+        for key, v in (("steps", steps), ("restarts", restarts), ("eot", eot)):
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ConfigError(f"--{key} must be a positive integer, got {v!r}")
+            changes[key] = v
+        if not changes:
+            return self
+        return dataclasses.replace(self, overrides=tuple(sorted({**dict(self.overrides), **changes}.items())),
+                                   **changes)
+
+    @property
+    def below_standard(self) -> bool:
+        return self.steps < STANDARD_STEPS
+
+    def notes(self) -> list[str]:
+        out = []
+        if self.below_standard:
+            out.append(f"budget '{self.name}' runs {self.steps}-step attacks, below the >= {STANDARD_STEPS}-step "
+                       "standard of reliable evaluations: treat its robust accuracy as an upper bound and "
+                       "confirm with --budget thorough")
+        if self.overrides:
+            out.append("budget overridden: " + ", ".join(f"{k}={v}" for k, v in self.overrides))
+        return out
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["surrogate_widths"] = list(self.surrogate_widths)
+        d["extra_estimators"] = list(self.extra_estimators)
+        d["estimator_attacks"] = list(self.estimator_attacks)
+        d["own_attacks"] = list(self.own_attacks)
+        d["overrides"] = dict(self.overrides)
+        d["below_standard"] = self.below_standard
+        return d
+
+
+BUDGETS: dict[str, Budget] = {
+    b.name: b
+    for b in [
+        Budget(
+            name="quick",
+            description="CPU demo: own surrogate + a 4x wider one + BPTR under 10-step APGD-CE, then APGD-T "
+                        "(1 target) and SA-PGD with the own surrogate, 50-query Square; diagnostics on 100 "
+                        "samples (below the 100-step standard)",
+            steps=10, restarts=1, surrogate_widths=(1.0, 4.0), extra_estimators=("bptr",),
+            estimator_attacks=("apgd-ce",), own_attacks=("apgd-t", "sapgd"),
+            eot=4, target_classes=1, square_queries=50, transfer_steps=10,
+            diag_n=100, diag_steps=5, diag_more_steps=20, diag_restarts=2, diag_noise_draws=5,
+        ),
+        Budget(
+            name="thorough",
+            description="GPU: every estimator, 4 surrogate widths, 100-step APGD-CE/APGD-T/SA-PGD each with "
+                        "restarts under every estimator, 5000-query Square, EOT 20",
+            steps=100, restarts=3, surrogate_widths=(0.5, 1.0, 2.0, 4.0),
+            extra_estimators=("ste", "bptr", "rga", "hart:0.5", "hart:1.0", "hart:2.0", "pdsg", "assg:0.4"),
+            estimator_attacks=("apgd-ce", "apgd-t", "sapgd"), own_attacks=(),
+            eot=20, target_classes=9, square_queries=5000, transfer_steps=100,
+            diag_n=1000, diag_steps=50, diag_more_steps=200, diag_restarts=5, diag_noise_draws=20,
+        ),
+    ]
+}
+
+
+def get_budget(name: "str | Budget") -> Budget:
+    if isinstance(name, Budget):
+        return name
+    if name not in BUDGETS:
+        raise ConfigError(f"unknown budget '{name}'; choose one of: {', '.join(BUDGETS)}")
+    return BUDGETS[name]
+
+
+# ----------------------------------------------------------------------------- specs
+@dataclass(frozen=True)
+class AttackSpec:
+    """One attack of a suite.
+
+    kind: "single-step" | "gradient" | "score" (query-only black box) | "transfer";
+    estimator: an estimator spec (None for attacks that take no gradient of the target);
+    eot: gradient samples per step (None = the Victim's default).
+    """
+
+    attack: str
+    options: dict = field(default_factory=dict)
+    estimator: Optional[str] = None
+    eot: Optional[int] = None
+    kind: str = "gradient"
+    id: str = ""
+
+
+@dataclass
+class SuiteContext:
+    """What a suite needs to know about the model and the run to expand itself."""
+
+    budget: Budget
+    threat: Any                           # ThreatModel
+    own_surrogate: Optional[str]          # e.g. "atan:2" (None: no spiking neurons, or mixed surrogates)
+    has_spiking: bool
+    stochastic: bool
+    num_classes: int
+    transfer_sources: list = field(default_factory=list)   # [(label, nn.Module)]
+    estimators: Optional[list[str]] = None                  # user's --estimator list (replaces the suite's)
+    eot: Optional[int] = None                               # user's --eot
+    replicate_seed_code: bool = False
+    notes: list[str] = field(default_factory=list)          # suites append what they changed and why
+
+    def gradient_eot(self) -> Optional[int]:
+        """EOT for white-box attacks: the user's, else the budget's for stochastic models, else 1."""
+        if self.eot is not None:
+            return self.eot
+        return self.budget.eot if self.stochastic else 1
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    build: Callable[[SuiteContext], list[AttackSpec]]
+    cascade: bool                    # True: samples already broken are not attacked again
+    eps: Optional[float] = None      # the protocol's eps (used when the caller gives no threat model)
+    eps_sweep: Optional[tuple[float, ...]] = None   # default curve
+    fixed_protocol: bool = False     # seed protocols: --steps/--restarts/--eot/--estimator refused
+    diagnostics: bool = False        # run the masking diagnostics by default
+    replication_options: bool = False  # accepts replicate_seed_code
+
+
+SUITES: dict[str, Suite] = {}
+
+
+def register_suite(suite: Suite) -> Suite:
+    SUITES[suite.name] = suite
+    return suite
+
+
+def get_suite(name: "str | Suite") -> Suite:
+    if isinstance(name, Suite):
+        return name
+    if name not in SUITES:
+        raise ConfigError(f"unknown suite '{name}'; choose one of: {', '.join(SUITES)}")
+    return SUITES[name]
+
+
+def list_suites() -> dict[str, str]:
+    return {name: s.description for name, s in SUITES.items()}
+
+
+# ----------------------------------------------------------------------------- helpers
+#: Surrogate kinds whose parameter is a sharpness (width ~ 1/param); the others take a width.
+SHARPNESS_KINDS = ("atan", "sigmoid", "fast-sigmoid", "exponential")
+WIDTH_KINDS = ("triangle", "rectangle", "gaussian")
+
+
+def widened_surrogate(surrogate: str, factor: float) -> Optional[str]:
+    """The surrogate spec ``surrogate`` ("kind:param[:scale]") made ``factor`` times wider:
+    param / factor for sharpness kinds, param * factor for width kinds. None when the kind has
+    no width (straight-through)."""
+    from ..spiking.surrogates import Surrogate
+
+    sg = Surrogate.parse(surrogate)
+    if sg.kind in SHARPNESS_KINDS:
+        param = float(sg.param) / factor
+    elif sg.kind in WIDTH_KINDS:
+        param = float(sg.param) * factor
+    else:
+        return None
+    text = f"{sg.kind}:{param:.6g}"
+    return text + (f":{sg.scale:.6g}" if sg.scale != 1 else "")
+
+
+def own_estimator(ctx: SuiteContext) -> str:
+    """The model's own training surrogate as an explicit BPTT spec (so labels show it)."""
+    return f"bptt:{ctx.own_surrogate}" if ctx.own_surrogate else "bptt"
+
+
+def reliable_estimators(ctx: SuiteContext) -> list[str]:
+    """The estimator list of the reliable suite: the user's, or the budget's widths of the
+    model's own surrogate plus its extra estimators. A model without spiking neurons has one
+    gradient, so one estimator."""
+    if ctx.estimators:
+        return _dedupe(list(ctx.estimators))
+    if not ctx.has_spiking:
+        ctx.notes.append("the model has no spiking neurons: every gradient estimator is the same exact gradient, "
+                         "so the reliable suite uses one")
+        return ["bptt"]
+    out: list[str] = []
+    for w in ctx.budget.surrogate_widths:
+        if ctx.own_surrogate is None:
+            if w == 1.0:
+                out.append("bptt")
+            continue
+        if w == 1.0:
+            out.append(own_estimator(ctx))
+        else:
+            wide = widened_surrogate(ctx.own_surrogate, w)
+            if wide is not None:
+                out.append(f"bptt:{wide}")
+    if ctx.own_surrogate is None:
+        ctx.notes.append("the model's neurons use different surrogates: surrogate widths are not swept")
+    out.extend(ctx.budget.extra_estimators)
+    return _dedupe(out)
+
+
+def _dedupe(items: list[str]) -> list[str]:
+    seen, out = set(), []
+    for x in items:
+        if x not in seen:
+            seen.add(x)
+            out.append(x)
+    return out
+
+
+def _gradient_attack(name: str, ctx: SuiteContext, steps: int, restarts: int) -> tuple[str, dict]:
+    """Options of a white-box iterative attack at this budget. AutoAttack's code perturbs
+    pixels only, so with ``perturb="spikes"`` APGD is replaced by our PGD (same steps)."""
+    b = ctx.budget
+    if ctx.threat.perturb == "spikes" and name.startswith("apgd"):
+        return "pgd", {"steps": steps, "restarts": restarts, "random_start": True,
+                       "loss": "ce" if name == "apgd-ce" else "dlr" if ctx.num_classes >= 3 else "cw"}
+    if name == "apgd-ce":
+        return name, {"n_iter": steps, "n_restarts": restarts}
+    if name == "apgd-t":
+        return name, {"n_iter": steps, "n_restarts": 1, "n_target_classes": min(b.target_classes, ctx.num_classes - 1)}
+    if name == "sapgd":
+        return name, {"steps": steps, "restarts": restarts}
+    if name == "pgd":
+        return name, {"steps": steps, "restarts": restarts, "random_start": True}
+    raise ConfigError(f"suite: '{name}' is not an iterative white-box attack the suites know")
+
+
+def _usable(name: str, ctx: SuiteContext) -> bool:
+    if name == "apgd-t" and ctx.num_classes < 4 and ctx.threat.perturb != "spikes":
+        ctx.notes.append(f"apgd-t skipped: it needs >= 4 classes, the model has {ctx.num_classes}")
+        return False
+    return True
+
+
+def _transfer_spec(ctx: SuiteContext, steps: int) -> list[AttackSpec]:
+    if not ctx.transfer_sources:
+        return []
+    labels = [label for label, _ in ctx.transfer_sources]
+    modules = [m for _, m in ctx.transfer_sources]
+    return [AttackSpec("transfer", {"sources": modules, "inner": "pgd",
+                                    "inner_options": {"steps": steps, "random_start": True, "restarts": 1}},
+                       estimator=None, eot=None, kind="transfer", id=f"transfer[{','.join(labels)}]")]
+
+
+# ----------------------------------------------------------------------------- the suites
+def _luu2025(ctx: SuiteContext) -> list[AttackSpec]:
+    est = own_estimator(ctx)
+    pgd = {"steps": 7, "step_size": 0.01, "random_start": True, "restarts": 1, "loss": "ce"}
+    if ctx.replicate_seed_code:
+        pgd["abort_grad_norm"] = 1e-6
+    eot = ctx.gradient_eot()
+    return [AttackSpec("fgsm", {"loss": "ce"}, est, eot, "single-step"),
+            AttackSpec("pgd", pgd, est, eot, "gradient")]
+
+
+def _sharmin2020(ctx: SuiteContext) -> list[AttackSpec]:
+    est = own_estimator(ctx)
+    pgd = {"steps": 7, "step_size": 2 / 255, "random_start": True, "restarts": 1, "loss": "ce"}
+    # one Poisson sample per gradient step, as the paper's code: eot = 1 by protocol
+    return [AttackSpec("fgsm", {"loss": "ce"}, est, 1, "single-step"),
+            AttackSpec("pgd", pgd, est, 1, "gradient")]
+
+
+def _standard(ctx: SuiteContext) -> list[AttackSpec]:
+    b = ctx.budget
+    est = ctx.estimators[0] if ctx.estimators else own_estimator(ctx)
+    eot = ctx.gradient_eot()
+    if ctx.threat.perturb == "spikes":
+        raise ConfigError("suite standard runs AutoAttack, which perturbs pixels only; use --perturb pixels "
+                          "(or suite seed-luu2025 for the spike-tensor replication)")
+    if ctx.stochastic:
+        # AutoAttack's "rand" version: APGD-CE and APGD-DLR with EOT, 1 restart each
+        ctx.notes.append(f"stochastic model: AutoAttack rand version (APGD-CE, APGD-DLR) with EOT {eot}")
+        specs = [AttackSpec("apgd-ce", {"n_iter": b.steps, "n_restarts": 1, "eot_iter": eot}, est, eot)]
+        specs.append(_apgd_dlr(ctx, est, eot))
+        return specs
+    specs = [AttackSpec("apgd-ce", {"n_iter": b.steps, "n_restarts": 1}, est, eot)]
+    if _usable("apgd-t", ctx):
+        specs.append(AttackSpec("apgd-t", {"n_iter": b.steps, "n_restarts": 1,
+                                           "n_target_classes": min(b.target_classes, ctx.num_classes - 1)}, est, eot))
+    specs.append(AttackSpec("fab-t", {"n_iter": b.steps, "n_restarts": 1,
+                                      "n_target_classes": min(b.target_classes, ctx.num_classes - 1)}, est, eot))
+    specs.append(AttackSpec("square", {"n_queries": b.square_queries}, None, eot, "score"))
+    return specs
+
+
+def _apgd_dlr(ctx: SuiteContext, est: str, eot: int) -> AttackSpec:
+    """APGD with the (untargeted) DLR loss. pyautoattack's APGD-DLR is used when the attack
+    registry offers it; otherwise our PGD with the DLR loss at the same budget stands in (noted)."""
+    from .registry import ATTACKS, attack_options
+
+    b = ctx.budget
+    if "apgd-dlr" in ATTACKS:
+        return AttackSpec("apgd-dlr", {"n_iter": b.steps, "n_restarts": 1, "eot_iter": eot}, est, eot)
+    if "loss" in attack_options("apgd-ce"):
+        return AttackSpec("apgd-ce", {"n_iter": b.steps, "n_restarts": 1, "eot_iter": eot, "loss": "dlr"}, est, eot,
+                          id=f"apgd-dlr/{est}")
+    loss = "dlr" if ctx.num_classes >= 3 else "cw"
+    ctx.notes.append(f"APGD-DLR is not in the attack registry: PGD with the {loss} loss ({b.steps} steps) stands in")
+    return AttackSpec("pgd", {"steps": b.steps, "restarts": 1, "random_start": True, "loss": loss}, est, eot)
+
+
+def _reliable(ctx: SuiteContext) -> list[AttackSpec]:
+    b = ctx.budget
+    ests = reliable_estimators(ctx)
+    eot = ctx.gradient_eot()
+    specs: list[AttackSpec] = []
+    # Order: for each attack, every estimator. Cheap, strong APGD-CE first breaks most samples,
+    # so the later (costlier) attacks run on the few that are left.
+    for name in b.estimator_attacks:
+        if not _usable(name, ctx):
+            continue
+        for est in ests:
+            attack, opts = _gradient_attack(name, ctx, b.steps, b.restarts)
+            specs.append(AttackSpec(attack, opts, est, eot, "gradient", id=f"{name}/{est}" if attack != name else ""))
+    for name in b.own_attacks:
+        if not _usable(name, ctx):
+            continue
+        attack, opts = _gradient_attack(name, ctx, b.steps, b.restarts)
+        specs.append(AttackSpec(attack, opts, ests[0], eot, "gradient", id=f"{name}/{ests[0]}" if attack != name else ""))
+    if ctx.threat.perturb == "spikes":
+        ctx.notes.append("perturb=spikes: AutoAttack (APGD, Square) perturbs pixels only; PGD with the same budget "
+                         "replaces APGD and Square is left out")
+    else:
+        specs.append(AttackSpec("square", {"n_queries": b.square_queries}, None, eot, "score"))
+    specs.extend(_transfer_spec(ctx, b.transfer_steps))
+    return specs
+
+
+register_suite(Suite("seed-luu2025", "seed 000 (Luu et al. 2025): FGSM and PGD-7 (step 0.01, random start) at "
+                     "eps 6/255, exact BPTT with the training surrogate", _luu2025, cascade=False, eps=6 / 255,
+                     fixed_protocol=True, replication_options=True))
+register_suite(Suite("seed-sharmin2020", "seed 001 (Sharmin et al. 2020): FGSM and PGD-7 (step 2/255, random "
+                     "start) at eps 8/255, straight-through encoder, one stochastic sample per step; eps curve "
+                     "2,4,6,8,16/255", _sharmin2020, cascade=False, eps=8 / 255,
+                     eps_sweep=tuple(k / 255 for k in (2, 4, 6, 8, 16)), fixed_protocol=True))
+register_suite(Suite("standard", "AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square; rand version with EOT for "
+                     "stochastic models), each on the samples still robust", _standard, cascade=True))
+register_suite(Suite("reliable", "per-sample worst case over estimators x surrogate widths x {APGD-CE, APGD-T, "
+                     "SA-PGD}, then Square and transfer; broken samples are not re-attacked; masking diagnostics",
+                     _reliable, cascade=True, diagnostics=True))
+
+
+def expand(suite: "str | Suite", ctx: SuiteContext) -> list[AttackSpec]:
+    """The suite's attack list for this model and budget, each with a unique ``id``."""
+    s = get_suite(suite)
+    if s.fixed_protocol:
+        given = [k for k, v in (("--steps/--restarts", ctx.budget.overrides), ("--estimator", ctx.estimators),
+                                ("--eot", ctx.eot)) if v]
+        if given:
+            raise ConfigError(f"suite {s.name} reproduces a paper's protocol and fixes its settings; "
+                              f"drop {', '.join(given)} or use --attack pgd with your own settings")
+    if ctx.replicate_seed_code and not s.replication_options:
+        raise ConfigError(f"--replicate-seed-code applies to suite seed-luu2025 only, not {s.name}")
+    return assign_ids(s.build(ctx))
+
+
+def spec_id(spec: AttackSpec) -> str:
+    if spec.id:
+        return spec.id
+    if spec.estimator is None:
+        return spec.attack
+    return f"{spec.attack}/{spec.estimator}"
+
+
+def assign_ids(specs: list[AttackSpec]) -> list[AttackSpec]:
+    """Give every spec a readable, unique id (e.g. ``apgd-ce/bptt:atan:2``)."""
+    out, seen = [], {}
+    for s in specs:
+        base = spec_id(s)
+        n = seen.get(base, 0) + 1
+        seen[base] = n
+        out.append(dataclasses.replace(s, id=base if n == 1 else f"{base}#{n}"))
+    return out

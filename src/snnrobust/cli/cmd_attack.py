@@ -1,0 +1,217 @@
+"""`snnrobust attack CHECKPOINT --suite NAME | --attack NAME [options]`: attack a trained
+checkpoint on its own test split, print a table, write the results JSON next to it.
+
+A thin layer over :func:`snnrobust.attacks.evaluate.evaluate`; see docs/robustness.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from pathlib import Path
+
+from ..errors import ConfigError
+
+EPILOG = """examples:
+  snnrobust attack run/model.pt --suite reliable --budget quick
+  snnrobust attack run/model.pt --suite seed-luu2025 --replicate-seed-code
+  snnrobust attack run/model.pt --attack pgd --eps 8/255 --steps 100 --estimator bptt hart:1.0
+  snnrobust attack --list
+"""
+
+
+def register(sub) -> None:
+    p = sub.add_parser("attack", help="adversarial robustness of a checkpoint (suites, attacks, diagnostics)",
+                       description="Attack a checkpoint on the test split it was trained with; print a table "
+                                   "and write <ckpt>.attack-<suite|attack>-<budget>.json next to it.",
+                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint written by `snnrobust train`")
+    what = p.add_mutually_exclusive_group()
+    what.add_argument("--suite", help="seed-luu2025 | seed-sharmin2020 | standard | reliable")
+    what.add_argument("--attack", help="one attack: fgsm, rfgsm, pgd, mifgsm, sapgd, apgd-ce, apgd-t, fab-t, "
+                                       "square, noise, transfer")
+    what.add_argument("--list", action="store_true", help="list suites, budgets, attacks and estimators")
+    p.add_argument("--attack-option", action="append", metavar="KEY=VALUE", default=[],
+                   help="an option of --attack (repeatable), e.g. step_size=0.01 or loss=dlr")
+    p.add_argument("--eps", help="budget in pixel units, e.g. 8/255 or 0.03 (default: the suite's protocol eps, "
+                                 "else 8/255)")
+    p.add_argument("--norm", default="linf", help="linf (default) or l2")
+    p.add_argument("--budget", default="quick", help="quick (CPU, default) or thorough (GPU)")
+    p.add_argument("--n", type=int, default=1000, help="test images to attack (the first N; default 1000)")
+    p.add_argument("--estimator", nargs="+", metavar="SPEC",
+                   help="gradient estimators, e.g. bptt bptt:triangle:0.5 ste bptr rga hart:1.0 pdsg assg:0.4 "
+                        "(replace the suite's list)")
+    p.add_argument("--eot", type=int, help="gradient samples per step for stochastic models")
+    p.add_argument("--vote", type=int, help="forward passes per prediction (majority vote; default 1, or 10 for "
+                                            "stochastic models)")
+    p.add_argument("--steps", type=int, help="iterations of the iterative attacks (overrides the budget)")
+    p.add_argument("--restarts", type=int, help="restarts of the iterative attacks (overrides the budget)")
+    p.add_argument("--perturb", choices=["pixels", "spikes"], default="pixels",
+                   help="pixels (default) or spikes: add the perturbation to the encoded spike tensor "
+                        "(seed-000 replication only; labelled in every output)")
+    p.add_argument("--bn-mode", choices=["eval", "train"], default="eval",
+                   help="eval (default) or train: craft with BatchNorm batch statistics (seed-000 replication only)")
+    p.add_argument("--replicate-seed-code", action="store_true",
+                   help="seed-luu2025 only: spikes + BN train + PGD abort at gradient norm < 1e-6, as seed 000's code")
+    p.add_argument("--transfer-from", nargs="+", metavar="CKPT", default=[],
+                   help="source checkpoints for transfer attacks (e.g. an independently trained model)")
+    p.add_argument("--ann-twin-transfer", action="store_true",
+                   help="add the ANN twin carrying this SNN's weights as a transfer source")
+    p.add_argument("--eps-sweep", help="comma-separated eps values for the robustness curve, e.g. "
+                                       "2/255,4/255,8/255; 'none' to skip the suite's default curve")
+    diag = p.add_mutually_exclusive_group()
+    diag.add_argument("--diagnostics", dest="diagnostics", action="store_true", default=None,
+                      help="run the masking diagnostics (default: only with --suite reliable)")
+    diag.add_argument("--no-diagnostics", dest="diagnostics", action="store_false",
+                      help="skip the masking diagnostics")
+    p.add_argument("--data-root", help="folder holding the dataset files")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
+    p.add_argument("--out", help="results JSON path (default: next to the checkpoint)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random starts and stochastic encoders")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def _print_lists() -> int:
+    from ..attacks.estimators import ESTIMATORS
+    from ..attacks.registry import list_attacks
+    from ..attacks.suites import BUDGETS, list_suites
+
+    print("suites:")
+    for k, v in list_suites().items():
+        print(f"  {k:<18} {v}")
+    print("budgets:")
+    for k, b in BUDGETS.items():
+        print(f"  {k:<18} {b.description}")
+    print("attacks:")
+    for k, v in list_attacks().items():
+        print(f"  {k:<18} {v}")
+    print("gradient estimators:")
+    for k, v in ESTIMATORS.items():
+        print(f"  {k:<18} {v}")
+    return 0
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def parse_eps_list(text: str | None) -> list[float] | None:
+    from ..attacks.threat import parse_eps
+
+    if text is None:
+        return None
+    if text.strip().lower() in ("none", "off", ""):
+        return []
+    return [parse_eps(t) for t in text.split(",") if t.strip()]
+
+
+def _validate_names(args: argparse.Namespace) -> None:
+    """Fail fast, before loading anything, on names and numbers the user mistyped."""
+    from ..attacks.registry import get_attack, ATTACKS
+    from ..attacks.suites import get_budget, get_suite
+
+    if args.suite is None and args.attack is None:
+        raise ConfigError("give --suite NAME or --attack NAME (see `snnrobust attack --list`)")
+    if args.suite is not None:
+        get_suite(args.suite)
+    if args.attack is not None and args.attack not in ATTACKS:
+        get_attack(args.attack)
+    get_budget(args.budget)
+    for flag in ("n", "eot", "vote", "steps", "restarts", "batch_size"):
+        v = getattr(args, flag)
+        if v is not None and v < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be a positive integer, got {v}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    if args.attack_option and args.attack is None:
+        raise ConfigError("--attack-option applies to --attack only")
+
+
+def ann_twin_source(model):
+    """The ANN twin (ReLU for every spiking neuron, analog input, T = 1) carrying ``model``'s
+    weights: an untrained, weight-shared proxy used as a transfer source."""
+    from ..models import SpikingClassifier, ann_twin, build_from_config
+
+    if not isinstance(model, SpikingClassifier):
+        raise ConfigError("--ann-twin-transfer needs a snnrobust SpikingClassifier checkpoint")
+    twin = build_from_config(ann_twin(model.config))
+    try:
+        twin.load_state_dict(model.state_dict(), strict=True)
+    except RuntimeError as e:
+        raise ConfigError(f"the ANN twin does not take this model's weights ({str(e).splitlines()[0][:120]}); "
+                          "give a trained source with --transfer-from CKPT instead") from None
+    return twin.to(next(model.parameters()).device).eval()
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list:
+        return _print_lists()
+    _validate_names(args)
+    if not args.checkpoint:
+        raise ConfigError("give the CHECKPOINT to attack (a file written by `snnrobust train`)")
+
+    import numpy as np
+    import torch
+
+    from ..attacks.evaluate import evaluate
+    from ..attacks.results import result_path, write_result
+    from ..attacks.threat import ThreatModel
+    from ..data import get_dataset
+    from ..training import load_checkpoint, resolve_device
+    from .options import parse_key_values
+
+    ckpt_path = Path(args.checkpoint)
+    threat_kwargs = {"norm": args.norm, "perturb": args.perturb, "bn_mode": args.bn_mode}
+    if args.eps is not None:
+        threat_kwargs["eps"] = args.eps
+    elif args.suite is not None:
+        from ..attacks.suites import get_suite
+
+        suite_eps = get_suite(args.suite).eps
+        if suite_eps is not None:
+            threat_kwargs["eps"] = suite_eps
+    threat = ThreatModel(**threat_kwargs)
+    eps_sweep = parse_eps_list(args.eps_sweep)
+    attack_options = parse_key_values(args.attack_option, "--attack-option")
+
+    device = resolve_device(args.device)
+    model, ckpt = load_checkpoint(ckpt_path, map_location=device)
+    data = ckpt.get("data") or {}
+    dataset = data.get("dataset", "mnist5k")
+    splits = get_dataset(dataset, root=args.data_root, split_seed=int(data.get("split_seed", 0)))
+    test = splits.test
+    n = min(args.n, len(test))
+    indices = torch.arange(n)
+    x, y = test.batch(indices)
+
+    sources = []
+    for src in args.transfer_from:
+        m, _ = load_checkpoint(src, map_location=device)
+        sources.append((Path(src).stem, m))
+    if args.ann_twin_transfer:
+        sources.append(("ann-twin", ann_twin_source(model)))
+
+    model_info = {"class": type(model).__name__, "config": model.config.to_dict(),
+                  "checkpoint": str(ckpt_path), "sha256": _sha256(ckpt_path),
+                  "transfer_sources": [label for label, _ in sources]}
+    data_info = {"dataset": splits.info.name, "split": "test", "n": n, "indices": f"first {n} of the test split",
+                 "indices_sha256": hashlib.sha256(np.arange(n, dtype="<i8").tobytes()).hexdigest(),
+                 "info": splits.info.to_dict()}
+    result = evaluate(model, x, y, suite=args.suite, attack=args.attack, attack_options=attack_options,
+                      threat=threat, budget=args.budget, estimators=args.estimator, eot=args.eot, vote=args.vote,
+                      steps=args.steps, restarts=args.restarts, batch_size=args.batch_size, eps_sweep=eps_sweep,
+                      transfer_sources=sources or None, progress=not args.no_progress, seed=args.seed,
+                      diagnostics=args.diagnostics, replicate_seed_code=args.replicate_seed_code,
+                      model_info=model_info, data_info=data_info, device=device)
+    name = result.name + ("-replication" if result.replication else "")
+    out = Path(args.out) if args.out else result_path(ckpt_path, name, result.budget.name)
+    write_result(result, out)
+    print(result.table())
+    print(f"results written to {out}")
+    return 0

@@ -1,0 +1,34 @@
+"""`snnrobust study NAME [--size quick|full]`: run a seed paper's experiment end to end."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..studies import list_recipes, run_study
+
+
+def register(sub) -> None:
+    p = sub.add_parser("study", help="run a named study (train, attack, analyse, report); resumable",
+                       description="Run a study recipe: trains what it needs, attacks it, measures gradient sparsity, "
+                                   "and writes report.html and report.md. Re-running resumes and recomputes nothing done.")
+    p.add_argument("name", nargs="?", help="study name (see --list) or a recipe .yaml path")
+    p.add_argument("--list", action="store_true", help="list the studies and their sizes")
+    p.add_argument("--size", default="quick", help="quick (CPU, mnist5k) or full (GPU, the seeds' settings)")
+    p.add_argument("--out", help="study folder (default runs/study-NAME-SIZE)")
+    p.add_argument("--data-root", help="folder holding the dataset files (CIFAR for --size full)")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list or not args.name:
+        for r in list_recipes():
+            print(f"  {r.name:<26} seed {r.seed}: {r.title}")
+            for size, spec in r.sizes.items():
+                print(f"  {'':<26}   --size {size}: {spec.get('note', '')}")
+        return 0
+    paths = run_study(args.name, args.size, args.out, args.data_root, args.device, progress=not args.quiet)
+    print(f"report: {paths['html']}")
+    print(f"summary: {paths['markdown']}")
+    return 0

@@ -1,0 +1,592 @@
+"""The report's sections, built from a study dict as renderer-neutral blocks (:mod:`.doc`).
+
+Section ids (stable anchors in the HTML, headings in markdown), in order: ``summary``,
+``setup``, ``threat-models``, ``accuracy``, ``eps-curves``, ``sparsity``, ``tradeoff``,
+``diagnostics``, ``vulnerability``, ``model-verdicts``, ``claim-verdicts``.
+Anything the study does not contain renders as "not measured" instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Optional
+
+from . import figures as F
+from . import read as R
+from .doc import Badge, Bullets, Callout, Code, Figure, Heading, Para, Section, Table, badge
+from .verdicts import ROBUST_FRACTION, ClaimVerdict, ModelVerdict, all_verdicts
+
+SECTION_IDS = ("summary", "setup", "threat-models", "accuracy", "eps-curves", "sparsity", "tradeoff",
+               "diagnostics", "vulnerability", "model-verdicts", "claim-verdicts")
+
+NOT_MEASURED = "not measured"
+
+
+# -- small formatting helpers ------------------------------------------------------------
+def _fmt(v: Any, spec: str = ".3g") -> str:
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, float):
+        return format(v, spec) if math.isfinite(v) else "-"
+    if v is None:
+        return "-"
+    if isinstance(v, (dict, list, tuple)):
+        s = _compact(v)
+        return s if len(s) <= 200 else s[:197] + "..."
+    return str(v)
+
+
+def _compact(v: Any) -> str:
+    """Nested numbers for a table cell: rates as ``25.0% (2/8)``, floats with 3 digits."""
+    if isinstance(v, dict):
+        if "k" in v and "n" in v and R.rate(v) is not None:
+            return f"{100 * R.rate(v).value:.1f}% ({v['k']}/{v['n']})"
+        return "{" + ", ".join(f"{k}: {_compact(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_compact(x) for x in v) + "]"
+    if isinstance(v, float):
+        return format(v, ".3g") if math.isfinite(v) else "-"
+    return "-" if v is None else str(v)
+
+
+def _kv(d: dict, keys: Optional[list[str]] = None, skip: tuple = ()) -> str:
+    keys = keys if keys is not None else list(d)
+    return ", ".join(f"{k}={_fmt(d[k])}" for k in keys if k in d and k not in skip and d[k] not in (None, {}, []))
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
+
+
+def _protocol_badge(study: dict, protocol: str) -> Badge:
+    weak = R.protocol_is_weak(study, protocol)
+    return badge("weak" if weak else "reliable") if weak is not None else badge("unknown")
+
+
+def _protocol_cell(study: dict, protocol: str) -> list:
+    b = _protocol_badge(study, protocol)
+    return [b] if b.text == protocol else [protocol, " ", b]
+
+
+def _protocols(study: dict) -> list[str]:
+    out: list[str] = []
+    for e in R.evaluations(study):
+        p = R.protocol_of(e)
+        if p not in out:
+            out.append(p)
+    return out
+
+
+def _rate_cell(d: Any) -> str:
+    return R.pct(R.rate(d), "-")
+
+
+# -- summary -------------------------------------------------------------------------------
+def summary_section(study: dict, verdicts: list[ModelVerdict], claims: list[ClaimVerdict]) -> Section:
+    s = Section("summary", "Summary at a glance")
+    head = R.text(study.get("description"))
+    if head:
+        s.add(Para(head))
+    protocols = _protocols(study)
+    headers = ["model", "clean accuracy"] + [f"robust accuracy, {p} ({'weak' if R.protocol_is_weak(study, p) else 'reliable'})"
+                                             for p in protocols]
+    headers += ["input-gradient zero fraction", "diagnostics", "verdict"]
+    rows = []
+    by_model = {v.model: v for v in verdicts}
+    for lab in R.model_labels(study):
+        row: list = [lab, R.pct(R.clean_accuracy(study, lab))]
+        for p in protocols:
+            evs = R.evaluations(study, model=lab, protocol=p)
+            row.append(R.pct(R.robust_accuracy(evs[0]["result"])[0]) if evs else NOT_MEASURED)
+        ent = R.sparsity_entries(study, model=lab, source="attack") or R.sparsity_entries(study, model=lab)
+        izf = R.input_zero_fraction(ent[0]["result"])[0] if ent else None
+        row.append(NOT_MEASURED if izf is None else f"{100 * izf.value:.1f}%" + (f" ± {100 * izf.se:.1f}" if izf.se is not None else ""))
+        statuses = [d["status"] for e in R.evaluations(study, model=lab) for d in R.diagnostics(e["result"])]
+        if statuses:
+            row.append(_status_counts(statuses))
+        else:
+            row.append(NOT_MEASURED)
+        v = by_model.get(lab)
+        row.append(badge(v.status) if v else "-")
+        rows.append(row)
+    if rows:
+        s.add(Table(headers, rows, "Accuracies with 95 % Wilson intervals; robust accuracy is the per-sample worst "
+                                   "case over the protocol's attacks. Zero fraction: exactly-zero entries of the loss "
+                                   "gradient w.r.t. the input pixels (mean ± SE)."))
+    else:
+        s.add(Para("No models in this study."))
+    if claims:
+        s.add(Heading("Seed claims"))
+        s.add(Bullets([[badge(c.verdict), f" {c.id} (seed {c.seed}): {c.claim}"] for c in claims]))
+    return s
+
+
+def _status_counts(statuses: list[str]) -> list:
+    out: list = []
+    for st in ("WARN", "PASS", "SKIP"):
+        n = statuses.count(st)
+        if n:
+            out.extend([badge(st), f" ×{n} "])
+    return out
+
+
+# -- setup ---------------------------------------------------------------------------------
+_MODEL_KEYS = ["name", "T", "width", "in_channels", "image_size", "num_classes", "spiking", "encoder",
+               "encoder_options", "neuron", "leak", "threshold", "reset", "v_reset", "detach_reset", "surrogate", "arch"]
+_TRAIN_KEYS = ["epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "schedule", "seed",
+               "augment", "max_train_samples", "device"]
+
+
+def setup_section(study: dict, colors: dict[str, str]) -> Section:
+    s = Section("setup", "Setup")
+    facts = [f"study: {R.text(study.get('study'), 'unnamed')}", f"size: {R.text(study.get('size'), '-')}"]
+    if R.text(study.get("created")):
+        facts.append(f"created: {study['created']}")
+    if R.num(study.get("seconds")) is not None:
+        facts.append(f"run time: {study['seconds'] / 60:.1f} min")
+    s.add(Bullets(facts))
+    s.add(Heading("Dataset and split"))
+    ds = R.as_dict(study.get("dataset"))
+    if ds:
+        split = R.as_dict(ds.get("split"))
+        items = [f"{ds.get('name', '?')}: {ds.get('n_train', '?')} training and {ds.get('n_test', '?')} test images"
+                 + (f", {ds.get('in_channels')}×{ds.get('image_size')}×{ds.get('image_size')}, "
+                    f"{ds.get('num_classes')} classes" if ds.get("image_size") else "")]
+        if ds.get("source"):
+            items.append(f"source: {ds['source']}")
+        if split:
+            items.append("split: " + _kv(split))
+        if ds.get("augment"):
+            items.append(f"training augmentation: {ds['augment']}")
+        s.add(Bullets(items))
+    else:
+        s.add(Para(f"Dataset: {NOT_MEASURED} (the study recorded no dataset description)."))
+    s.add(Heading("Models"))
+    models = R.models(study)
+    if models:
+        rows = []
+        for m in models:
+            mc, tc = R.as_dict(m.get("model_config")), R.as_dict(m.get("train_config"))
+            sha = R.text(m.get("checkpoint_sha256"))
+            rows.append([m["label"], R.text(m.get("group"), "-"), _kv(mc, _MODEL_KEYS) or "-", _kv(tc, _TRAIN_KEYS) or "-",
+                         R.pct(R.rate(m.get("clean_accuracy"))),
+                         (R.text(m.get("checkpoint"), "-") + (f" (sha256 {sha[:12]}…)" if sha else ""))])
+        s.add(Table(["model", "group", "model config", "training config", "clean accuracy (95 % CI)", "checkpoint"], rows))
+        for m in models:
+            cfg = {"model_config": m.get("model_config"), "train_config": m.get("train_config")}
+            s.add(Code(json.dumps(cfg, indent=2, default=str, sort_keys=True), f"full configuration of {m['label']}", "json"))
+    else:
+        s.add(Para(f"Models: {NOT_MEASURED}."))
+    s.add(Heading("Training curves"))
+    curves = {m["label"]: [r for r in R.as_list(m.get("train_metrics")) if isinstance(r, dict)] for m in models}
+    png = F.training_curves(curves, colors)
+    if png:
+        s.add(Figure("training_curves", png, "Training loss and test accuracy per epoch.",
+                     "training loss and test accuracy per epoch for each model"))
+    else:
+        s.add(Para(f"Training curves: {NOT_MEASURED} (no per-epoch metrics recorded)."))
+    return s
+
+
+# -- threat models -------------------------------------------------------------------------
+def _estimators(result: dict) -> list[str]:
+    out = []
+    for a in R.attack_rows(result):
+        est = R.as_dict(a.get("estimator"))
+        lab = R.text(est.get("label")) or R.text(est.get("name"))
+        if lab and lab not in out:
+            out.append(lab)
+    return out
+
+
+def _attack_settings(a: dict) -> str:
+    att = R.as_dict(a.get("attack"))
+    return _kv(att, skip=("name",))
+
+
+def threat_section(study: dict) -> Section:
+    s = Section("threat-models", "Threat models")
+    evs = R.evaluations(study)
+    if not evs:
+        return s.add(Para(f"Threat models: {NOT_MEASURED} (no evaluation was run)."))
+    s.add(Para("ε is in pixel units of the [0, 1] image before encoding unless a row says SPIKE TENSOR. "
+               "Models are in eval mode and reset before every forward pass unless a replication option says "
+               "otherwise. Weak protocols replicate a seed paper's settings; reliable ones are per-sample worst "
+               "cases over many estimators and attacks."))
+    flagged = []
+    for e in evs:
+        for flag in R.replication_flags(e["result"]):
+            flagged.append(f"{e.get('model')} / {R.protocol_of(e)}: {flag}")
+    if flagged:
+        s.add(Callout("REPLICATION OPTIONS IN FORCE — these settings inflate robustness and are not a valid "
+                      "input-level threat model; they only reproduce a seed paper's code", flagged, "bad"))
+    rows = []
+    for e in evs:
+        res = e["result"]
+        t = R.threat(res)
+        flags = R.replication_flags(res)
+        n = R.integer(R.as_dict(res.get("data")).get("n")) or R.as_dict(res.get("clean")).get("n")
+        rows.append([
+            str(e.get("model")), _protocol_cell(study, R.protocol_of(e)),
+            t["label"] if t["recorded"] else "not recorded",
+            "L∞" if t["norm"] == "linf" else "L2", R.format_eps(t["eps"]),
+            badge("SPIKE TENSOR") if t["perturb"] == "spikes" else "pixels",
+            badge("TRAIN (replication)") if t["bn_mode"] == "train" else "eval",
+            ", ".join(_estimators(res)) or "-",
+            _fmt(res.get("eot")), _fmt(res.get("vote")), _fmt(n), R.text(res.get("budget"), "-"),
+            [badge("WARN"), " " + "; ".join(flags)] if flags else "none",
+        ])
+    s.add(Table(["model", "protocol", "threat model", "norm", "ε", "perturbation on", "BatchNorm while crafting",
+                 "gradient estimators", "EOT samples", "vote passes", "samples", "budget preset",
+                 "replication options"], rows))
+    for p in _protocols(study):
+        seen: dict[str, list] = {}
+        for e in R.evaluations(study, protocol=p):
+            for a in R.attack_rows(e["result"]):
+                aid = R.attack_id(a)
+                if aid not in seen:
+                    est = R.as_dict(a.get("estimator"))
+                    seen[aid] = [aid, R.text(R.as_dict(a.get("attack")).get("name"), "-"),
+                                 R.text(est.get("label")) or R.text(est.get("name"), "-"),
+                                 _fmt(a.get("steps")), _fmt(a.get("restarts")), _fmt(a.get("eot")),
+                                 _attack_settings(a) or "-"]
+        if seen:
+            s.add(Heading(f"Attacks of the {p} protocol"))
+            s.add(Table(["attack id", "attack", "estimator", "steps", "restarts", "EOT", "all settings"],
+                        list(seen.values())))
+    return s
+
+
+# -- accuracy ------------------------------------------------------------------------------
+def accuracy_section(study: dict) -> Section:
+    s = Section("accuracy", "Clean and robust accuracy per attack")
+    evs = R.evaluations(study)
+    if not evs:
+        return s.add(Para(f"Robust accuracy: {NOT_MEASURED} (no evaluation was run)."))
+    s.add(Para("Robust accuracy counts samples still correct after the attack over all samples; attack success "
+               "rate counts flipped samples over the initially correct ones. Brackets: 95 % Wilson intervals. "
+               "Scope 'cumulative' means the attack ran only on samples earlier attacks had not broken."))
+    for e in evs:
+        res = e["result"]
+        p = R.protocol_of(e)
+        s.add(Heading(f"{e.get('model')} — {p} ({'weak' if R.evaluation_is_weak(study, e) else 'reliable'} protocol), "
+                      f"{R.threat(res)['label']}"))
+        rows = [["clean (no attack)", "-", "-", "-", "-", _rate_cell(res.get("clean")), "-", "-"]]
+        for a in R.attack_rows(res):
+            est = R.as_dict(a.get("estimator"))
+            rows.append([R.attack_id(a), R.text(est.get("label")) or R.text(est.get("name"), "-"), _fmt(a.get("steps")),
+                         _fmt(a.get("restarts")), _fmt(a.get("eot")), _rate_cell(a.get("robust_accuracy")),
+                         _rate_cell(a.get("attack_success_rate")), R.text(a.get("scope"), "-")])
+        wc = R.as_dict(res.get("worst_case"))
+        robust, how = R.robust_accuracy(res)
+        rows.append([f"WORST CASE ({how})", "-", "-", "-", "-", R.pct(robust, "-"),
+                     _rate_cell(wc.get("attack_success_rate")), "per sample"])
+        s.add(Table(["attack", "estimator", "steps", "restarts", "EOT", "robust accuracy (95 % CI)",
+                     "attack success rate (95 % CI)", "scope"], rows))
+        broken = R.as_dict(wc.get("broken_by"))
+        if broken:
+            n = R.as_dict(res.get("clean")).get("n")
+            per = R.as_list(wc.get("per_sample"))
+            extra = []
+            if per:
+                extra.append(["misclassified without attack", _fmt(sum(1 for v in per if v == "clean"))])
+                extra.append(["robust to every attack", _fmt(sum(1 for v in per if v is None))])
+            s.add(Table(["broken first by", "samples"],
+                        [[k, _fmt(v)] for k, v in sorted(broken.items(), key=lambda kv: -(R.num(kv[1]) or 0))] + extra,
+                        f"Which attack broke each sample first (of n = {_fmt(n)}); attacks later in the suite only "
+                        f"ran on samples still robust."))
+        notes = [x for x in R.as_list(res.get("notes")) if isinstance(x, str)]
+        if notes:
+            s.add(Bullets(["note: " + x for x in notes]))
+    return s
+
+
+# -- eps curves ----------------------------------------------------------------------------
+def _curve_points(res: dict) -> list[tuple[float, R.Estimate]]:
+    pts = []
+    for p in R.as_list(res.get("eps_curve")):
+        p = R.as_dict(p)
+        eps, est = R.num(p.get("eps")), R.rate(p.get("robust_accuracy"))
+        if eps is not None and est is not None:
+            pts.append((eps, est))
+    if not pts:
+        eps, (est, _) = R.threat(res)["eps"], R.robust_accuracy(res)
+        if eps is not None and est is not None:
+            pts.append((eps, est))
+    if pts and not any(e == 0 for e, _ in pts):
+        clean = R.rate(res.get("clean"))
+        if clean is not None:
+            pts.append((0.0, clean))
+    return sorted(pts, key=lambda t: t[0])
+
+
+def eps_section(study: dict, colors: dict[str, str]) -> Section:
+    s = Section("eps-curves", "Robust accuracy against ε")
+    protocols = _protocols(study)
+    groups: dict[tuple[str, str], list] = {}
+    table = []
+    for e in R.evaluations(study):
+        res = e["result"]
+        pts = _curve_points(res)
+        if len(pts) < 2:
+            continue
+        t = R.threat(res)
+        ls, mk = F.style_for(protocols.index(R.protocol_of(e)))
+        label = f"{e.get('model')} · {R.protocol_of(e)}"
+        groups.setdefault((t["norm"], t["perturb"]), []).append(F.Curve(
+            label, colors.get(str(e.get("model")), "#333333"), ls, mk, [p for p, _ in pts], [x.value for _, x in pts],
+            [x.lo for _, x in pts], [x.hi for _, x in pts]))
+        scale, _ = R.eps_units(t["norm"], t["perturb"])
+        table.append([str(e.get("model")), R.protocol_of(e),
+                      "; ".join(f"ε={_fmt(eps * scale, '.3g')}: {x.text()}" for eps, x in pts)])
+    if not groups:
+        return s.add(Para(f"ε curves: {NOT_MEASURED} (no evaluation recorded robust accuracy at more than one ε)."))
+    for (norm, perturb), curves in groups.items():
+        scale, xlabel = R.eps_units(norm, perturb)
+        where = "SPIKE TENSOR (replication)" if perturb == "spikes" else "pixels"
+        png = F.eps_curves(curves, xlabel, scale, f"Robust accuracy vs ε ({'L∞' if norm == 'linf' else 'L2'}, on {where})")
+        if png:
+            s.add(Figure(f"eps_curve_{norm}_{perturb}", png,
+                         f"Robust accuracy against the attack budget ε ({'L∞' if norm == 'linf' else 'L2'}, "
+                         f"perturbation on {where}); one line per model and protocol.",
+                         "robust accuracy against epsilon for each model and protocol"))
+    s.add(Table(["model", "protocol", "robust accuracy at each ε (units as on the plot's axis)"], table))
+    return s
+
+
+# -- sparsity ------------------------------------------------------------------------------
+_SOURCE_TEXT = {"attack": "gradient of the loss of an FGSM step, eval mode",
+                "train": "gradient of the training loss, train mode"}
+
+
+def sparsity_section(study: dict, colors: dict[str, str]) -> Section:
+    s = Section("sparsity", "Per-operation gradient sparsity")
+    entries = R.sparsity_entries(study)
+    if not entries:
+        return s.add(Para(f"Gradient sparsity: {NOT_MEASURED} (no sparsity analysis in this study)."))
+    s.add(Para("For each operation in network order: the fraction of exactly-zero entries of the gradient that "
+               "flows back through it to its input, and that gradient's L2 norm, averaged over samples (± standard "
+               "error). Exact zeros come from routing (max pooling passes each window's gradient to one input) and "
+               "from hard or detached resets. 'input pixels' is the gradient an attacker sees."))
+    rows = []
+    for e in entries:
+        res = e["result"]
+        inp = R.as_dict(res.get("input"))
+        izf, _ = R.input_zero_fraction(res)
+        rows.append([str(e.get("model")), R.sparsity_source(e), R.text(res.get("estimator"), "-"),
+                     _fmt(res.get("n_samples")), "-" if izf is None else f"{100 * izf.value:.2f}%"
+                     + (f" ± {100 * izf.se:.2f}" if izf.se is not None else ""),
+                     _fmt(R.num(inp.get("norm"))) + (f" ± {_fmt(R.num(inp.get('norm_se')), '.2g')}"
+                                                      if R.num(inp.get("norm_se")) is not None else ""),
+                     _fmt(len(R.sparsity_ops(res)))])
+    s.add(Table(["model", "loss source", "gradient estimator", "samples", "input-pixel zero fraction (± SE)",
+                 "input-pixel gradient L2 norm (± SE)", "operations"], rows))
+    sources = []
+    for e in entries:
+        if R.sparsity_source(e) not in sources:
+            sources.append(R.sparsity_source(e))
+    for src in sources:
+        series = []
+        for e in R.sparsity_entries(study, source=src):
+            res = e["result"]
+            inp = R.as_dict(res.get("input"))
+            series.append((e, res, inp))
+        for metric in F.SPARSITY_METRICS:
+            ops_series = []
+            for e, res, inp in series:
+                pix = None
+                if metric == "in_zero_frac" and R.num(inp.get("zero_frac")) is not None:
+                    pix = (inp["zero_frac"], R.num(inp.get("zero_frac_se")))
+                elif metric == "in_norm" and R.num(inp.get("norm")) is not None:
+                    pix = (inp["norm"], R.num(inp.get("norm_se")))
+                ops_series.append(F.OpSeries(str(e.get("model")), colors.get(str(e.get("model")), "#333333"),
+                                             R.integer(res.get("n_samples")), R.sparsity_ops(res), pix))
+            png = F.sparsity_bars(ops_series, metric, _SOURCE_TEXT.get(src, f"source {src}"))
+            if png:
+                title = F.SPARSITY_METRICS[metric][0]
+                s.add(Figure(f"sparsity_{_slug(src)}_{metric}", png,
+                             f"{title} ({_SOURCE_TEXT.get(src, src)}), models side by side.",
+                             f"bar chart: {title.lower()} per operation"))
+    for e in entries:
+        res = e["result"]
+        ops = R.sparsity_ops(res)
+        if not ops:
+            continue
+        rows = []
+        for i, r in enumerate(ops):
+            def z(key):
+                v, se = R.num(r.get(key)), R.num(r.get(key + "_se"))
+                return "-" if v is None else f"{100 * v:.1f}%" + (f" ± {100 * se:.1f}" if se is not None else "")
+
+            def nrm(key):
+                v, se = R.num(r.get(key)), R.num(r.get(key + "_se"))
+                return "-" if v is None else f"{v:.3g}" + (f" ± {se:.2g}" if se is not None else "")
+
+            wd = R.num(r.get("weight_density"))
+            rows.append([_fmt(r.get("index", i)), r["name"], R.text(r.get("kind"), "-"), z("in_zero_frac"),
+                         z("out_zero_frac"), nrm("in_norm"), nrm("out_norm"), "-" if wd is None else f"{100 * wd:.1f}%"])
+        s.add(Table(["#", "operation", "kind", "input-gradient zeros", "output-gradient zeros", "input-gradient norm",
+                     "output-gradient norm", "weight-gradient density"], rows,
+                    f"{e.get('model')}, {R.sparsity_source(e)} loss: per-operation numbers (mean ± SE)"))
+    return s
+
+
+# -- trade-off -----------------------------------------------------------------------------
+def tradeoff_section(study: dict, colors: dict[str, str]) -> Section:
+    s = Section("tradeoff", "Clean vs robust accuracy trade-off")
+    protocols = _protocols(study)
+    points, rows = [], []
+    for e in R.evaluations(study):
+        lab, p = str(e.get("model")), R.protocol_of(e)
+        clean = R.clean_accuracy(study, lab) or R.rate(e["result"].get("clean"))
+        robust, _ = R.robust_accuracy(e["result"])
+        if clean is None or robust is None:
+            continue
+        _, mk = F.style_for(protocols.index(p))
+        points.append(F.TradeoffPoint(f"{lab} · {p}", colors.get(lab, "#333333"), mk, (clean.value, clean.lo, clean.hi),
+                                      (robust.value, robust.lo, robust.hi)))
+        rows.append([lab, p, clean.text(), robust.text(), R.threat(e["result"])["label"]])
+    png = F.tradeoff(points, "Clean accuracy vs robust accuracy (one point per model and protocol)")
+    if not png:
+        return s.add(Para(f"Trade-off: {NOT_MEASURED} (no model has both a clean and a robust accuracy)."))
+    s.add(Figure("tradeoff", png, "Each point is one model under one protocol: x = clean accuracy, y = robust "
+                                  "accuracy (worst case over the protocol's attacks).",
+                 "scatter of clean accuracy against robust accuracy"))
+    s.add(Table(["model", "protocol", "clean accuracy", "robust accuracy", "threat model"], rows))
+    return s
+
+
+# -- diagnostics ---------------------------------------------------------------------------
+def diagnostics_section(study: dict) -> Section:
+    s = Section("diagnostics", "Gradient-masking diagnostics")
+    evs = [e for e in R.evaluations(study) if R.diagnostics(e["result"])]
+    if not evs:
+        return s.add(Para(f"Masking diagnostics: {NOT_MEASURED} (they run with reliable evaluations only)."))
+    s.add(Para("Each check looks for a symptom of gradient masking (Athalye et al. 2018; Carlini et al. 2019). "
+               "PASS: no symptom; WARN: the symptom is present, so robust accuracy may be overestimated; SKIP: the "
+               "check could not run. A model is never called robust while any check warns."))
+    names: list[str] = []
+    for e in evs:
+        for d in R.diagnostics(e["result"]):
+            if d["name"] not in names:
+                names.append(d["name"])
+    matrix = []
+    for e in evs:
+        by = {d["name"]: d["status"] for d in R.diagnostics(e["result"])}
+        matrix.append([str(e.get("model")), R.protocol_of(e)] + [badge(by[n]) if n in by else "-" for n in names])
+    s.add(Table(["model", "protocol"] + names, matrix, "Status of every check, per model and protocol."))
+    for e in evs:
+        s.add(Heading(f"{e.get('model')} — {R.protocol_of(e)}"))
+        s.add(Table(["check", "status", "summary", "numbers"],
+                    [[d["name"], badge(d["status"]), d["summary"] or "-", _kv(d["numbers"]) or "-"]
+                     for d in R.diagnostics(e["result"])]))
+    return s
+
+
+# -- vulnerability -------------------------------------------------------------------------
+def vulnerability_section(study: dict, colors: dict[str, str]) -> Section:
+    s = Section("vulnerability", "Random vs adversarial vulnerability")
+    entries = R.vulnerability_entries(study)
+    if not entries:
+        return s.add(Para(f"Vulnerability (ρ_rand, ρ_adv): {NOT_MEASURED} (no vulnerability analysis in this study)."))
+    s.add(Para("f_y is the true-class probability. ρ_rand = mean |Δf_y| under random sign noise of size ε; ρ_adv = "
+               "mean of the largest |Δf_y| found within ε (a lower bound of the maximum). To first order "
+               "ρ_adv/ρ_rand ≤ √(2·L0), where L0 counts the non-zero entries of ∇ₓf_y: sparse input gradients force "
+               "random noise to be nearly as damaging as the worst case."))
+    rows, series = [], []
+    for e in entries:
+        res = e["result"]
+        sm = R.vulnerability_summary(res)
+
+        def pm(key):
+            v, se = R.num(sm.get(key)), R.num(sm.get(key + "_se"))
+            return "-" if v is None else f"{v:.3g}" + (f" ± {se:.2g}" if se is not None else "")
+
+        l0, frac = R.num(sm.get("l0")), R.num(sm.get("l0_fraction"))
+        # the bound check means nothing when the ratio is undefined (f_y never changed)
+        within = sm.get("ratio_within_model_bound") if R.num(sm.get("ratio")) is not None else None
+        rows.append([str(e.get("model")), R.format_eps(R.num(sm.get("eps"))), _fmt(sm.get("n")), pm("rho_rand"),
+                     pm("rho_adv"),
+                     "undefined (ρ_rand = 0)" if R.num(sm.get("ratio")) is None and R.num(sm.get("rho_rand")) == 0
+                     else _fmt(R.num(sm.get("ratio"))),
+                     "-" if l0 is None else f"{l0:.1f}" + (f" ({100 * frac:.1f}% of inputs)" if frac is not None else ""),
+                     _fmt(R.num(sm.get("bound_model"))),
+                     badge("holds") if within is True else badge("fails") if within is False else "-",
+                     "-" if R.num(sm.get("frac_bound_holds")) is None else f"{100 * sm['frac_bound_holds']:.1f}%"])
+        bounds, ratios = R.vulnerability_per_sample(res)
+        lab = str(e.get("model"))
+        series.append(F.VulnerabilitySeries(lab, colors.get(lab, "#333333"), bounds, ratios,
+                                            R.num(sm.get("bound_model")), R.num(sm.get("ratio"))))
+    s.add(Table(["model", "ε", "samples", "ρ_rand (± SE)", "ρ_adv (± SE)", "ratio ρ_adv/ρ_rand", "mean L0 of ∇ₓf_y",
+                 "bound √(2·max L0)", "ratio within bound", "samples within their bound"], rows))
+    png = F.vulnerability(series, "Adversarial/random vulnerability ratio against the gradient-sparsity bound")
+    if png:
+        s.add(Figure("vulnerability", png, "Per-sample ratio of adversarial to random change of f_y against its "
+                                           "first-order bound √(2·L0); stars are the models' overall ratios.",
+                     "scatter of vulnerability ratio against the sparsity bound"))
+    else:
+        s.add(Para("No picture: no model has a defined ratio (ρ_rand and ρ_adv are 0 when f_y never changed "
+                   "within ε)."))
+    return s
+
+
+# -- verdicts ------------------------------------------------------------------------------
+def model_verdict_section(verdicts: list[ModelVerdict]) -> Section:
+    s = Section("model-verdicts", "Verdict per model")
+    s.add(Para(f"Generated from the numbers. A model is called empirically robust only if its reliable robust accuracy "
+               f"(lower end of the 95 % interval) is at least {ROBUST_FRACTION:.0%} of its clean accuracy and every "
+               f"masking diagnostic passes; it is called not robust when the reliable robust accuracy is below "
+               f"{ROBUST_FRACTION:.0%} of clean accuracy; otherwise robustness is not established. A diagnostic "
+               f"WARN always prevents a 'robust' verdict."))
+    if not verdicts:
+        return s.add(Para("No models in this study."))
+    for v in verdicts:
+        s.add(Heading(v.model))
+        s.add(Para(["verdict: ", badge(v.status)]), Para(v.text))
+        s.add(Bullets(list(v.numbers)))
+    return s
+
+
+def claim_verdict_section(claims: list[ClaimVerdict]) -> Section:
+    s = Section("claim-verdicts", "Verdict per seed claim")
+    s.add(Para("Each check compares two models' numbers: it holds when the 95 % intervals do not overlap and the "
+               "difference has the claimed sign, fails when they do not overlap and the sign is the opposite, and is "
+               "inconclusive otherwise. A claim is reproduced when every check holds, holds only under the weak "
+               "protocol when a check holds under the seed paper's protocol but not under the reliable one, is "
+               "contradicted when any other check fails, and is inconclusive otherwise."))
+    if not claims:
+        return s.add(Para("No seed claims were checked in this study."))
+    for c in claims:
+        s.add(Heading(f"{c.id} (seed {c.seed})"))
+        if c.claim:
+            s.add(Para(f"Claim: {c.claim}"))
+        s.add(Para(["verdict: ", badge(c.verdict)]), Para(c.explanation))
+        if c.checks:
+            s.add(Table(["metric", "protocol", "expected", "a", "value of a", "b", "value of b", "outcome"],
+                        [[r.metric, r.protocol or "-", f"a {r.expect} than b", r.a,
+                          "not measured" if r.value_a is None else r.value_a.text(), r.b,
+                          "not measured" if r.value_b is None else r.value_b.text(), badge(r.outcome)]
+                         for r in c.checks]))
+    return s
+
+
+# -- all -----------------------------------------------------------------------------------
+def build_sections(study: dict) -> list[Section]:
+    """Every section of the report, in order (ids: :data:`SECTION_IDS`)."""
+    colors = F.model_colors(R.model_labels(study))
+    verdicts, claims = all_verdicts(study)
+    return [
+        summary_section(study, verdicts, claims),
+        setup_section(study, colors),
+        threat_section(study),
+        accuracy_section(study),
+        eps_section(study, colors),
+        sparsity_section(study, colors),
+        tradeoff_section(study, colors),
+        diagnostics_section(study),
+        vulnerability_section(study, colors),
+        model_verdict_section(verdicts),
+        claim_verdict_section(claims),
+    ]

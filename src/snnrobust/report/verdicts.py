@@ -1,0 +1,388 @@
+"""Verdicts generated from the numbers: one per model, one per seed-paper claim.
+
+Model verdict (:func:`model_verdict`), per evaluation under a non-weak protocol
+(``reliable``, ``standard``), with r = its robust accuracy (per-sample worst case; lacking
+it, the minimum over attacks) and c = the model's clean accuracy:
+
+1. r < ``ROBUST_FRACTION`` · c (point estimate)  ->  **not robust at eps**. Conclusive even
+   when diagnostics warn: masking only makes attacks weaker, so the measured r is an upper
+   bound of the true robust accuracy (the warning is added to the sentence).
+2. any diagnostic of the model (from any of its evaluations) is WARN  ->  **robustness not
+   established: diagnostics warn of gradient masking (names)**. A model is never called
+   robust while a diagnostic warns.
+3. the evaluation used a replication option (spike-tensor perturbation, BN in train mode,
+   aborting PGD), recorded no diagnostics, or has a diagnostic that is not PASS (SKIP)
+   ->  robustness not established (masking was not ruled out).
+4. the lower end of r's 95 % Wilson interval >= ``ROBUST_FRACTION`` · c  ->  **empirically
+   robust at eps under the <protocol> suite (<budget>)**; otherwise (r above the threshold
+   but its interval reaches below it) robustness not established (too few samples).
+
+A model without any non-weak evaluation is "robustness not established" (weak protocols
+overestimate robustness and cannot support the claim either way). Statuses: ``ROBUST``,
+``NOT_ROBUST``, ``NOT_ESTABLISHED``; a model is ``ROBUST`` only if every non-weak
+evaluation says so, ``NOT_ROBUST`` if any says not robust.
+
+Claim verdict (:func:`claim_verdict`): each check compares metric(a) with metric(b):
+
+- ``clean_accuracy``: ``models[].clean_accuracy`` (rate with Wilson interval);
+- ``robust_accuracy`` (needs ``protocol``; optional ``eps`` selects among several
+  evaluations): the evaluation's worst case, else the minimum attack robust accuracy;
+- ``attack_success_rate`` (needs ``protocol``): the worst case's attack success rate;
+- ``input_zero_fraction`` (optional ``source``, default "attack", falling back to any):
+  the fraction of exactly-zero entries of the loss gradient w.r.t. the input pixels, mean
+  over samples with SE (the sparsity result's ``input``); lacking it, the mean over
+  operations of the input-gradient zero fraction (see :func:`read.input_zero_fraction`).
+
+A check *holds* when the 95 % intervals of the two numbers do not overlap and the difference
+has the expected sign (``expect``: "greater"/"less"), *fails* when they do not overlap and the
+sign is the opposite, and is *inconclusive* when they overlap or a number is missing. Rates
+use their Wilson intervals, means use mean ± 1.96·SE. Non-overlap of two 95 % intervals is a
+conservative test (it needs more than a 5 % two-sided significance), deliberately so: the
+report should not claim a difference it cannot defend.
+
+Claim: **reproduced** if all checks hold; **only under the weak protocol** if at least one
+check holds under a weak protocol while the same comparison (metric, a, b, expect) under a
+non-weak protocol fails or is inconclusive, and no other check fails; **contradicted** if any
+other check fails; else **inconclusive**.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from . import read as R
+from .read import Estimate
+
+#: A model may be called robust only if its reliable robust accuracy (lower end of the 95 %
+#: Wilson interval) is at least this fraction of its clean accuracy. One half: an attacker
+#: inside the budget fails on most of the samples the model gets right.
+ROBUST_FRACTION = 0.5
+
+ROBUST, NOT_ROBUST, NOT_ESTABLISHED = "empirically robust", "not robust", "robustness not established"
+
+HOLDS, FAILS, INCONCLUSIVE = "holds", "fails", "inconclusive"
+
+REPRODUCED = "reproduced"
+WEAK_ONLY = "only under the weak protocol"
+CONTRADICTED = "contradicted"
+CLAIM_INCONCLUSIVE = "inconclusive"
+
+_EXPECT = {"greater": "greater", "higher": "greater", ">": "greater", "more": "greater",
+           "less": "less", "lower": "less", "<": "less", "smaller": "less"}
+
+
+# -- model verdicts ------------------------------------------------------------------------
+@dataclass
+class ModelVerdict:
+    model: str
+    status: str                 # ROBUST | NOT_ROBUST | NOT_ESTABLISHED
+    text: str                   # the verdict, one or more sentences
+    numbers: list[str] = field(default_factory=list)  # the numbers behind it, one per line
+    warnings: list[str] = field(default_factory=list)  # names of WARN diagnostics
+
+    def to_dict(self) -> dict:
+        return {"model": self.model, "status": self.status, "text": self.text, "numbers": list(self.numbers),
+                "warnings": list(self.warnings)}
+
+
+def _warn_names(study: dict, label: str) -> list[str]:
+    evs = [e for e in R.evaluations(study, model=label) if R.diagnostics(e["result"])]
+    names = []
+    for e in evs:
+        for d in R.diagnostics(e["result"]):
+            if d["status"] == "WARN":
+                name = d["name"] if len(evs) == 1 else f"{d['name']} under {R.protocol_of(e)}"
+                if name not in names:
+                    names.append(name)
+    return names
+
+
+def _one_evaluation(study: dict, e: dict, clean: Optional[Estimate], warns: list[str]) -> tuple[str, str]:
+    """(status, sentence) of one non-weak evaluation."""
+    res = e["result"]
+    protocol = R.protocol_of(e)
+    at = f"at {R.threat(res)['label']}"
+    r, _ = R.robust_accuracy(res)
+    if clean is None:
+        clean = R.rate(res.get("clean"))
+    if r is None or clean is None:
+        return NOT_ESTABLISHED, (f"robustness not established {at}: the {protocol} evaluation recorded "
+                                 f"no {'robust' if r is None else 'clean'} accuracy")
+    threshold = ROBUST_FRACTION * clean.value
+    rule = f"{ROBUST_FRACTION:.0%} of clean accuracy {clean.text()} = {100 * threshold:.1f}%"
+    if r.value < threshold:
+        s = f"not robust {at}: {protocol} robust accuracy {r.text()} is below {rule}"
+        if warns:
+            s += (f"; diagnostics also warn of gradient masking ({', '.join(warns)}), so the true "
+                  f"robust accuracy may be lower still")
+        return NOT_ROBUST, s
+    if warns:
+        return NOT_ESTABLISHED, (f"robustness not established: diagnostics warn of gradient masking "
+                                 f"({', '.join(warns)}); the {protocol} robust accuracy {r.text()} {at} "
+                                 f"may be an overestimate")
+    flags = R.replication_flags(res)
+    if flags:
+        return NOT_ESTABLISHED, (f"robustness not established {at}: the {protocol} evaluation used "
+                                 f"replication options ({'; '.join(flags)})")
+    diags = R.diagnostics(res)
+    if not diags:
+        return NOT_ESTABLISHED, (f"robustness not established {at}: no masking diagnostics were recorded, so "
+                                 f"the {protocol} robust accuracy {r.text()} may be inflated by masking")
+    not_pass = [d["name"] for d in diags if d["status"] != "PASS"]
+    if not_pass:
+        return NOT_ESTABLISHED, (f"robustness not established {at}: diagnostics did not run "
+                                 f"({', '.join(not_pass)}: SKIP), so masking was not ruled out "
+                                 f"({protocol} robust accuracy {r.text()})")
+    if r.lo is None or r.lo < threshold:
+        return NOT_ESTABLISHED, (f"robustness not established {at}: {protocol} robust accuracy {r.text()} "
+                                 f"is not clearly above {rule} (its 95 % interval reaches below it)")
+    budget = R.text(res.get("budget"), "unrecorded")
+    return ROBUST, (f"empirically robust {at} under the {protocol} suite ({budget} budget): robust accuracy "
+                    f"{r.text()} >= {rule}, and all {len(diags)} masking diagnostics PASS")
+
+
+def model_verdict(study: dict, label: str) -> ModelVerdict:
+    """The verdict on one model, from its evaluations (rules in the module docstring)."""
+    clean = R.clean_accuracy(study, label)
+    evs = R.evaluations(study, model=label)
+    warns = _warn_names(study, label)
+    numbers = [f"clean accuracy {R.pct(clean)}"]
+    for e in evs:
+        r, how = R.robust_accuracy(e["result"])
+        kind = "weak protocol" if R.evaluation_is_weak(study, e) else "reliable protocol"
+        numbers.append(f"{R.protocol_of(e)} ({kind}; {R.threat(e['result'])['label']}): robust accuracy "
+                       f"{R.pct(r)} ({how})")
+    for e in evs:
+        for d in R.diagnostics(e["result"]):
+            numbers.append(f"diagnostic {d['name']} ({R.protocol_of(e)}): {d['status']}"
+                           + (f" - {d['summary']}" if d["summary"] else ""))
+    strong = [e for e in evs if not R.evaluation_is_weak(study, e)]
+    if not strong:
+        weak = sorted({R.protocol_of(e) for e in evs})
+        why = (f"only weak protocol(s) were run ({', '.join(weak)}), which overestimate robustness"
+               if weak else "the model was not attacked")
+        text = f"robustness not established: {why}"
+        if warns:
+            text += f"; diagnostics warn of gradient masking ({', '.join(warns)})"
+        return ModelVerdict(label, NOT_ESTABLISHED, text + ".", numbers, warns)
+    parts = [_one_evaluation(study, e, clean, warns) for e in strong]
+    statuses = [s for s, _ in parts]
+    if NOT_ROBUST in statuses:
+        status = NOT_ROBUST
+    elif all(s == ROBUST for s in statuses) and not warns:
+        status = ROBUST
+    else:
+        status = NOT_ESTABLISHED
+    text = "; ".join(t for _, t in parts)
+    return ModelVerdict(label, status, text + ".", numbers, warns)
+
+
+# -- claim checks --------------------------------------------------------------------------
+@dataclass
+class CheckResult:
+    check: dict
+    metric: str
+    a: str
+    b: str
+    expect: str                 # "greater" | "less" | the unrecognised value
+    protocol: Optional[str]
+    weak: Optional[bool]        # the protocol is weak (None: no protocol / unknown)
+    outcome: str                # HOLDS | FAILS | INCONCLUSIVE
+    value_a: Optional[Estimate]
+    value_b: Optional[Estimate]
+    sentence: str               # the comparison for a human, with its numbers
+    detail: str = ""            # the sentence without its "<metric> under <protocol>: " head
+    noun: str = ""
+
+    def key(self) -> tuple:
+        """The comparison without its protocol (pairs a weak check with its reliable twin)."""
+        return self.metric, self.a, self.b, self.expect
+
+    def to_dict(self) -> dict:
+        return {"check": self.check, "outcome": self.outcome, "sentence": self.sentence,
+                "a": None if self.value_a is None else self.value_a.text(),
+                "b": None if self.value_b is None else self.value_b.text()}
+
+
+def _pick_eval(study: dict, model: str, check: dict) -> tuple[Optional[dict], str]:
+    protocol = R.text(check.get("protocol"))
+    if not protocol:
+        return None, "the check names no protocol"
+    evs = R.evaluations(study, model=model, protocol=protocol)
+    eps = R.num(check.get("eps"))
+    if eps is not None:
+        evs = [e for e in evs if R.threat(e["result"])["eps"] is not None
+               and abs(R.threat(e["result"])["eps"] - eps) < 1e-9]
+    if not evs:
+        return None, f"no {protocol} evaluation of {model}" + (f" at eps {R.format_eps(eps)}" if eps is not None else "")
+    return evs[0], ""
+
+
+def _clean(study: dict, model: str, check: dict) -> tuple[Optional[Estimate], str]:
+    est = R.clean_accuracy(study, model)
+    return est, "" if est is not None else f"no clean accuracy of {model}"
+
+
+def _robust(study: dict, model: str, check: dict) -> tuple[Optional[Estimate], str]:
+    e, why = _pick_eval(study, model, check)
+    if e is None:
+        return None, why
+    est, how = R.robust_accuracy(e["result"])
+    return est, how
+
+
+def _success(study: dict, model: str, check: dict) -> tuple[Optional[Estimate], str]:
+    e, why = _pick_eval(study, model, check)
+    if e is None:
+        return None, why
+    est = R.rate(R.as_dict(e["result"].get("worst_case")).get("attack_success_rate"))
+    return est, "" if est is not None else f"no attack success rate in {model}'s {R.protocol_of(e)} evaluation"
+
+
+def _zero_fraction(study: dict, model: str, check: dict) -> tuple[Optional[Estimate], str]:
+    source = R.text(check.get("source"))
+    entries = R.sparsity_entries(study, model=model, source=source or "attack")
+    if not entries and not source:
+        entries = R.sparsity_entries(study, model=model)
+    if not entries:
+        return None, f"no sparsity measurement of {model}" + (f" (source {source})" if source else "")
+    return R.input_zero_fraction(entries[0]["result"])
+
+
+#: metric name -> (reader(study, model, check) -> (estimate, note), noun for sentences)
+METRICS: dict[str, tuple[Callable, str]] = {
+    "clean_accuracy": (_clean, "clean accuracy"),
+    "robust_accuracy": (_robust, "robust accuracy"),
+    "attack_success_rate": (_success, "attack success rate"),
+    "input_zero_fraction": (_zero_fraction, "input-gradient zero fraction"),
+}
+
+
+def compare(a: Optional[Estimate], b: Optional[Estimate], expect: str) -> str:
+    """HOLDS / FAILS / INCONCLUSIVE for "a is ``expect`` than b" (rules in the module docstring)."""
+    expect = _EXPECT.get(str(expect).lower(), "")
+    if a is None or b is None or not expect or not (a.has_interval and b.has_interval):
+        return INCONCLUSIVE
+    if a.overlaps(b) or a.value == b.value:
+        return INCONCLUSIVE
+    return HOLDS if (a.value > b.value) == (expect == "greater") else FAILS
+
+
+def _show(e: Optional[Estimate]) -> str:
+    if e is None:
+        return "not measured"
+    if e.kind == "mean":
+        s = f"{e.value:.3f}"
+        if e.has_interval:
+            s += f" [{e.lo:.3f}, {e.hi:.3f}]"
+        return s
+    return e.text()
+
+
+def evaluate_check(study: dict, check: dict) -> CheckResult:
+    """Read both numbers of one check and compare them."""
+    check = R.as_dict(check)
+    metric = R.text(check.get("metric"), "?")
+    a, b = R.text(check.get("a"), "?"), R.text(check.get("b"), "?")
+    expect_raw = R.text(check.get("expect"), "?")
+    expect = _EXPECT.get(expect_raw.lower(), expect_raw)
+    protocol = R.text(check.get("protocol")) or None
+    weak = check["weak"] if isinstance(check.get("weak"), bool) else (
+        R.protocol_is_weak(study, protocol) if protocol else None)
+    where = f" under {protocol}" if protocol else ""
+    if metric not in METRICS:
+        why = f"unknown metric {metric!r} (known: {', '.join(METRICS)}): not evaluated"
+        return CheckResult(check, metric, a, b, expect, protocol, weak, INCONCLUSIVE, None, None, why, why, metric)
+    reader, noun = METRICS[metric]
+    va, note_a = reader(study, a, check)
+    vb, note_b = reader(study, b, check)
+    outcome = compare(va, vb, expect)
+    word = {"greater": "higher", "less": "lower"}.get(expect, expect)
+    head = f"{a} {_show(va)} vs {b} {_show(vb)}"
+    if va is None or vb is None:
+        tail = "not measured (" + "; ".join(n for n in (note_a if va is None else "", note_b if vb is None else "")
+                                            if n) + ")"
+    elif expect not in ("greater", "less"):
+        tail = f"cannot test expectation {expect_raw!r} (use greater or less)"
+    elif outcome == HOLDS:
+        tail = f"{a} is {word}, as claimed"
+    elif outcome == FAILS:
+        tail = f"{a} is {'lower' if expect == 'greater' else 'higher'}, the opposite of the claim"
+    elif not (va.has_interval and vb.has_interval):
+        tail = "no uncertainty recorded, so the difference cannot be judged"
+    else:
+        tail = "the 95 % intervals overlap: no significant difference"
+    detail = f"{head} - {tail}"
+    return CheckResult(check, metric, a, b, expect, protocol, weak, outcome, va, vb, f"{noun}{where}: {detail}",
+                       detail, noun)
+
+
+# -- claim verdicts ------------------------------------------------------------------------
+@dataclass
+class ClaimVerdict:
+    id: str
+    seed: str
+    claim: str
+    verdict: str                # REPRODUCED | WEAK_ONLY | CONTRADICTED | CLAIM_INCONCLUSIVE
+    explanation: str            # one or two sentences for a human
+    checks: list[CheckResult] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "seed": self.seed, "claim": self.claim, "verdict": self.verdict,
+                "explanation": self.explanation, "checks": [c.to_dict() for c in self.checks]}
+
+
+def decide(results: list[CheckResult]) -> tuple[str, str]:
+    """(verdict, explanation) from evaluated checks — the claim rules of the module docstring."""
+    if not results:
+        return CLAIM_INCONCLUSIVE, "The claim has no checks, so nothing was compared."
+    if all(r.outcome == HOLDS for r in results):
+        return REPRODUCED, "Reproduced: every check holds - " + "; ".join(r.sentence for r in results) + "."
+    pairs: list[tuple[CheckResult, CheckResult]] = []
+    explained: set[int] = set()
+    for strong in results:
+        if strong.weak is not False or strong.outcome == HOLDS:
+            continue
+        for weak in results:
+            if weak.weak is True and weak.outcome == HOLDS and weak.key() == strong.key():
+                pairs.append((weak, strong))
+                explained.update((id(weak), id(strong)))
+                break
+    others = [r for r in results if id(r) not in explained]
+    failed = [r for r in others if r.outcome == FAILS]
+    if pairs and not failed:
+        parts = [f"{w.noun} under the weak {w.protocol} protocol: {w.detail}; but under {s.protocol}: {s.detail}"
+                 for w, s in pairs]
+        text = "Holds only under the weak protocol: " + "; ".join(parts) + "."
+        unsure = [r for r in others if r.outcome == INCONCLUSIVE]
+        if unsure:
+            text += " Also inconclusive: " + "; ".join(r.sentence for r in unsure) + "."
+        return WEAK_ONLY, text
+    failed = [r for r in results if r.outcome == FAILS]
+    if failed:
+        text = "Contradicted: " + "; ".join(r.sentence for r in failed) + "."
+        held = [r for r in results if r.outcome == HOLDS]
+        if held:
+            text += " Holding: " + "; ".join(r.sentence for r in held) + "."
+        return CONTRADICTED, text
+    unsure = [r for r in results if r.outcome != HOLDS]
+    text = "Inconclusive: " + "; ".join(r.sentence for r in unsure) + "."
+    held = [r for r in results if r.outcome == HOLDS]
+    if held:
+        text += " Holding: " + "; ".join(r.sentence for r in held) + "."
+    return CLAIM_INCONCLUSIVE, text
+
+
+def claim_verdict(study: dict, claim: dict) -> ClaimVerdict:
+    """Evaluate every check of one claim ``{id, seed, text, checks: [...]}`` and decide."""
+    claim = R.as_dict(claim)
+    results = [evaluate_check(study, c) for c in R.as_list(claim.get("checks")) if isinstance(c, dict)]
+    verdict, explanation = decide(results)
+    return ClaimVerdict(R.text(claim.get("id"), "claim"), str(claim.get("seed", "")), R.text(claim.get("text")),
+                        verdict, explanation, results)
+
+
+def all_verdicts(study: dict) -> tuple[list[ModelVerdict], list[ClaimVerdict]]:
+    return ([model_verdict(study, m) for m in R.model_labels(study)],
+            [claim_verdict(study, c) for c in R.as_list(study.get("claims")) if isinstance(c, dict)])

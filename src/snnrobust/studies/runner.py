@@ -1,0 +1,228 @@
+"""Run a study recipe end to end, resumably.
+
+For each model variant: train (resuming an interrupted run from its checkpoint), then
+every attack protocol, the per-operation gradient analysis and the vulnerability
+measures. Each result is written to the study's SQLite store as soon as it completes,
+keyed by the checkpoint's sha256 and the full configuration, so re-running an
+interrupted study recomputes nothing that is done. Finally the report is written.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from ..attacks.evaluate import evaluate
+from ..attacks.threat import ThreatModel, parse_eps
+from ..data import get_dataset
+from ..errors import ConfigError
+from ..store import ResultsStore, cached, file_sha256
+from ..training import TrainConfig, evaluate_clean, load_checkpoint, train
+from ..training.evaluation import wilson
+from .recipes import Recipe, load_recipe
+
+Log = Callable[[str], None]
+
+
+def _merge(base: dict, over: Optional[dict]) -> dict:
+    out = dict(base)
+    out.update(over or {})
+    return out
+
+
+def _rate(k: int, n: int) -> dict:
+    lo, hi = wilson(k, n)
+    return {"k": k, "n": n, "value": k / max(n, 1), "ci": [lo, hi]}
+
+
+class StudyRunner:
+    def __init__(self, recipe: Recipe, size: str, out: "str | Path", data_root: Optional[str] = None,
+                 device: str = "auto", progress: bool = True, log: Log = print) -> None:
+        self.recipe = recipe
+        self.size = size
+        self.spec = recipe.size(size)
+        self.folder = Path(out)
+        self.data_root = data_root
+        self.device = device
+        self.progress = progress
+        self.log = log
+        self.models: dict[str, dict] = {}  # label -> {"model": nn.Module, "sha": str, "entry": dict}
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _eval_data(self, splits) -> tuple[torch.Tensor, torch.Tensor]:
+        n = min(int(self.spec["eval"]["samples"]), len(splits.test))
+        return splits.test.batch(torch.arange(n))
+
+    def _variant_train_config(self, v: dict) -> TrainConfig:
+        model = _merge(self.spec["model"], v.get("model"))
+        tr = _merge(self.spec["train"], v.get("train"))
+        tr.update(model=model, dataset=self.spec["dataset"], data_root=self.data_root, device=self.device,
+                  out=str(self.folder / "models" / v["label"]))
+        return TrainConfig.from_dict(tr)
+
+    # -- stages ----------------------------------------------------------------------------
+    def train_all(self, splits) -> None:
+        for v in self.spec["variants"]:
+            cfg = self._variant_train_config(v)
+            self.log(f"[{self.recipe.name}] model {v['label']}: training ({cfg.epochs} epochs, resumable)")
+            result = train(cfg, resume=True, progress=self.progress)
+            ckpt = result.checkpoint
+            model, ck = load_checkpoint(ckpt, map_location=self._device())
+            sha = file_sha256(ckpt)
+            clean = evaluate_clean(model, splits.test, cfg.eval_batch_size, self._device())
+            entry = {"label": v["label"], "group": v.get("group", v["label"]), "model_config": ck["model_config"],
+                     "train_config": ck["train_config"], "checkpoint": str(ckpt), "checkpoint_sha256": sha,
+                     "clean_accuracy": _rate(clean.correct, clean.n),
+                     "train_metrics": ck.get("metrics", []), "attacked": v.get("attack", True)}
+            self.store.put("train", sha, {"train_config": ck["train_config"]}, entry, label=v["label"],
+                           study=self.recipe.name)
+            self.models[v["label"]] = {"model": model, "sha": sha, "entry": entry}
+
+    def _device(self) -> torch.device:
+        from ..training import resolve_device
+
+        return resolve_device(self.device)
+
+    def _sources(self, label: str, proto: dict) -> list[tuple[str, Any]]:
+        how = proto.get("transfer")
+        if how == "other-variants":
+            return [(k, m["model"]) for k, m in self.models.items() if k != label]
+        if how == "same-type-source":
+            src = (self.spec.get("black_box_sources") or {}).get(label)
+            return [(src, self.models[src]["model"])] if src else []
+        return []
+
+    def evaluate_all(self, x: torch.Tensor, y: torch.Tensor, data_info: dict) -> list[dict]:
+        ev = self.spec["eval"]
+        threat = ThreatModel(norm=ev.get("norm", "linf"), eps=parse_eps(ev["eps"]))
+        out = []
+        for label, m in self.models.items():
+            if not m["entry"]["attacked"]:
+                continue
+            for proto in self.spec["protocols"]:
+                sources = self._sources(label, proto)
+                if proto.get("transfer") == "same-type-source" and not sources:
+                    continue
+                config = {"protocol": proto, "threat": threat.to_dict(), "n": int(x.shape[0]),
+                          "eps_sweep": ev.get("eps_sweep", []), "sources": [s for s, _ in sources],
+                          "source_sha": [self.models[s]["sha"] for s, _ in sources], "seed": 0}
+                desc = f"{label} / {proto['name']}"
+
+                def compute(label=label, m=m, proto=proto, sources=sources) -> dict:
+                    self.log(f"[{self.recipe.name}] attacking {desc}")
+                    kw: dict = dict(threat=threat, transfer_sources=sources or None, progress=self.progress,
+                                    batch_size=int(ev.get("batch_size", 250)), data_info=data_info,
+                                    model_info={"label": label, "checkpoint": m["entry"]["checkpoint"],
+                                                "checkpoint_sha256": m["sha"]},
+                                    device=self._device())
+                    if "suite" in proto:
+                        kw.update(suite=proto["suite"], budget=proto.get("budget", "quick"),
+                                  eps_sweep=ev.get("eps_sweep", []))
+                    else:
+                        kw.update(attack=proto["attack"], attack_options=proto.get("options", {}), eps_sweep=[])
+                    return evaluate(m["model"], x, y, **kw).to_dict()
+
+                t0 = time.time()
+                payload, was = cached(self.store, "evaluation", m["sha"], config, compute, label=desc,
+                                      study=self.recipe.name)
+                self.log(f"[{self.recipe.name}] {desc}: {'reused stored result' if was else f'done in {time.time() - t0:.0f}s'}")
+                out.append({"model": label, "protocol": proto["name"], "weak": bool(proto.get("weak", False)),
+                            "result": payload})
+        return out
+
+    def sparsity_all(self, splits) -> list[dict]:
+        sp = self.spec.get("sparsity")
+        if not sp:
+            return []
+        from ..analysis import op_gradient_stats
+
+        n = min(int(sp.get("samples", 200)), len(splits.test))
+        x, y = splits.test.batch(torch.arange(n))
+        out = []
+        for label, m in self.models.items():
+            if not m["entry"]["attacked"]:
+                continue
+            for source in sp.get("sources", ["attack"]):
+                config = {"source": source, "n": n}
+
+                def compute(m=m, source=source) -> dict:
+                    self.log(f"[{self.recipe.name}] gradient sparsity of {label} ({source} loss)")
+                    return op_gradient_stats(m["model"], x, y, source=source).to_dict()
+
+                payload, _ = cached(self.store, "sparsity", m["sha"], config, compute, label=f"{label} / {source}",
+                                    study=self.recipe.name)
+                out.append({"model": label, "source": source, "result": payload})
+        return out
+
+    def vulnerability_all(self, splits) -> list[dict]:
+        vu = self.spec.get("vulnerability")
+        if not vu:
+            return []
+        from ..analysis import vulnerability
+
+        n = min(int(vu.get("samples", 200)), len(splits.test))
+        x, y = splits.test.batch(torch.arange(n))
+        eps = parse_eps(self.spec["eval"]["eps"])
+        out = []
+        for label, m in self.models.items():
+            if not m["entry"]["attacked"]:
+                continue
+            config = {"n": n, "eps": eps, "n_random": vu.get("n_random", 10), "attack_options": vu.get("attack_options")}
+
+            def compute(m=m) -> dict:
+                self.log(f"[{self.recipe.name}] vulnerability (rho) of {label}")
+                return vulnerability(m["model"], x, y, eps, n_random=int(vu.get("n_random", 10)),
+                                     attack_options=vu.get("attack_options")).to_dict()
+
+            payload, _ = cached(self.store, "vulnerability", m["sha"], config, compute, label=label,
+                                study=self.recipe.name)
+            out.append({"model": label, "result": payload})
+        return out
+
+    # -- all -------------------------------------------------------------------------------
+    def run(self) -> dict:
+        t0 = time.time()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        splits = get_dataset(self.spec["dataset"], root=self.data_root,
+                             split_seed=int(self.spec["train"].get("split_seed", 0)))
+        with ResultsStore(self.folder) as store:
+            self.store = store
+            self.train_all(splits)
+            x, y = self._eval_data(splits)
+            data_info = {**splits.info.to_dict(), "evaluated": int(x.shape[0])}
+            evaluations = self.evaluate_all(x, y, data_info)
+            sparsity = self.sparsity_all(splits)
+            vuln = self.vulnerability_all(splits)
+        study = {
+            "study": self.recipe.name, "size": self.size, "title": self.recipe.title,
+            "description": self.recipe.description.strip() + ("\n\n" + self.spec["note"] if self.spec.get("note") else ""),
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "seconds": time.time() - t0,
+            "dataset": splits.info.to_dict(),
+            "models": [m["entry"] for m in self.models.values()],
+            "evaluations": evaluations, "sparsity": sparsity, "vulnerability": vuln,
+            "claims": self.recipe.claims,
+        }
+        from ..report import write_report
+
+        paths = write_report(study, self.folder)
+        tmp = self.folder / "study.json.tmp"
+        tmp.write_text(json.dumps(study, indent=1, default=str))
+        tmp.replace(self.folder / "study.json")
+        return {"folder": self.folder, **paths}
+
+
+def run_study(name: str, size: str = "quick", out: "str | Path | None" = None, data_root: Optional[str] = None,
+              device: str = "auto", progress: bool = True, log: Log = print) -> dict:
+    """Run study ``name`` at ``size`` ("quick" or "full") into ``out`` (default
+    runs/study-NAME-SIZE); returns the report paths. Re-running resumes."""
+    recipe = load_recipe(name)
+    if size not in recipe.sizes:
+        raise ConfigError(f"study {name} has sizes {', '.join(recipe.sizes)}, not {size!r}")
+    folder = Path(out) if out is not None else Path("runs") / f"study-{name}-{size}"
+    return StudyRunner(recipe, size, folder, data_root, device, progress, log).run()

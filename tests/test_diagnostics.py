@@ -1,0 +1,227 @@
+"""Masking diagnostics: masked models WARN, a normal ANN PASSes, and each check's logic on
+hand-made attack outcomes. Tiny models and synthetic data only."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+from torch import nn
+
+from snnrobust.attacks import diagnostics as dg
+from snnrobust.attacks.diagnostics import AttackRun
+from snnrobust.attacks.evaluate import evaluate
+from snnrobust.attacks.suites import Budget
+from snnrobust.attacks.threat import ThreatModel
+
+TINY = Budget(name="tiny", steps=10, restarts=1, surrogate_widths=(1.0, 4.0), extra_estimators=("bptr",),
+              estimator_attacks=("apgd-ce",), own_attacks=("sapgd",), eot=2, target_classes=1,
+              square_queries=20, transfer_steps=5, diag_n=32, diag_steps=5, diag_more_steps=10, diag_restarts=2,
+              diag_noise_draws=3)
+
+
+def _templates(k: int = 4) -> torch.Tensor:
+    h = torch.ones(1, 1)
+    while h.shape[0] < 16:
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+    return h[1:k + 1]
+
+
+class Linear(nn.Module):
+    """A normal small ANN: logits = W (x - 0.5) with orthogonal +-1 template rows."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, 4, bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(_templates())
+
+    def forward(self, x):
+        return self.fc(x.flatten(1) - 0.5)
+
+
+class _ZeroGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return torch.zeros_like(g)
+
+
+class GradientZeroed(nn.Module):
+    """The same ANN behind a wrapper that zeroes input gradients (exact forward)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = Linear()
+
+    def forward(self, x):
+        return self.inner(_ZeroGrad.apply(x))
+
+
+def data(n: int = 32):
+    g = torch.Generator().manual_seed(1)
+    y = torch.arange(n) % 4
+    x = 0.5 + 0.1 * _templates()[y] + 0.03 * (2 * torch.rand(n, 16, generator=g) - 1)
+    return x.clamp(0, 1).view(n, 1, 4, 4), y
+
+
+def _by_name(result):
+    return {d.name: d for d in result.diagnostics}
+
+
+# ----------------------------------------------------------------------------- end to end
+def test_normal_ann_passes_every_check():
+    x, y = data()
+    res = evaluate(Linear().eval(), x, y, suite="reliable", threat=ThreatModel(eps=0.1), budget=TINY, progress=False)
+    d = _by_name(res)
+    assert list(d) == list(dg.DIAGNOSTICS)  # all six, in order, with the reliable suite by default
+    assert all(v.status == "PASS" for v in d.values()), [v.line() for v in d.values()]
+    grads = d["input-gradients"].numbers["per_estimator"]["bptt"]
+    assert grads["all_zero_sample_fraction"] == 0.0 and grads["l2_norm_percentiles"]["p50"] > 1
+    assert d["eps-to-zero"].numbers["robust_accuracy"][-1]["value"] == 0.0
+    assert d["damage-order"].numbers["transfer"].startswith("SKIP")
+    assert res.diagnostics_status == "PASS" and "Masking diagnostics: PASS" in res.table()
+
+
+def test_gradient_zeroing_wrapper_warns():
+    x, y = data()
+    res = evaluate(GradientZeroed().eval(), x, y, suite="reliable", threat=ThreatModel(eps=0.1), budget=TINY,
+                   progress=False)
+    d = _by_name(res)
+    assert d["input-gradients"].status == "WARN"
+    assert d["input-gradients"].numbers["per_estimator"]["bptt"]["all_zero_sample_fraction"] == 1.0
+    assert d["loss-rises"].status == "WARN"  # PGD cannot move: the loss stays where it started
+    assert res.diagnostics_status == "WARN"
+    assert any(line.startswith("  WARN") for line in res.table().splitlines())
+
+
+def test_spiking_model_with_zero_encoder_backward_warns():
+    from snnrobust.models import create_model
+
+    torch.manual_seed(0)
+    kw = dict(layers=[1, 1], width=4, in_channels=1, image_size=12, T=2, encoder="phase", stem_pool=True,
+              num_classes=10)
+    masked = create_model("sew_resnet", encoder_options={"backward": "zero"}, **kw).eval()
+    x = torch.rand(12, 1, 12, 12)
+    with torch.no_grad():
+        y = masked(x).argmax(1)  # every sample correct: all of them are attacked
+    small = dataclasses.replace(TINY, diag_n=12, diag_steps=2, diag_more_steps=4)
+    res = evaluate(masked, x, y, attack="fgsm", threat=ThreatModel(eps=8 / 255), budget=small, diagnostics=True,
+                   progress=False)
+    d = _by_name(res)
+    assert d["input-gradients"].status == "WARN"
+    assert d["input-gradients"].numbers["per_estimator"]["bptt:atan:2"]["zero_entry_fraction"] == 1.0
+    assert d["loss-rises"].status == "WARN"
+
+
+# ----------------------------------------------------------------------------- check logic
+class FakeRunner:
+    """Hand-made outcomes: robust masks per attack name, so each rule can be tested exactly."""
+
+    def __init__(self, robust: dict, n: int = 100, transfer=None, grads=None):
+        self.n = n
+        self.threat = ThreatModel(eps=8 / 255)
+        self.bounds = (0.0, 1.0)
+        self.z_dims = 16
+        self.clean_correct = torch.ones(n, dtype=torch.bool)
+        self.estimators = ["bptt"]
+        self.steps, self.more_steps, self.restarts, self.noise_draws = 5, 20, 2, 3
+        self.has_transfer = transfer is not None
+        self.main_whitebox_robust = None
+        self.main_robust = None
+        self.main_blackbox_only = None
+        self.main_traces = []
+        self._robust, self._transfer, self._grads = robust, transfer, grads
+
+    @staticmethod
+    def mask(n_robust: int, n: int = 100) -> torch.Tensor:
+        m = torch.zeros(n, dtype=torch.bool)
+        m[:n_robust] = True
+        return m
+
+    def attack(self, name, options, eps=None):
+        key = name
+        if name == "pgd":
+            key = f"pgd{options['steps']}x{options.get('restarts', 1)}"
+        return AttackRun(robust=self.mask(self._robust[key], self.n))
+
+    def transfer(self):
+        return None if self._transfer is None else AttackRun(robust=self.mask(self._transfer, self.n))
+
+    def gradients(self, estimator, loss):
+        return self._grads
+
+
+def test_single_step_beating_pgd_warns():
+    r = FakeRunner({"fgsm": 40, "pgd5x1": 60})
+    res = dg.check_iterative_beats_single(r)
+    assert res.status == "WARN" and res.numbers["broken_by_fgsm_not_pgd"] == 20
+    assert dg.check_iterative_beats_single(FakeRunner({"fgsm": 60, "pgd5x1": 61})).status == "PASS"  # within 2 samples
+
+
+def test_more_steps_raising_accuracy_warns():
+    ok = FakeRunner({"pgd5x1": 50, "pgd20x1": 45, "pgd5x2": 48})
+    assert dg.check_more_budget_helps(ok).status == "PASS"
+    bad = FakeRunner({"pgd5x1": 50, "pgd20x1": 60, "pgd5x2": 48})
+    res = dg.check_more_budget_helps(bad)
+    assert res.status == "WARN" and "20 steps" in res.summary
+    suite_weaker = FakeRunner({"pgd5x1": 50, "pgd20x1": 50, "pgd5x2": 50})
+    suite_weaker.main_robust = FakeRunner.mask(70)  # the whole suite left more than plain PGD: suspicious
+    res = dg.check_more_budget_helps(suite_weaker)
+    assert res.status == "WARN" and "whole suite" in res.summary
+
+
+def test_damage_order():
+    ok = FakeRunner({"pgd20x1": 10, "noise": 95}, transfer=40)
+    assert dg.check_damage_order(ok).status == "PASS"
+    no_src = dg.check_damage_order(FakeRunner({"pgd20x1": 10, "noise": 95}))
+    assert no_src.status == "PASS" and "transfer skipped" in no_src.summary
+    assert dg.check_damage_order(FakeRunner({"pgd20x1": 50, "noise": 95}, transfer=30)).status == "WARN"
+    assert dg.check_damage_order(FakeRunner({"pgd20x1": 50, "noise": 30})).status == "WARN"
+    bb = FakeRunner({"pgd20x1": 10, "noise": 95})
+    bb.main_blackbox_only = {"square": 7}
+    res = dg.check_damage_order(bb)
+    assert res.status == "WARN" and "square: 7" in res.summary
+
+
+def test_eps_to_zero_uses_the_wilson_interval():
+    class Sweep(FakeRunner):
+        def __init__(self, final, n):
+            super().__init__({}, n=n)
+            self.final = final
+
+        def attack(self, name, options, eps=None):
+            big = eps is not None and eps >= dg.large_eps(self) - 1e-12
+            return AttackRun(robust=self.mask(self.final if big else self.n // 2, self.n))
+
+    assert dg.check_eps_to_zero(Sweep(0, 100)).status == "PASS"
+    assert dg.check_eps_to_zero(Sweep(20, 100)).status == "WARN"   # 20% [13, 29]: clearly above 5%
+    assert dg.check_eps_to_zero(Sweep(1, 10)).status == "PASS"     # 1/10: CI [0.5%, 40%] includes 5%
+    grid = dg.eps_grid(8 / 255, 0.5)
+    assert grid[0] == pytest.approx(8 / 255) and grid[-1] == pytest.approx(0.5) and len(grid) == dg.SWEEP_POINTS
+
+
+def test_gradient_statistics():
+    g = torch.zeros(4, 1, 2, 2)
+    g[0] = 1.0          # norm 2
+    g[1, 0, 0, 0] = 3.0  # norm 3
+    s = dg.gradient_stats(g)
+    assert s["zero_entry_fraction"] == pytest.approx(11 / 16)
+    assert s["all_zero_sample_fraction"] == 0.5
+    assert s["l2_norm_percentiles"]["p50"] == pytest.approx(1.0)
+    res = dg.check_input_gradients(FakeRunner({}, n=4, grads=g))
+    assert res.status == "PASS"  # half the samples zero is not "most"
+    g[1] = 0
+    assert dg.check_input_gradients(FakeRunner({}, n=4, grads=g)).status == "WARN"
+
+
+def test_nothing_to_attack_gives_skip():
+    r = FakeRunner({}, n=5)
+    r.clean_correct = torch.zeros(5, dtype=torch.bool)
+    out = dg.run_diagnostics(r)
+    assert [d.status for d in out] == ["SKIP"] * len(dg.DIAGNOSTICS)
+    assert dg.overall_status(out) == "SKIP"

@@ -1,0 +1,345 @@
+"""Evaluation engine: metrics, suites, per-sample worst case, cascade, planted example, results
+files and the `snnrobust attack` CLI. Tiny hand-built models, synthetic data, tmp_path only."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from snnrobust.attacks import evaluate as ev
+from snnrobust.attacks.metrics import Rate, attack_success_rate, majority_vote, wilson_interval
+from snnrobust.attacks.results import EvaluationResult, read_result, result_path, write_json_atomic, write_result
+from snnrobust.attacks.suites import (SUITES, AttackSpec, Budget, SuiteContext, expand, get_budget,
+                                      widened_surrogate)
+from snnrobust.attacks.threat import ThreatModel
+from snnrobust.errors import ConfigError
+from snnrobust.spiking import IFNode, reset_states
+
+# A small budget so that every suite runs in seconds on synthetic data.
+TINY = Budget(name="tiny", steps=10, restarts=1, surrogate_widths=(1.0, 4.0), extra_estimators=("bptr",),
+              estimator_attacks=("apgd-ce",), own_attacks=("apgd-t", "sapgd"), eot=2, target_classes=1,
+              square_queries=20, transfer_steps=5, diag_n=32, diag_steps=5, diag_more_steps=10, diag_restarts=2,
+              diag_noise_draws=3)
+
+
+# ----------------------------------------------------------------------------- fixtures
+def hadamard_rows(k: int, d: int = 16) -> torch.Tensor:
+    h = torch.ones(1, 1)
+    while h.shape[0] < d:
+        h = torch.cat([torch.cat([h, h], 1), torch.cat([h, -h], 1)], 0)
+    return h[1:k + 1]  # skip the all-ones row: the templates are orthogonal and zero-mean
+
+
+class Linear(nn.Module):
+    """logits = W (x - 0.5), W rows = orthogonal +-1 templates: a normal small ANN whose
+    worst case in an L-inf ball is known (margin / (eps * ||w_y - w_j||_1))."""
+
+    def __init__(self, k: int = 4) -> None:
+        super().__init__()
+        self.fc = nn.Linear(16, k, bias=False)
+        with torch.no_grad():
+            self.fc.weight.copy_(hadamard_rows(k))
+
+    def forward(self, x):
+        return self.fc(x.flatten(1) - 0.5)
+
+
+def linear_data(n: int = 32, k: int = 4, amp: float = 0.1, seed: int = 0):
+    """Images 0.5 + amp * template_y + noise: margins ~ 16 * amp, broken when eps > ~amp."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % k
+    t = hadamard_rows(k)[y]
+    x = 0.5 + amp * t + 0.03 * (2 * torch.rand(n, 16, generator=g) - 1)
+    return x.clamp(0, 1).view(n, 1, 4, 4), y
+
+
+class _ZeroGrad(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return torch.zeros_like(g)
+
+
+class Masked(nn.Module):
+    """The linear model behind a layer whose backward is zero: exact forward, no gradient."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = Linear()
+
+    def forward(self, x):
+        return self.inner(_ZeroGrad.apply(x))
+
+
+class Planted(nn.Module):
+    """A spiking model with a planted adversarial example.
+
+    One IF neuron (T = 1) reads the mean pixel u of the image; class 1's logit is its spike,
+    class 0's logit is a constant 0.5 (classes 2, 3 are constant 0). Clean images are constant
+    0.3, labelled 0, and the threshold is 0.3 + 0.95 eps: only points near the ball's
+    all-plus corner (x0 + eps everywhere, u = 0.4) make the neuron fire and the label flip, so
+    an adversarial example exists within eps by construction, and nothing random finds it.
+
+    The training surrogate is a narrow rectangle (width 0.06): its derivative is exactly 0
+    unless |u - theta| < 0.03, i.e. u > 0.365, which no random start in the ball reaches
+    (the start's mean pixel moves by ~0.015). So any attack that differentiates with the
+    model's own surrogate sees a zero gradient and never moves: single-surrogate PGD/APGD miss
+    the example. The reliable suite also tries a 4x wider surrogate (width 0.24, nonzero for
+    u > 0.275): its gradient points every pixel up, the sign step lands on the corner, and the
+    example is found — which is the point of sweeping surrogate widths.
+    """
+
+    EPS = 0.1
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.neuron = IFNode(threshold=0.3 + 0.95 * self.EPS, surrogate="rectangle:0.06")
+
+    def forward(self, x):
+        reset_states(self)
+        u = x.mean(dim=(1, 2, 3))
+        s = self.neuron(u.view(1, -1))[0]  # [T=1, B] -> [B]
+        zeros = torch.zeros_like(s)
+        return torch.stack([zeros + 0.5, s, zeros, zeros], dim=1)
+
+
+# ----------------------------------------------------------------------------- metrics
+def test_wilson_interval_hand_computed():
+    # z = 1.96: k=0,n=10 -> (0, z^2/(n+z^2)) = (0, 3.8415/13.8415)
+    lo, hi = wilson_interval(0, 10)
+    assert lo == 0.0 and hi == pytest.approx(0.27753, abs=1e-4)
+    # k=5,n=10: centre 0.5, half-width 1.96*sqrt(2.5+0.9604)/13.8415 = 0.26341
+    lo, hi = wilson_interval(5, 10)
+    assert lo == pytest.approx(0.23659, abs=1e-4) and hi == pytest.approx(0.76341, abs=1e-4)
+    # k=8,n=10: centre (8+1.9207)/13.8415 = 0.71674, half 1.96*sqrt(1.6+0.9604)/13.8415 = 0.22657
+    lo, hi = wilson_interval(8, 10)
+    assert lo == pytest.approx(0.49017, abs=1e-4) and hi == pytest.approx(0.94331, abs=1e-4)
+    assert wilson_interval(10, 10)[1] == 1.0 and wilson_interval(0, 0) == (0.0, 1.0)
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+
+
+def test_rates_and_vote():
+    r = Rate(5, 10)
+    assert r.value == 0.5 and r.to_dict()["ci"] == pytest.approx([0.23659, 0.76341], abs=1e-4)
+    assert Rate.from_dict(r.to_dict()) == r and Rate(0, 0).to_dict()["value"] is None
+    correct = torch.tensor([1, 1, 1, 0], dtype=torch.bool)
+    robust = torch.tensor([1, 0, 0, 0], dtype=torch.bool)
+    asr = attack_success_rate(correct, robust)  # over initially correct samples only
+    assert (asr.k, asr.n) == (2, 3)
+    votes = torch.tensor([[1, 2, 0], [1, 0, 0], [2, 2, 1]])
+    assert majority_vote(votes, 3).tolist() == [1, 2, 0]  # ties -> smallest label
+
+
+# ----------------------------------------------------------------------------- suites as data
+def _ctx(**kw) -> SuiteContext:
+    base = dict(budget=TINY, threat=ThreatModel(eps=8 / 255), own_surrogate="atan:2", has_spiking=True,
+                stochastic=False, num_classes=10)
+    base.update(kw)
+    return SuiteContext(**base)
+
+
+def test_seed_suites_are_the_papers_settings():
+    luu = expand("seed-luu2025", _ctx())
+    assert [s.attack for s in luu] == ["fgsm", "pgd"] and SUITES["seed-luu2025"].eps == pytest.approx(6 / 255)
+    assert luu[1].options == {"steps": 7, "step_size": 0.01, "random_start": True, "restarts": 1, "loss": "ce"}
+    assert luu[1].estimator == "bptt:atan:2"
+    rep = expand("seed-luu2025", _ctx(replicate_seed_code=True))
+    assert rep[1].options["abort_grad_norm"] == 1e-6
+    sh = expand("seed-sharmin2020", _ctx(stochastic=True))
+    assert sh[1].options["step_size"] == pytest.approx(2 / 255) and sh[1].options["steps"] == 7
+    assert all(s.eot == 1 for s in sh)  # one Poisson sample per step, even for a stochastic model
+    assert [round(e * 255) for e in SUITES["seed-sharmin2020"].eps_sweep] == [2, 4, 6, 8, 16]
+    with pytest.raises(ConfigError, match="fixes its settings"):
+        expand("seed-luu2025", _ctx(estimators=["hart"]))
+    with pytest.raises(ConfigError, match="seed-luu2025 only"):
+        expand("reliable", _ctx(replicate_seed_code=True))
+
+
+def test_reliable_and_standard_expand_by_budget():
+    specs = expand("reliable", _ctx())
+    ids = [s.id for s in specs]
+    assert ids[:3] == ["apgd-ce/bptt:atan:2", "apgd-ce/bptt:atan:0.5", "apgd-ce/bptr"]
+    assert "apgd-t/bptt:atan:2" in ids and "sapgd/bptt:atan:2" in ids and ids[-1] == "square"
+    assert len(set(ids)) == len(ids)
+    thorough = expand("reliable", _ctx(budget=get_budget("thorough")))
+    assert all(s.options.get("n_iter", s.options.get("steps", 100)) >= 100 for s in thorough if s.kind == "gradient")
+    assert len({s.estimator for s in thorough if s.estimator}) >= 10
+    rand = expand("standard", _ctx(stochastic=True))
+    assert [s.attack for s in rand] == ["apgd-ce", "apgd-dlr"] and rand[0].eot == TINY.eot
+    std = [s.attack for s in expand("standard", _ctx())]
+    assert std == ["apgd-ce", "apgd-t", "fab-t", "square"]
+    assert widened_surrogate("triangle:1:0.3", 2) == "triangle:2:0.3" and widened_surrogate("atan:2", 4) == "atan:0.5"
+    b = get_budget("quick").override(steps=100, eot=5)
+    assert b.steps == 100 and dict(b.overrides) == {"steps": 100, "eot": 5} and not b.below_standard
+    assert get_budget("quick").below_standard
+
+
+# ----------------------------------------------------------------------------- worst case and cascade
+def test_worst_case_is_at_most_every_component():
+    torch.manual_seed(0)
+    model = Linear().eval()
+    x, y = linear_data(32)
+    threat = ThreatModel(eps=0.1)
+    rel = ev.evaluate(model, x, y, suite="reliable", threat=threat, budget=TINY, progress=False, diagnostics=False)
+    assert rel.clean.k == 32
+    wc = rel.worst_case.robust_accuracy
+    assert 0 < wc.k < 32  # the eps is chosen so that some, not all, samples break
+    for rec in rel.attacks:
+        assert wc.k <= rec.robust_accuracy.k  # cumulative records never go below the worst case
+    # each component alone, on every sample
+    for attack, opts in [("apgd-ce", {"n_iter": 10}), ("sapgd", {"steps": 10}), ("square", {"n_queries": 20}),
+                         ("pgd", {"steps": 10})]:
+        alone = ev.evaluate(model, x, y, attack=attack, attack_options=opts, threat=threat, progress=False)
+        assert alone.attacks[0].scope == "standalone"
+        assert wc.k <= alone.worst_case.robust_accuracy.k, attack
+    # per-sample bookkeeping: robust samples have no breaker, broken ones name the first attack
+    per = rel.worst_case.per_sample
+    assert sum(v is None for v in per) == wc.k
+    assert sum(rel.worst_case.broken_by.values()) == 32 - wc.k
+    assert all(v is None or v in rel.worst_case.broken_by for v in per)
+
+
+def test_broken_samples_are_not_attacked_again(monkeypatch):
+    calls: list[tuple[str, int]] = []
+    real = ev.get_attack
+
+    def counting(name, **opts):
+        atk = real(name, **opts)
+        run = atk.run
+
+        def counted(victim, z0, y):
+            calls.append((name, int(y.shape[0])))
+            return run(victim, z0, y)
+
+        atk.run = counted
+        return atk
+
+    monkeypatch.setattr(ev, "get_attack", counting)
+    model = Linear().eval()
+    x, y = linear_data(40)
+    y[:4] = (y[:4] + 1) % 4  # four clean mistakes: never attacked
+    res = ev.evaluate(model, x, y, suite="reliable", threat=ThreatModel(eps=0.1), budget=TINY, progress=False,
+                      diagnostics=False, batch_size=16)
+    assert res.clean.k == 36
+    attacked = [r.n_attacked for r in res.attacks]
+    assert attacked[0] == 36
+    for prev, rec in zip(res.attacks, res.attacks[1:]):
+        assert rec.n_attacked == prev.robust_accuracy.k  # only what is still robust
+    assert attacked[1] < attacked[0]
+    # the attack objects really saw exactly those samples, in batches of <= 16
+    assert sum(b for _, b in calls) == sum(attacked) and all(b <= 16 for _, b in calls)
+
+
+def test_planted_example_found_by_reliable_suite_only():
+    model = Planted().eval()
+    x = torch.full((6, 1, 8, 8), 0.3)
+    y = torch.zeros(6, dtype=torch.long)
+    threat = ThreatModel(eps=Planted.EPS)
+    # sanity: the example exists (x0 + eps fools the model), the clean point is correct
+    assert model(x + Planted.EPS).argmax(1).eq(1).all() and model(x).argmax(1).eq(0).all()
+    for attack, opts in [("pgd", {"steps": 20}), ("apgd-ce", {"n_iter": 20})]:
+        single = ev.evaluate(model, x, y, attack=attack, attack_options=opts, threat=threat, progress=False)
+        assert single.worst_case.robust_accuracy.k == 6, f"{attack} with the training surrogate should miss it"
+    rel = ev.evaluate(model, x, y, suite="reliable", threat=threat, budget=TINY, progress=False, diagnostics=False)
+    assert rel.worst_case.robust_accuracy.k == 0
+    assert rel.worst_case.broken_by["apgd-ce/bptt:rectangle:0.24"] == 6  # the wider surrogate found it
+
+
+def test_eps_sweep_and_curve():
+    model = Linear().eval()
+    x, y = linear_data(24)
+    res = ev.evaluate(model, x, y, attack="pgd", attack_options={"steps": 10}, threat=ThreatModel(eps=0.1),
+                      eps_sweep=["0", "1/255", 0.1, 0.3], progress=False)
+    accs = [p.robust_accuracy.value for p in res.eps_curve]
+    assert [p.eps for p in res.eps_curve] == pytest.approx([0.0, 1 / 255, 0.1, 0.3])
+    assert accs[0] == 1.0 and accs[-1] == 0.0 and accs == sorted(accs, reverse=True)
+    assert res.eps_curve[2].robust_accuracy == res.worst_case.robust_accuracy  # the main eps is reused
+
+
+def test_bad_inputs_are_one_line_config_errors():
+    model = Linear().eval()
+    x, y = linear_data(8)
+    with pytest.raises(ConfigError, match="exactly one"):
+        ev.evaluate(model, x, y, progress=False)
+    with pytest.raises(ConfigError, match="unknown suite"):
+        ev.evaluate(model, x, y, suite="nope", progress=False)
+    with pytest.raises(ConfigError, match="unknown attack"):
+        ev.evaluate(model, x, y, attack="nope", progress=False)
+    with pytest.raises(ConfigError, match="unknown budget"):
+        ev.evaluate(model, x, y, suite="reliable", budget="huge", progress=False)
+    with pytest.raises(ConfigError, match="one label per image"):
+        ev.evaluate(model, x, y[:3], attack="fgsm", progress=False)
+    with pytest.raises(ConfigError, match="transfer needs source"):
+        ev.evaluate(model, x, y, attack="transfer", progress=False)
+
+
+# ----------------------------------------------------------------------------- results files
+def test_result_json_round_trip_and_table(tmp_path):
+    model = Linear().eval()
+    x, y = linear_data(16)
+    res = ev.evaluate(model, x, y, suite="seed-luu2025", progress=False, data_info={"dataset": "synthetic"})
+    d = res.to_dict()
+    assert d["schema"] == "snnrobust.evaluation/1" and d["threat_model"]["eps"] == pytest.approx(6 / 255)
+    assert d["suite"] == "seed-luu2025" and d["budget"] == "quick" and d["vote"] == 1
+    for a in d["attacks"]:
+        assert {"id", "attack", "estimator", "eot", "steps", "restarts", "robust_accuracy",
+                "attack_success_rate", "loss_trace_mean"} <= set(a)
+    path = result_path(tmp_path / "model.pt", res.name, res.budget.name)
+    assert path.name == "model.attack-seed-luu2025-quick.json"
+    write_result(res, path)
+    back = read_result(path)
+    assert json.loads(json.dumps(back.to_dict())) == json.loads(path.read_text())
+    table = res.table()
+    assert table.splitlines()[0].startswith("Threat model: Linf eps=6/255")
+    assert "pgd/bptt" in table and "[" in table and "n=16" in table
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    path = tmp_path / "r.json"
+    write_json_atomic({"old": 1}, path)
+    with pytest.raises(ValueError):
+        write_json_atomic({"new": [1.0, math.nan]}, path)  # fails half-way through serializing
+    assert json.loads(path.read_text()) == {"old": 1}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]  # no temporary file left behind
+    with pytest.raises(ConfigError, match="malformed|not a snnrobust"):
+        read_result(path)
+
+
+# ----------------------------------------------------------------------------- CLI
+def test_cli_bad_suite_is_one_line_error(tmp_path, capsys):
+    from snnrobust.cli.main import main
+
+    rc = main(["attack", str(tmp_path / "missing.pt"), "--suite", "nope"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.startswith("error: unknown suite 'nope'") and len(err.splitlines()) == 1
+    rc = main(["attack", str(tmp_path / "missing.pt"), "--attack", "pgd"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "does not exist" in err and len(err.splitlines()) == 1
+
+
+def test_cli_end_to_end_writes_json_next_to_checkpoint(tmp_path, capsys):
+    from snnrobust.cli.main import main
+    from snnrobust.models import create_model
+    from snnrobust.training import save_checkpoint
+
+    model = create_model("sew_resnet", layers=[1, 1], width=4, in_channels=1, image_size=28, T=2,
+                         encoder="phase", stem_pool=True, num_classes=10)
+    ckpt = tmp_path / "tiny.pt"
+    save_checkpoint(ckpt, {"model_config": model.config.to_dict(), "model_state": model.state_dict(),
+                           "data": {"dataset": "mnist5k", "split_seed": 0}})
+    rc = main(["attack", str(ckpt), "--attack", "fgsm", "--n", "8", "--no-progress", "--eps", "2/255"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert out.splitlines()[0] == "Threat model: Linf eps=2/255 (0.0078) on pixels"
+    written = tmp_path / "tiny.attack-fgsm-quick.json"
+    d = json.loads(written.read_text())
+    assert d["data"]["dataset"] == "mnist5k" and d["data"]["n"] == 8 and len(d["data"]["indices_sha256"]) == 64
+    assert d["model"]["sha256"] and d["clean"]["n"] == 8
