@@ -16,6 +16,7 @@ only samples still robust; the worst case is robust only if every attack failed.
 from __future__ import annotations
 
 import math
+import sys
 import time
 import zlib
 from dataclasses import dataclass, field, replace
@@ -45,6 +46,11 @@ BLACK_BOX = ("score", "transfer")
 
 
 # ----------------------------------------------------------------------------- helpers
+def _say(text: str) -> None:
+    """A progress line on stderr that does not break the progress bars."""
+    tqdm.write(text, file=sys.stderr)
+
+
 def model_surrogate(model: nn.Module) -> tuple[bool, Optional[str]]:
     """(has spiking neurons, the surrogate spec they all share or None if mixed)."""
     neurons = spiking_neurons(model)
@@ -277,7 +283,7 @@ def run_pass(session: Session, specs: list[AttackSpec], threat: ThreatModel, *, 
             n_attacked=int(idx.numel()), n_broken=int(newly.numel()), time_s=round(run.time_s, 3),
             loss_trace_mean=run.trace_mean, meta=meta))
         if session.progress:
-            tqdm.write(f"  {spec.id}: attacked {idx.numel()}, broke {newly.numel()}, "
+            _say(f"  {spec.id}: attacked {idx.numel()}, broke {newly.numel()}, "
                        f"robust {records[-1].robust_accuracy.percent()} ({run.time_s:.1f}s)")
     wb_robust = correct & ~wb_broken
     if initial_robust is not None:
@@ -502,7 +508,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
     notes.extend(ctx.notes)
     cascade = the_suite.cascade if the_suite is not None else False
     if progress:
-        tqdm.write(f"{threat.label()} | {the_suite.name if the_suite else attack} | budget {b.name} | "
+        _say(f"{threat.label()} | {the_suite.name if the_suite else attack} | budget {b.name} | "
                    f"{x.shape[0]} samples, clean accuracy {clean_accuracy(correct).percent()}")
 
     # -- main pass ------------------------------------------------------------------------
@@ -524,7 +530,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
             th = threat.with_eps(e)
             specs_e, _ = make_specs(th)
             if progress:
-                tqdm.write(f"eps sweep: {th.label()}")
+                _say(f"eps sweep: {th.label()}")
             outcome = run_pass(session, specs_e, th, cascade=cascade,
                                initial_robust=carried if cascade else None, initial_label=carried_from)
         n_carried = 0 if carried is None or not cascade or outcome is main else \
@@ -557,7 +563,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
                                                     "inner_options": {"steps": b.transfer_steps}},
                                        None, None, "transfer", id="transfer")
         if progress:
-            tqdm.write(f"masking diagnostics on {min(b.diag_n, x.shape[0])} samples")
+            _say(f"masking diagnostics on {min(b.diag_n, x.shape[0])} samples")
         runner = _DiagRunner(session, threat, b, ests, ctx.gradient_eot(), transfer_spec,
                              main, base.bounds)
         diag_results = run_diagnostics(runner)
