@@ -1,0 +1,101 @@
+"""Studies: recipes load, a study killed midway resumes without recomputation or duplicates."""
+
+import json
+
+import pytest
+
+from snnrobust.errors import ConfigError
+from snnrobust.store import ResultsStore
+from snnrobust.studies import list_recipes, load_recipe, run_study
+import snnrobust.studies.runner as runner
+
+RECIPE = """
+name: tiny
+seed: "000"
+title: tiny study
+description: a tiny study for tests
+claims:
+  - id: c
+    seed: "000"
+    text: "avg raises clean accuracy"
+    checks:
+      - {metric: clean_accuracy, expect: greater, a: avg-pool, b: max-pool}
+sizes:
+  quick:
+    dataset: mnist5k
+    train: {epochs: 1, batch_size: 50, max_train_samples: 100, seed: 0}
+    model: {name: sew_resnet, layers: [1, 1], width: 4, T: 2, encoder: phase, stem_pool: true}
+    variants:
+      - {label: max-pool, model: {pool: max}}
+      - {label: avg-pool, model: {pool: avg}}
+    eval: {samples: 12, eps: 0.1, eps_sweep: [], batch_size: 12}
+    protocols:
+      - {name: fgsm, attack: fgsm, weak: true}
+      - {name: pgd, attack: pgd, options: {steps: 3}}
+    sparsity: {samples: 6, sources: [attack]}
+"""
+
+
+def test_builtin_recipes_load():
+    names = {r.name for r in list_recipes()}
+    assert {"pooling-tradeoff", "encoding-leak-timesteps"} <= names
+    for r in list_recipes():
+        for size in ("quick", "full"):
+            spec = r.size(size)
+            assert spec["variants"] and spec["protocols"]
+    with pytest.raises(ConfigError):
+        load_recipe("no-such-study")
+
+
+def test_full_size_models_build():
+    # the GPU-size recipes must at least build their models (checked to start)
+    from snnrobust.data.registry import DATASETS
+    from snnrobust.training.config import TrainConfig
+    from snnrobust.training.trainer import build_model_for
+
+    for r in list_recipes():
+        spec = r.size("full")
+        entry = DATASETS[spec["dataset"]]
+        info = type("I", (), dict(name=entry.name, in_channels=entry.in_channels, image_size=entry.image_size,
+                                  num_classes=entry.num_classes))
+        for v in spec["variants"][:2]:
+            cfg = TrainConfig.from_dict({**spec["train"], **(v.get("train") or {}),
+                                         "model": {**spec["model"], **(v.get("model") or {})}})
+            model = build_model_for(cfg, info)
+            assert model.config.num_classes == entry.num_classes
+
+
+def test_killed_study_resumes_without_recomputation(tmp_path, monkeypatch):
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(RECIPE)
+    out = tmp_path / "study"
+    calls = []
+    real = runner.evaluate
+
+    def counting(*a, **kw):
+        calls.append(kw.get("attack"))
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # killed during the third evaluation
+        return real(*a, **kw)
+
+    monkeypatch.setattr(runner, "evaluate", counting)
+    with pytest.raises(KeyboardInterrupt):
+        run_study(str(recipe), "quick", out, progress=False, log=lambda s: None)
+    with ResultsStore(out) as st:
+        assert len(st.records(kind="evaluation")) == 2
+    calls.clear()
+    monkeypatch.setattr(runner, "evaluate", real)
+    monkeypatch.setattr(runner, "evaluate", lambda *a, **kw: (calls.append(kw.get("attack")), real(*a, **kw))[1])
+    paths = run_study(str(recipe), "quick", out, progress=False, log=lambda s: None)
+    assert len(calls) == 2  # only the two evaluations not finished before the kill
+    with ResultsStore(out) as st:
+        evs = st.records(kind="evaluation")
+        assert len(evs) == 4 and len({(r.checkpoint_hash, r.config_hash) for r in evs}) == 4
+        assert len(st.records(kind="sparsity")) == 2
+    calls.clear()
+    run_study(str(recipe), "quick", out, progress=False, log=lambda s: None)
+    assert calls == []  # a finished study recomputes nothing
+    html = paths["html"].read_text() if hasattr(paths["html"], "read_text") else open(paths["html"]).read()
+    assert "<html" in html.lower() and "max-pool" in html and "avg-pool" in html
+    study = json.loads((out / "study.json").read_text())
+    assert {e["protocol"] for e in study["evaluations"]} == {"fgsm", "pgd"}
