@@ -2,7 +2,8 @@
 ``reliable`` evaluation. Each check returns PASS, WARN or SKIP with its numbers and a
 one-line summary:
 
-(a) ``eps-to-zero``            accuracy falls to about 0 as eps grows (PGD up to a large eps);
+(a) ``eps-to-zero``            accuracy falls to about 0 as eps grows (PGD up to a large eps; the
+                               largest eps, which decides the check, gets the larger step budget);
 (b) ``iterative-beats-single``  PGD robust accuracy <= FGSM robust accuracy;
 (c) ``more-budget-helps``      more steps or restarts never raise robust accuracy (nor does
                                plain PGD beat the whole suite);
@@ -155,11 +156,13 @@ def eps_grid(eps: float, big: float, points: int = SWEEP_POINTS) -> list[float]:
 
 def check_eps_to_zero(r: DiagnosticRunner) -> DiagnosticResult:
     grid = eps_grid(float(r.threat.eps), large_eps(r))
-    rates = [r.attack("pgd", {"steps": r.steps, "random_start": True}, eps=e).rate for e in grid]
+    # the verdict rests on the largest eps, so it gets the larger step budget
+    steps = [r.steps] * (len(grid) - 1) + [r.more_steps]
+    rates = [r.attack("pgd", {"steps": s, "random_start": True}, eps=e).rate for s, e in zip(steps, grid)]
     last = rates[-1]
     tol = tolerance(r.n)
     rises = [(grid[i], grid[i + 1]) for i in range(len(grid) - 1) if rates[i + 1].value > rates[i].value + tol]
-    numbers = {"eps": grid, "robust_accuracy": [x.to_dict() for x in rates], "steps": r.steps,
+    numbers = {"eps": grid, "robust_accuracy": [x.to_dict() for x in rates], "steps": steps,
                "threshold": MAX_ACC_AT_LARGE_EPS, "tolerance": tol}
     curve = ", ".join(f"{e:.3g}: {_pct(x.value)}" for e, x in zip(grid, rates))
     if last.ci_low > MAX_ACC_AT_LARGE_EPS:

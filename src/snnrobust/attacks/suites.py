@@ -137,7 +137,7 @@ BUDGETS: dict[str, Budget] = {
             steps=10, restarts=1, surrogate_widths=(1.0, 4.0), extra_estimators=("bptr",),
             estimator_attacks=("apgd-ce",), own_attacks=("apgd-t", "sapgd"),
             eot=4, target_classes=1, square_queries=50, transfer_steps=10,
-            diag_n=100, diag_steps=5, diag_more_steps=20, diag_restarts=2, diag_noise_draws=5,
+            diag_n=100, diag_steps=10, diag_more_steps=30, diag_restarts=2, diag_noise_draws=5,
         ),
         Budget(
             name="thorough",
