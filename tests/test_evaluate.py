@@ -12,8 +12,8 @@ from torch import nn
 
 from snnrobust.attacks import evaluate as ev
 from snnrobust.attacks.metrics import Rate, attack_success_rate, majority_vote, wilson_interval
-from snnrobust.attacks.results import EvaluationResult, read_result, result_path, write_json_atomic, write_result
-from snnrobust.attacks.suites import (SUITES, AttackSpec, Budget, SuiteContext, expand, get_budget,
+from snnrobust.attacks.results import read_result, result_path, write_json_atomic, write_result
+from snnrobust.attacks.suites import (SUITES, Budget, SuiteContext, expand, get_budget,
                                       widened_surrogate)
 from snnrobust.attacks.threat import ThreatModel
 from snnrobust.errors import ConfigError

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..errors import ConfigError
+from ..errors import ConfigError, SnnRobustError
 from ..spiking.functional import spiking_neurons
 from .diagnostics import AttackRun, run_diagnostics
 from .estimators import get_estimator
@@ -216,6 +216,22 @@ class Session:
         return in_ball & in_bounds
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0][:200] if text else ''}"
+
+
+def _failed_run(session: Session, spec: AttackSpec, threat: ThreatModel, idx: torch.Tensor,
+                e: BaseException) -> SpecRun:
+    try:
+        attack = json_ready(session.build_attack(spec).to_dict())
+    except Exception:  # noqa: BLE001 - only for the record
+        attack = {"name": spec.attack}
+    return SpecRun(success=torch.zeros(idx.numel(), dtype=torch.bool), loss_start=None, loss_end=None,
+                   trace_mean=None, attack=attack, estimator=None, eot=spec.eot,
+                   meta={"error": _first_line(e)}, time_s=0.0)
+
+
 # ----------------------------------------------------------------------------- one pass of a suite
 @dataclass
 class PassOutcome:
@@ -251,7 +267,16 @@ def run_pass(session: Session, specs: list[AttackSpec], threat: ThreatModel, *, 
     n_sel = int(sel.sum().item())
     for spec in specs:
         idx = (robust if cascade else correct).nonzero().squeeze(1)
-        run = session.run(spec, threat, idx)
+        try:
+            run = session.run(spec, threat, idx)
+        except SnnRobustError:
+            raise
+        except (RuntimeError, ValueError, IndexError) as e:
+            # A crash inside one attack's code must not throw away the others' work: the attack
+            # is recorded as failed (it broke nothing), and the failure is in the notes and table.
+            if len(specs) == 1:
+                raise SnnRobustError(f"attack {spec.id} failed: {_first_line(e)}") from e
+            run = _failed_run(session, spec, threat, idx, e)
         newly = idx[run.success]
         if cascade:
             robust[newly] = False
@@ -316,6 +341,7 @@ class _DiagRunner:
         self.main_robust = main.robust[self.sub] if main is not None else None
         self.main_whitebox_robust = main.whitebox_robust[self.sub] if main is not None else None
         self.main_blackbox_only = None
+        self.main_n = N
         self.main_traces = []
         if main is not None:
             in_sub = torch.zeros(N, dtype=torch.bool)
@@ -325,10 +351,8 @@ class _DiagRunner:
                 keep = in_sub[idx]
                 if keep.any():
                     self.main_traces.append((aid, s[keep], e[keep]))
-            # black-box successes the gradient attacks missed, restricted to the diagnostic samples
-            for aid, cnt in main.blackbox_only.items():
-                broke = torch.tensor([main.broken_by[i] == aid for i in self.sub.tolist()], dtype=torch.bool)
-                self.main_blackbox_only[aid] = int(broke.sum().item())
+            # black-box successes that no gradient attack had, over all evaluated samples
+            self.main_blackbox_only = dict(main.blackbox_only)
         self._cache: dict = {}
 
     def _to_run(self, spec: AttackSpec, threat: ThreatModel) -> AttackRun:
@@ -385,6 +409,15 @@ def _single_attack_specs(name: str, options: dict, ctx: SuiteContext, estimators
         get_attack(name)  # raises the one-line ConfigError listing the attacks
     allowed = attack_options(name)
     opts = dict(options or {})
+    if name == "transfer":  # --steps/--restarts set the attack crafted on the sources
+        inner = dict(opts.get("inner_options") or {})
+        inner_name = opts.get("inner", "pgd")
+        for value, keys in ((steps, ("steps", "n_iter")), (restarts, ("restarts", "n_restarts"))):
+            key = next((k for k in keys if k in attack_options(inner_name)), None)
+            if value is not None and key is not None:
+                inner[key] = value
+        opts["inner_options"] = inner
+        steps = restarts = None
     for value, keys in ((steps, ("steps", "n_iter", "n_queries", "draws")), (restarts, ("restarts", "n_restarts"))):
         if value is None:
             continue
@@ -514,6 +547,10 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
     # -- main pass ------------------------------------------------------------------------
     t0 = time.perf_counter()
     main = run_pass(session, specs, threat, cascade=cascade)
+    for rec in main.records:
+        if rec.meta.get("error"):
+            notes.append(f"attack {rec.id} FAILED ({rec.meta['error']}); it broke nothing, so the worst case "
+                         "does not include it")
     t_attacks = time.perf_counter() - t0
 
     # -- eps sweep ------------------------------------------------------------------------

@@ -249,6 +249,9 @@ class EvaluationResult:
         lines.append(head)
         lines.append("-" * len(head))
         for a in self.attacks:
+            if a.meta.get("error"):
+                lines.append(f"{a.id[:34]:<34} FAILED: {str(a.meta['error'])[:90]}")
+                continue
             lines.append(f"{a.id[:34]:<34} {a.robust_accuracy.percent():<24} {a.attack_success_rate.percent():<24} "
                          f"{a.n_attacked:>6} {a.estimator_label[:22]:<22} {_s(a.steps):>6} {_s(a.restarts):>4} "
                          f"{_s(a.eot):>4} {a.time_s:>6.1f}s")

@@ -318,6 +318,13 @@ def _gradient_attack(name: str, ctx: SuiteContext, steps: int, restarts: int) ->
     raise ConfigError(f"suite: '{name}' is not an iterative white-box attack the suites know")
 
 
+def _replaced_id(name: str, attack: str, opts: dict, est: str) -> str:
+    """Default id when the attack runs as named; ``pgd-dlr(for apgd-t)/est`` when PGD stands in."""
+    if attack == name:
+        return ""
+    return f"{attack}-{opts.get('loss', 'ce')}(for {name})/{est}"
+
+
 def _usable(name: str, ctx: SuiteContext) -> bool:
     if name == "apgd-t" and ctx.num_classes < 4 and ctx.threat.perturb != "spikes":
         ctx.notes.append(f"apgd-t skipped: it needs >= 4 classes, the model has {ctx.num_classes}")
@@ -405,12 +412,12 @@ def _reliable(ctx: SuiteContext) -> list[AttackSpec]:
             continue
         for est in ests:
             attack, opts = _gradient_attack(name, ctx, b.steps, b.restarts)
-            specs.append(AttackSpec(attack, opts, est, eot, "gradient", id=f"{name}/{est}" if attack != name else ""))
+            specs.append(AttackSpec(attack, opts, est, eot, "gradient", id=_replaced_id(name, attack, opts, est)))
     for name in b.own_attacks:
         if not _usable(name, ctx):
             continue
         attack, opts = _gradient_attack(name, ctx, b.steps, b.restarts)
-        specs.append(AttackSpec(attack, opts, ests[0], eot, "gradient", id=f"{name}/{ests[0]}" if attack != name else ""))
+        specs.append(AttackSpec(attack, opts, ests[0], eot, "gradient", id=_replaced_id(name, attack, opts, ests[0])))
     if ctx.threat.perturb == "spikes":
         ctx.notes.append("perturb=spikes: AutoAttack (APGD, Square) perturbs pixels only; PGD with the same budget "
                          "replaces APGD and Square is left out")

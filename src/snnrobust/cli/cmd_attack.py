@@ -129,6 +129,11 @@ def _validate_names(args: argparse.Namespace) -> None:
             raise ConfigError(f"--{flag.replace('_', '-')} must be a positive integer, got {v}")
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    if args.estimator:
+        from ..attacks.estimators import get_estimator
+
+        for spec in args.estimator:
+            get_estimator(spec)
     if args.attack_option and args.attack is None:
         raise ConfigError("--attack-option applies to --attack only")
 

@@ -8,7 +8,7 @@ from ..training import DEMO_MODEL, TrainConfig, train
 from .options import parse_key_values
 
 FLAGS = {  # flag -> TrainConfig key
-    "dataset": "dataset", "data_root": "data_root", "split_seed": "split_seed", "epochs": "epochs",
+    "dataset": "dataset", "data_root": "data_root", "download": "download", "split_seed": "split_seed", "epochs": "epochs",
     "batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr", "weight_decay": "weight_decay",
     "momentum": "momentum", "schedule": "schedule", "seed": "seed", "device": "device",
     "augment": "augment", "max_train_samples": "max_train_samples", "out": "out",
@@ -25,6 +25,8 @@ def register(sub) -> None:
                    help="model option, repeatable (e.g. -m width=16 -m pool=avg -m T=8)")
     p.add_argument("--dataset", help="dataset name (see `snnrobust datasets`), default mnist5k")
     p.add_argument("--data-root", help="folder holding the dataset files")
+    p.add_argument("--download", action="store_true", default=None,
+                   help="download a missing dataset (fashion-mnist, cifar10/100) where the network allows")
     p.add_argument("--split-seed", type=int)
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)

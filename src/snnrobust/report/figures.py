@@ -216,12 +216,12 @@ def sparsity_bars(series: list[OpSeries], metric: str, subtitle: str) -> Optiona
         if with_pixels:
             v, se = s.pixel if s.pixel else (math.nan, None)
             vals.append(v if _finite(v) else math.nan)
-            errs.append(se if _finite(se) else 0.0)
+            errs.append(abs(se) if _finite(se) else 0.0)
         for name in names:
             r = by_name.get(name, {})
             v, se = r.get(metric), r.get(metric + "_se")
             vals.append(v if _finite(v) else math.nan)
-            errs.append(se if _finite(se) else 0.0)
+            errs.append(abs(se) if _finite(se) else 0.0)
         v = np.asarray(vals, float) * scale
         e = np.asarray(errs, float) * scale
         if log:

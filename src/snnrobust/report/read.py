@@ -129,7 +129,7 @@ def mean(value: Any, se: Any, n: Any = None) -> Optional[Estimate]:
     if v is None:
         return None
     s = num(se)
-    if s is None:
+    if s is None or s < 0:  # a negative standard error is not one: treat as unrecorded
         return Estimate(v, kind="mean", n=integer(n))
     return Estimate(v, v - Z95 * s, v + Z95 * s, "mean", n=integer(n), se=s)
 

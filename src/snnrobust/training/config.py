@@ -17,6 +17,7 @@ class TrainConfig:
     model: dict = field(default_factory=lambda: {"name": "sew_resnet18"})
     dataset: str = "mnist5k"
     data_root: Optional[str] = None
+    download: bool = False  # fetch a missing dataset where the network allows
     split_seed: int = 0
     epochs: int = 10
     batch_size: int = 64
@@ -66,6 +67,7 @@ class TrainConfig:
         check(is_num(self.gamma) and 0 < self.gamma <= 1, f"config 'gamma' must be in (0, 1], got {self.gamma!r}")
         check(isinstance(self.device, str) and (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")),
               f"config 'device' must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        check(isinstance(self.download, bool), f"config 'download' must be true or false, got {self.download!r}")
         check(isinstance(self.amp, bool), f"config 'amp' must be true or false, got {self.amp!r}")
         check(self.augment in ("auto", "none", "hflip"),
               f"config 'augment' must be auto, none or hflip, got {self.augment!r}")

@@ -101,7 +101,7 @@ def _hflip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def _same_run(a: dict, b: dict) -> list[str]:
     """Keys whose values differ between two train configs (output folder excluded)."""
-    keys = sorted((set(a) | set(b)) - {"out", "device"})
+    keys = sorted((set(a) | set(b)) - {"out", "device", "download", "data_root"})
     return [k for k in keys if a.get(k) != b.get(k)]
 
 
@@ -112,7 +112,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     out = Path(cfg.out)
     ckpt_path = out / CHECKPOINT_NAME
     device = resolve_device(cfg.device)
-    splits = get_dataset(cfg.dataset, root=cfg.data_root, split_seed=cfg.split_seed)
+    splits = get_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download, split_seed=cfg.split_seed)
     train_set, test_set, info = splits.train, splits.test, splits.info
     if cfg.max_train_samples is not None:
         train_set = train_set.subset(min(cfg.max_train_samples, len(train_set)))
