@@ -67,6 +67,7 @@ class Table:
     headers: list[str]
     rows: list[list[Inline]]
     caption: str = ""
+    fold: bool = False  # long reference tables fold away in HTML (<details>)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional
+from typing import Any, Optional
 
 #: z of a two-sided 95 % interval (rates: Wilson; means: mean ± Z95·SE).
 Z95 = 1.959963984540054
@@ -349,12 +349,6 @@ def input_zero_fraction(result: dict) -> tuple[Optional[Estimate], str]:
     m = sum(vals) / len(vals)
     se = None if any(s is None for s in ses) else math.sqrt(sum(s * s for s in ses)) / len(vals)
     return mean(m, se, result.get("n_samples")), f"mean over {len(vals)} operations' input-gradient zero fraction"
-
-
-def first(items: Iterable[Any]) -> Any:
-    for x in items:
-        return x
-    return None
 
 
 # -- vulnerability -------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Inline CSS, pictures embedded as ``data:image/png;base64`` URIs, no scripts and no external
 resources: the file can be mailed, archived or opened offline. Every piece of text is escaped.
-Status words are colour-coded badges; long tables fold into ``<details>``.
+Status words are colour-coded badges; long reference tables fold into ``<details>``.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from html import escape
 
 from .doc import Badge, Bullets, Callout, Code, Figure, Heading, Para, Section, Table
 
-#: Tables longer than this fold into a <details> element (open by default is avoided to keep
-#: the page scannable; the caption says what is inside).
+#: Tables marked ``fold`` that are longer than this fold into a <details> element, to keep the
+#: page scannable (the caption says what is inside).
 FOLD_ROWS = 20
 
 CSS = """
@@ -65,7 +65,7 @@ def _table(t: Table) -> str:
     body = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in row) + "</tr>" for row in t.rows)
     cap = f"<caption>{escape(t.caption)}</caption>" if t.caption else ""
     html = f'<div class="tablewrap"><table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
-    if len(t.rows) > FOLD_ROWS:
+    if t.fold and len(t.rows) > FOLD_ROWS:
         label = t.caption or "table"
         html = f"<details><summary>{escape(label)} ({len(t.rows)} rows)</summary>{html}</details>"
     return html

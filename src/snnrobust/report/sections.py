@@ -90,8 +90,11 @@ def summary_section(study: dict, verdicts: list[ModelVerdict], claims: list[Clai
     if head:
         s.add(Para(head))
     protocols = _protocols(study)
-    headers = ["model", "clean accuracy"] + [f"robust accuracy, {p} ({'weak' if R.protocol_is_weak(study, p) else 'reliable'})"
-                                             for p in protocols]
+    headers = ["model", "clean accuracy"]
+    for p in protocols:
+        tm = R.threat(R.evaluations(study, protocol=p)[0]["result"])
+        weak = " weak protocol," if R.protocol_is_weak(study, p) else ""
+        headers.append(f"robust accuracy, {p} ({weak} {tm['label']})".replace("( ", "("))
     headers += ["input-gradient zero fraction", "diagnostics", "verdict"]
     rows = []
     by_model = {v.model: v for v in verdicts}
@@ -429,7 +432,7 @@ def sparsity_section(study: dict, colors: dict[str, str]) -> Section:
                          z("out_zero_frac"), nrm("in_norm"), nrm("out_norm"), "-" if wd is None else f"{100 * wd:.1f}%"])
         s.add(Table(["#", "operation", "kind", "input-gradient zeros", "output-gradient zeros", "input-gradient norm",
                      "output-gradient norm", "weight-gradient density"], rows,
-                    f"{e.get('model')}, {R.sparsity_source(e)} loss: per-operation numbers (mean ± SE)"))
+                    f"{e.get('model')}, {R.sparsity_source(e)} loss: per-operation numbers (mean ± SE)", fold=True))
     return s
 
 
