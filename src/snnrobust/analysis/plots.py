@@ -120,7 +120,7 @@ def plot_sparsity_comparison(reports: dict[str, SparsityReport], path, metric: s
         ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(v, nan=0.0), width, yerr=yerr, capsize=1.5,
                label=f"{label} (n={rep.n_samples})", error_kw={"elinewidth": 0.7})
     if log:
-        ax.set_yscale("log", nonpositive="mask")
+        ax.set_yscale("log", nonpositive="clip")
         if math.isfinite(positive_min):
             ax.set_ylim(bottom=positive_min / 3)
     elif metric != "in_norm":

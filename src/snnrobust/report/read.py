@@ -11,6 +11,8 @@ Accuracies and zero fractions are fractions in [0, 1]; they are shown in percent
 
 from __future__ import annotations
 
+from ..attacks.metrics import wilson_interval as wilson
+
 import math
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -50,18 +52,6 @@ def as_list(x: Any) -> list:
     return list(x) if isinstance(x, (list, tuple)) else []
 
 
-def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
-    """95 % Wilson score interval of k successes in n trials ((0, 1) when n = 0).
-    Used only when a rate arrives with k and n but without its interval."""
-    if n <= 0 or not 0 <= k <= n:  # nothing (or nothing sensible) to estimate from
-        return 0.0, 1.0
-    z2 = z * z
-    centre = (k + z2 / 2) / (n + z2)
-    half = z * math.sqrt(k * (n - k) / n + z2 / 4) / (n + z2)
-    return (0.0 if k == 0 else max(0.0, centre - half)), (1.0 if k == n else min(1.0, centre + half))
-
-
-# -- estimates -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Estimate:
     """A measured number with its 95 % interval.
@@ -118,7 +108,7 @@ def rate(d: Any) -> Optional[Estimate]:
         lo, hi = num(ci[0]), num(ci[1])
     elif num(d.get("ci_low")) is not None and num(d.get("ci_high")) is not None:
         lo, hi = num(d.get("ci_low")), num(d.get("ci_high"))
-    elif k is not None and n:
+    elif k is not None and n and 0 <= k <= n:  # malformed k/n: leave the interval unknown
         lo, hi = wilson(k, n)
     return Estimate(value, lo, hi, "rate", k, n)
 

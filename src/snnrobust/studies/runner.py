@@ -23,7 +23,7 @@ from ..data import get_dataset
 from ..errors import ConfigError
 from ..store import ResultsStore, cached, file_sha256
 from ..training import TrainConfig, evaluate_clean, load_checkpoint, train
-from ..training.evaluation import wilson
+from ..attacks.metrics import wilson_interval as wilson
 from .recipes import Recipe, load_recipe
 
 Log = Callable[[str], None]
