@@ -319,3 +319,16 @@ def test_apgd_t_needs_four_classes():
     x, y = blobs(4, 3)
     with pytest.raises(ConfigError, match="4 classes"):
         run("apgd-t", victim(model), x, y % 2)
+
+
+def test_square_l2_shape_bug_is_a_clear_error():
+    # the official L2 Square mis-shapes its windows on 12x12 images: a one-line ConfigError, not a traceback
+    from snnrobust.attacks import ThreatModel, Victim
+    from snnrobust.errors import ConfigError as _CE
+
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(144, 10))
+    v = Victim(m, ThreatModel(norm="l2", eps=0.5))
+    x, y = torch.rand(16, 1, 12, 12), torch.randint(0, 10, (16,))
+    with pytest.raises(_CE, match="square"):
+        get_attack("square", n_queries=30).run(v, v.start(x), y)
