@@ -165,6 +165,21 @@ def test_train_source_restores_mode_buffers_and_grads():
     assert _no_hooks(model)
     assert rep.row("backbone.stem.3").kind == "avgpool"
     assert all(r.n == 4 for r in rep.rows)
+    with pytest.raises(ConfigError):
+        op_gradient_stats(model, x, y, source="train", estimator="ste")
+
+
+def test_attack_source_with_an_attackers_estimator_restores_the_model():
+    from snnrobust.spiking import spiking_neurons
+
+    model = _tiny_sew()
+    before = [(n.surrogate, n.estimator) for n in spiking_neurons(model)]
+    x, y = _data(n=2, size=12, k=10)
+    rep = op_gradient_stats(model, x, y, batch_size=2, estimator="bptr")
+    assert "bptr" in rep.estimator.lower()
+    assert rep.row("backbone.stem.2").kind == "neuron" and rep.row("backbone.stem.2").n == 2
+    assert [(n.surrogate, n.estimator) for n in spiking_neurons(model)] == before
+    assert _no_hooks(model)
 
 
 def test_ann_twin_reports_relu_ops_and_bad_inputs_raise():

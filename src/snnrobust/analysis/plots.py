@@ -85,8 +85,8 @@ def plot_sparsity_comparison(reports: dict[str, SparsityReport], path, metric: s
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     x = np.arange(len(groups))
-    positive_min = math.inf
-    for i, (label, rep) in enumerate(reports.items()):
+    series = []
+    for label, rep in reports.items():
         by_name = {r.name: r for r in rep.rows}
         vals, errs = [], []
         if with_pixels:
@@ -98,33 +98,32 @@ def plot_sparsity_comparison(reports: dict[str, SparsityReport], path, metric: s
                 errs.append(rep.input_norm_se)
         for name in names:
             r = by_name.get(name)
-            if r is None:
-                vals.append(math.nan)
-                errs.append(0.0)
-                continue
-            v = getattr(r, metric)
+            v = None if r is None else getattr(r, metric)
+            se = None if r is None else getattr(r, metric + "_se", 0.0)
             vals.append(math.nan if v is None else v)
-            se = getattr(r, metric + "_se", 0.0)
             errs.append(0.0 if se is None or not math.isfinite(se) else se)
-        v = np.asarray(vals, dtype=float)
-        e = np.asarray(errs, dtype=float)
-        if log:
-            pos = v[np.isfinite(v) & (v > 0)]
-            if pos.size:
-                positive_min = min(positive_min, float(pos.min()))
-            # keep the lower error bar above zero on a log axis
-            e_low = np.where(np.isfinite(v), np.minimum(e, v * 0.999), 0.0)
-            yerr = np.vstack([e_low, e])
-        else:
-            yerr = e
-        ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(v, nan=0.0), width, yerr=yerr, capsize=1.5,
-               label=f"{label} (n={rep.n_samples})", error_kw={"elinewidth": 0.7})
+        series.append((f"{label} (n={rep.n_samples})", np.asarray(vals, dtype=float), np.asarray(errs, dtype=float)))
+    floor = 0.0
     if log:
-        ax.set_yscale("log", nonpositive="clip")
-        if math.isfinite(positive_min):
-            ax.set_ylim(bottom=positive_min / 3)
+        pos = np.concatenate([v[np.isfinite(v) & (v > 0)] for _, v, _ in series])
+        floor = float(pos.min()) / 3 if pos.size else 1e-12
+    for i, (label, v, e) in enumerate(series):
+        h = np.nan_to_num(v, nan=0.0)
+        if log:
+            # bars rise from the axis floor (a log axis has no zero); zero norms stay at the floor
+            h = np.maximum(h, floor)
+            e_low = np.where(np.isfinite(v), np.minimum(e, np.maximum(h - floor, 0.0)), 0.0)
+            yerr = np.vstack([e_low, e])
+            ax.bar(x - 0.4 + width * (i + 0.5), h - floor, width, bottom=floor, yerr=yerr, capsize=1.5,
+                   label=label, error_kw={"elinewidth": 0.7})
+        else:
+            ax.bar(x - 0.4 + width * (i + 0.5), h, width, yerr=e, capsize=1.5, label=label,
+                   error_kw={"elinewidth": 0.7})
+    if log:
+        ax.set_yscale("log")
+        ax.set_ylim(bottom=floor)
     elif metric != "in_norm":
-        ax.set_ylim(0, 1.05)
+        ax.set_ylim(0, 1.18)  # headroom for the legend above bars that reach 1
     ax.set_xticks(x)
     ax.set_xticklabels(labels, rotation=70, ha="right", fontsize=7)
     ax.set_xlim(-0.6, len(groups) - 0.4)
@@ -132,9 +131,11 @@ def plot_sparsity_comparison(reports: dict[str, SparsityReport], path, metric: s
     ax.set_ylabel(ylabel)
     sources = sorted({rep.source for rep in reports.values()})
     sub = "; ".join(_SOURCE_TEXT.get(s, s) for s in sources)
-    ax.set_title(title or f"{_TITLES[metric]}\n(gradient of the {sub}; mean ± SE over samples)", fontsize=10)
+    spread = ("mean over batches of " + ", ".join(sorted({str(r.batch_size) for r in reports.values()}))
+              if metric == "weight_density" else "mean ± SE over samples")
+    ax.set_title(title or f"{_TITLES[metric]}\n(gradient of the {sub}; {spread})", fontsize=10)
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", ncol=min(n_models, 4), framealpha=0.9)
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
