@@ -99,3 +99,52 @@ def test_killed_study_resumes_without_recomputation(tmp_path, monkeypatch):
     assert "<html" in html.lower() and "max-pool" in html and "avg-pool" in html
     study = json.loads((out / "study.json").read_text())
     assert {e["protocol"] for e in study["evaluations"]} == {"fgsm", "pgd"}
+
+
+def test_full_study_check_builds_trains_and_attacks_every_variant(tmp_path, monkeypatch, capsys):
+    # `study --size full --check` on CIFAR-10 in its real on-disk format (a tiny fake copy)
+    from cifar_files import make_cifar10
+    from snnrobust.cli.main import main
+    from snnrobust.studies.preflight import check_study, format_checks
+
+    make_cifar10(tmp_path / "cifar-10-batches-py", style="2", n=3)
+    monkeypatch.chdir(tmp_path)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    rows = check_study("pooling-tradeoff", "full", str(tmp_path), "cpu", batch=2, log=lambda s: None)
+    assert [r.label for r in rows] == ["max-pool", "avg-pool"]
+    for r in rows:
+        assert r.parameters > 10_000_000 and r.step_images == 2 and r.step_s > 0 and r.epochs == 100
+        assert r.epoch_hours == pytest.approx(r.step_s / 2 * 15 / 3600)  # 15 = the fake train split
+        assert set(r.attacks) == {"seed-luu2025", "reliable"} and r.attacks["seed-luu2025"] == 2
+        assert r.attacks["reliable"] > 10
+        # the thorough reliable suite uses several estimators; each was timed on a real gradient
+        assert len(r.estimators) > 3 and all(t > 0 for t in r.estimators.values())
+    table = format_checks(rows)
+    assert "| max-pool |" in table and "| avg-pool |" in table and "100 epochs" in table
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # writes nothing
+
+    with pytest.raises(ConfigError, match="no variant"):
+        check_study("pooling-tradeoff", "full", str(tmp_path), "cpu", batch=2, variants=["nope"])
+    with pytest.raises(ConfigError, match="sizes"):
+        check_study("pooling-tradeoff", "huge", str(tmp_path), "cpu")
+    assert main(["study", "pooling-tradeoff", "--size", "full", "--check", "--check-batch", "0"]) == 2
+    assert "--check-batch must be a positive integer" in capsys.readouterr().err
+    # without the data the check fails the way the study would: one line saying how to get it
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["study", "pooling-tradeoff", "--size", "full", "--check", "--data-root", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_quick_study_check_via_cli(tmp_path, monkeypatch, capsys):
+    from snnrobust.cli.main import main
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(RECIPE)
+    monkeypatch.chdir(tmp_path)
+    assert main(["study", str(recipe), "--check", "--size", "quick", "--check-batch", "4", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "| max-pool |" in out and "| avg-pool |" in out and "fgsm: 1, pgd: 1" in out
+    assert "starts: every model, attack and estimator checked" in out
+    assert not (tmp_path / "runs").exists()

@@ -259,3 +259,55 @@ def test_spike_tensor_perturbation():
     assert sv.bounds == (-1.0, 1.0) and not sv.stochastic  # the draw is fixed once in start()
     d = Victim(model, ThreatModel()).describe()
     assert d["threat_model"]["perturb"] == "pixels" and d["eot"] == 1 and d["estimator"]["name"] == "bptt"
+
+
+# -- overflowing gradients --------------------------------------------------------------
+class _Planted(torch.autograd.Function):
+    """Identity forward; backward returns a planted input gradient (with inf and NaN entries)."""
+
+    @staticmethod
+    def forward(ctx, x, planted):
+        ctx.planted = planted
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return ctx.planted.clone(), None
+
+
+class _Overflow(nn.Module):
+    def __init__(self, planted):
+        super().__init__()
+        self.planted = planted
+
+    def forward(self, x):
+        f = _Planted.apply(x, self.planted).flatten(1)
+        return torch.stack([f.sum(1), -f.sum(1)], 1)
+
+
+def test_nonfinite_gradient_becomes_its_limit_direction_and_is_counted():
+    inf, nan = float("inf"), float("nan")
+    planted = torch.tensor([[0.3, -inf, inf, 0.2],    # infinite entries: their sign survives, the rest is 0
+                            [0.3, nan, -0.7, 0.1],    # NaN only: NaN -> 0, finite entries kept
+                            [0.5, -0.5, 0.25, 1.0]])  # finite: untouched
+    model = _Overflow(planted.view(3, 1, 2, 2))
+    x, y = torch.full((3, 1, 2, 2), 0.5), torch.zeros(3, dtype=torch.long)
+    victim = Victim(model, ThreatModel("linf", 0.1))
+    _, g = victim.grad(x, y)
+    expected = torch.tensor([[0.0, -1.0, 1.0, 0.0], [0.3, 0.0, -0.7, 0.1], [0.5, -0.5, 0.25, 1.0]])
+    assert torch.equal(g.view(3, 4), expected)
+    assert victim.nonfinite_samples == 2
+    model.planted = planted[2:].view(1, 1, 2, 2)
+    _, g = victim.grad(x[2:], y[2:])
+    assert torch.equal(g.view(1, 4), expected[2:]) and victim.nonfinite_samples == 2  # a finite gradient is not counted
+
+
+def test_evaluation_reports_overflowed_gradients():
+    from snnrobust.attacks.evaluate import evaluate
+
+    planted = torch.tensor([[0.3, -float("inf"), 0.1, 0.2], [0.5, -0.5, 0.25, 1.0]]).view(2, 1, 2, 2)
+    x, y = torch.full((2, 1, 2, 2), 0.5), torch.zeros(2, dtype=torch.long)
+    res = evaluate(_Overflow(planted), x, y, attack="pgd", attack_options={"steps": 3}, progress=False,
+                   threat=ThreatModel("linf", 0.1))
+    assert any("overflowed" in n and "limit direction" in n for n in res.notes)
+    assert "overflowed" in res.table()

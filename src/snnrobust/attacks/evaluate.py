@@ -195,6 +195,8 @@ class Session:
         finally:
             bar.close()
         trace_mean = (trace_sum / max(trace_count, 1)).tolist() if trace_sum is not None else None
+        if victim.nonfinite_samples:
+            meta["nonfinite_gradients"] = victim.nonfinite_samples
         return SpecRun(success=success, loss_start=start if have_trace else None, loss_end=end if have_trace else None,
                        trace_mean=trace_mean, attack=json_ready(attack.to_dict()),
                        estimator=victim.estimator.to_dict() if spec.estimator is not None else None,
@@ -403,8 +405,9 @@ class _DiagRunner:
 
 
 # ----------------------------------------------------------------------------- the entry point
-def _single_attack_specs(name: str, options: dict, ctx: SuiteContext, estimators: Optional[list[str]],
-                         steps: Optional[int], restarts: Optional[int]) -> list[AttackSpec]:
+def single_attack_specs(name: str, options: dict, ctx: SuiteContext, estimators: Optional[list[str]],
+                        steps: Optional[int], restarts: Optional[int]) -> list[AttackSpec]:
+    """The spec list of one named attack (one spec per estimator for gradient attacks)."""
     if name not in ATTACKS:
         get_attack(name)  # raises the one-line ConfigError listing the attacks
     allowed = attack_options(name)
@@ -535,7 +538,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
         ctx = make_ctx(th)
         if the_suite is not None:
             return expand(the_suite, ctx), ctx
-        return assign_ids(_single_attack_specs(attack, attack_options or {}, ctx, est_list, steps, restarts)), ctx
+        return assign_ids(single_attack_specs(attack, attack_options or {}, ctx, est_list, steps, restarts)), ctx
 
     specs, ctx = make_specs(threat)
     notes.extend(ctx.notes)
@@ -551,6 +554,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
         if rec.meta.get("error"):
             notes.append(f"attack {rec.id} FAILED ({rec.meta['error']}); it broke nothing, so the worst case "
                          "does not include it")
+        if rec.meta.get("nonfinite_gradients"):
+            notes.append(f"attack {rec.id}: {rec.meta['nonfinite_gradients']} input gradients overflowed; their "
+                         "non-finite entries were replaced by the limit direction (sign of inf, NaN -> 0)")
     t_attacks = time.perf_counter() - t0
 
     # -- eps sweep ------------------------------------------------------------------------

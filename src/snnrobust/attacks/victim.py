@@ -20,6 +20,11 @@ make a robustness number trustworthy hold for every attack at once:
   Poisson, raw phase bits, direct and latency codes (0, 1); weighted phase bits (0, 0.5)
   (the largest weight 2^-1 — a loose envelope: step t can only reach 2^-(1+mod(t-1,K)));
   signed Poisson (-1, 1).
+- an input gradient that overflows (a very sharp surrogate such as ASSG's on a membrane at
+  threshold, multiplied over many timesteps and layers) would make the attack's step NaN and
+  the attack silently fail; instead each sample's non-finite gradient is replaced by its limit
+  direction (the sign of its infinite entries, NaN entries 0) and counted in
+  :attr:`Victim.nonfinite_samples`, which the evaluation reports.
 
 Shapes: pixels ``z`` [B, C, H, W] in [0, 1] (batch dim 0); spikes ``z`` [T, B, C, H, W]
 (batch dim 1, see :attr:`Victim.batch_dim`). Logits are [B, K], labels [B].
@@ -43,6 +48,30 @@ from .losses import get_loss, is_targeted
 from .threat import ThreatModel
 
 LossSpec = Union[str, Callable[..., torch.Tensor]]
+
+
+class _FiniteGrad(torch.autograd.Function):
+    """Identity forward; backward replaces each sample's non-finite gradient by its limit
+    direction (sign of the infinite entries, NaN -> 0) and counts such samples on the victim."""
+
+    @staticmethod
+    def forward(ctx, z: torch.Tensor, victim: "Victim") -> torch.Tensor:  # type: ignore[override]
+        ctx.victim = victim
+        return z.view_as(z)
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):  # type: ignore[override]
+        finite = torch.isfinite(g)
+        if bool(finite.all()):
+            return g, None
+        bd = ctx.victim.batch_dim
+        per = g.movedim(bd, 0).reshape(g.shape[bd], -1)
+        ok = torch.isfinite(per)
+        has_inf = torch.isinf(per).any(1, keepdim=True)
+        fixed = torch.where(has_inf, torch.where(torch.isinf(per), per.sign(), torch.zeros_like(per)),
+                            torch.where(ok, per, torch.zeros_like(per)))
+        ctx.victim.nonfinite_samples += int((~ok.all(1)).sum().item())
+        return fixed.reshape(g.movedim(bd, 0).shape).movedim(0, bd), None
 
 
 def _count(what: str, v: Optional[int], default: int) -> int:
@@ -124,6 +153,8 @@ class Victim:
             self.bounds = (float(lo), float(hi))
         self._depth = 0
         self._module: Optional[_VictimModule] = None
+        #: sample-gradients whose non-finite entries were replaced (see the module docstring)
+        self.nonfinite_samples = 0
 
     def _is_stochastic(self) -> bool:
         declared = getattr(self.model, "stochastic", None)
@@ -173,6 +204,8 @@ class Victim:
     # -- modes ---------------------------------------------------------------------------
     def _forward(self, z: torch.Tensor) -> torch.Tensor:
         reset_states(self.model)  # models reset themselves; foreign modules may not
+        if z.requires_grad and torch.is_grad_enabled():
+            z = _FiniteGrad.apply(z, self)
         if self.threat.perturb == "spikes":
             return self.model.forward_encoded(z)
         return self.model(z)

@@ -1,10 +1,11 @@
-"""`snnrobust study NAME [--size quick|full]`: run a seed paper's experiment end to end."""
+"""`snnrobust study NAME [--size quick|full] [--check]`: run a seed paper's experiment end to end."""
 
 from __future__ import annotations
 
 import argparse
 
 from ..studies import list_recipes, run_study
+from ..errors import ConfigError
 
 
 def register(sub) -> None:
@@ -18,6 +19,11 @@ def register(sub) -> None:
     p.add_argument("--data-root", help="folder holding the dataset files (CIFAR for --size full)")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--check", action="store_true",
+                   help="only check that the study starts: load the data, build every model, time one training "
+                        "step, build every attack and take one input gradient per estimator; writes nothing")
+    p.add_argument("--check-batch", type=int, default=None,
+                   help="images in the timed training step of --check (default: the recipe's batch size)")
     p.set_defaults(func=run)
 
 
@@ -27,6 +33,15 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {r.name:<26} seed {r.seed}: {r.title}")
             for size, spec in r.sizes.items():
                 print(f"  {'':<26}   --size {size}: {spec.get('note', '')}")
+        return 0
+    if args.check_batch is not None and args.check_batch < 1:
+        raise ConfigError(f"--check-batch must be a positive integer, got {args.check_batch}")
+    if args.check:
+        from ..studies.preflight import check_study, format_checks
+
+        rows = check_study(args.name, args.size, args.data_root, args.device, batch=args.check_batch)
+        print(format_checks(rows))
+        print(f"study {args.name} --size {args.size} starts: every model, attack and estimator checked")
         return 0
     paths = run_study(args.name, args.size, args.out, args.data_root, args.device, progress=not args.quiet)
     print(f"report: {paths['html']}")

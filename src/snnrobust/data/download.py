@@ -17,7 +17,6 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 from typing import Optional, Sequence
 
-from ..errors import DatasetError
 
 TIMEOUT_S = 15.0  # per connect/read: fail fast where there is no network
 _CHUNK = 1 << 20

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..spiking.layers import SeqToBatch, seq_bn, seq_conv, seq_linear, seq_pool
+from ..spiking.layers import seq_bn, seq_conv, seq_linear, seq_pool
 from .config import ModelConfig
 from .registry import register_model
 

@@ -99,6 +99,22 @@ def _hflip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
     return x
 
 
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler: "torch.amp.GradScaler",
+               x: torch.Tensor, y: torch.Tensor, use_amp: bool, where: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+    """One BPTT step on images ``x`` [B, C, H, W] in [0, 1] (on the model's device) with
+    labels ``y`` [B]; returns (detached loss, logits [B, K])."""
+    opt.zero_grad(set_to_none=True)
+    with torch.autocast(x.device.type, dtype=torch.float16, enabled=use_amp):
+        logits = model(x)
+        loss = F.cross_entropy(logits.float(), y)
+    if not torch.isfinite(loss):
+        raise ConfigError(f"training diverged (loss {float(loss)}){' ' + where if where else ''}; lower the learning rate")
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    return loss.detach(), logits.detach()
+
+
 def _same_run(a: dict, b: dict) -> list[str]:
     """Keys whose values differ between two train configs (output folder excluded)."""
     keys = sorted((set(a) | set(b)) - {"out", "device", "download", "data_root"})
@@ -169,15 +185,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             if augment == "hflip":
                 x = _hflip(x, gen)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            opt.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-                logits = model(x)
-                loss = F.cross_entropy(logits.float(), y)
-            if not torch.isfinite(loss):
-                raise ConfigError(f"training diverged (loss {float(loss)}) in epoch {epoch + 1}; lower the learning rate")
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
+            loss, logits = train_step(model, opt, scaler, x, y, use_amp, where=f"in epoch {epoch + 1}")
             seen += y.numel()
             loss_sum += float(loss.detach()) * y.numel()
             correct += int((logits.argmax(1) == y).sum())

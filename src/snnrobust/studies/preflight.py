@@ -1,0 +1,175 @@
+"""Check that a study starts, before spending GPU hours on it: ``snnrobust study NAME --check``.
+
+For every model variant of a recipe size this builds the model for the real dataset,
+takes one timed BPTT step (after one warm-up step), expands every attack protocol into its
+attack list for that model and budget, builds each attack, and computes one input gradient
+under every gradient estimator the protocols use. It writes nothing and trains nothing
+to completion; it returns one :class:`VariantCheck` per variant with the time estimates a
+user needs to plan the full run. Errors are the same one-line errors the study would give.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+
+from ..attacks.evaluate import model_surrogate, single_attack_specs
+from ..attacks.registry import get_attack
+from ..attacks.suites import SuiteContext, expand, get_budget
+from ..attacks.threat import ThreatModel, parse_eps
+from ..attacks.victim import Victim
+from ..data import get_dataset
+from ..errors import ConfigError
+from ..training.trainer import build_model_for, make_optimizer, resolve_device, train_step
+from .recipes import load_recipe
+from .runner import StudyRunner
+
+
+@dataclass
+class VariantCheck:
+    """What the check found for one variant. Times in seconds; ``step_images`` is the batch
+    the timed step used; ``epoch_hours`` extrapolates it to one epoch of the training split."""
+
+    label: str
+    parameters: int
+    step_images: int
+    step_s: float
+    epoch_hours: float
+    epochs: int
+    attacks: dict[str, int] = field(default_factory=dict)       # protocol -> number of attack specs
+    estimators: dict[str, float] = field(default_factory=dict)  # estimator -> seconds per input gradient
+    overflows: dict[str, int] = field(default_factory=dict)     # estimator -> images whose gradient overflowed
+
+    @property
+    def train_hours(self) -> float:
+        return self.epoch_hours * self.epochs
+
+
+def check_study(name: str, size: str = "full", data_root: Optional[str] = None, device: str = "auto",
+                batch: Optional[int] = None, variants: Optional[list[str]] = None,
+                log=print) -> list[VariantCheck]:
+    """Run the start-up check of study ``name`` at ``size``. ``batch`` images per timed
+    training step (default: the recipe's batch size, which gives the honest per-image time);
+    gradients are taken on 2 test images. ``variants`` restricts the check to those labels."""
+    recipe = load_recipe(name)
+    if size not in recipe.sizes:
+        raise ConfigError(f"study {name} has sizes {', '.join(recipe.sizes)}, not {size!r}")
+    runner = StudyRunner(recipe, size, "unused", data_root, device, progress=False, log=log)
+    spec = runner.spec
+    labels = [v["label"] for v in spec["variants"]]
+    unknown = sorted(set(variants or []) - set(labels))
+    if unknown:
+        raise ConfigError(f"study {name} has no variant {', '.join(unknown)}; its variants: {', '.join(labels)}")
+    dev = resolve_device(device)
+    splits = get_dataset(spec["dataset"], root=data_root, split_seed=int(spec["train"].get("split_seed", 0)))
+    info = splits.info
+    ev = spec["eval"]
+    threat = ThreatModel(norm=ev.get("norm", "linf"), eps=parse_eps(ev["eps"]))
+    xg, yg = splits.test.batch(torch.arange(min(2, len(splits.test))))
+    # every variant is built first: transfer protocols take the others as sources
+    configs = {v["label"]: runner._variant_train_config(v) for v in spec["variants"]}
+    models = {lb: build_model_for(cfg, info).to(dev) for lb, cfg in configs.items()}
+    out: list[VariantCheck] = []
+    for v in spec["variants"]:
+        if variants and v["label"] not in variants:
+            continue
+        cfg, model = configs[v["label"]], models[v["label"]]
+        n = min(int(batch or cfg.batch_size), len(splits.train))
+        x, y = splits.train.batch(torch.arange(n))
+        x, y = x.to(dev), y.to(dev)
+        opt = make_optimizer(cfg, model)
+        use_amp = cfg.amp and dev.type == "cuda"
+        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+        model.train()
+        # warm-up (allocator, kernels) on a couple of images, then one timed step of n images
+        train_step(model, opt, scaler, x[:2], y[:2], use_amp, where=f"in the check of {v['label']}")
+        _sync(dev)
+        t0 = time.perf_counter()
+        train_step(model, opt, scaler, x, y, use_amp, where=f"in the check of {v['label']}")
+        _sync(dev)
+        step_s = time.perf_counter() - t0
+        model.eval()
+        row = VariantCheck(label=v["label"], parameters=sum(p.numel() for p in model.parameters()),
+                           step_images=int(x.shape[0]), step_s=step_s,
+                           epoch_hours=step_s / x.shape[0] * len(splits.train) / 3600, epochs=cfg.epochs)
+        log(f"[check] {v['label']}: model builds, one training step of {row.step_images} images took {step_s:.2f}s")
+        if v.get("attack", True):
+            _check_protocols(runner, v["label"], model, models, threat, info.num_classes, xg, yg, dev, row, log)
+        out.append(row)
+    return out
+
+
+def _sync(dev: torch.device) -> None:
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+
+
+def _check_protocols(runner: StudyRunner, label: str, model, models: dict, threat: ThreatModel, k: int,
+                     x: torch.Tensor, y: torch.Tensor, dev: torch.device, row: VariantCheck, log) -> None:
+    """Expand each protocol for ``model``, build its attacks, time one input gradient per estimator."""
+    has_spiking, own_sg = model_surrogate(model)
+    base = Victim(model, threat, device=dev)
+    estimators: list[Optional[str]] = []
+    for proto in runner.spec["protocols"]:
+        sources = []
+        if proto.get("transfer") == "other-variants":
+            sources = [(lb, m) for lb, m in models.items() if lb != label]
+        elif proto.get("transfer") == "same-type-source":
+            src = (runner.spec.get("black_box_sources") or {}).get(label)
+            if not src:
+                continue  # the study runs this protocol only for models with a source
+            if src not in models:
+                raise ConfigError(f"black-box source {src} of {label} is not a variant listed before it in the recipe")
+            sources = [(src, models[src])]
+        ctx = SuiteContext(budget=get_budget(proto.get("budget", "quick")), threat=threat, own_surrogate=own_sg,
+                           has_spiking=has_spiking, stochastic=base.stochastic, num_classes=k, transfer_sources=sources)
+        if "suite" in proto:
+            specs = expand(proto["suite"], ctx)
+        else:
+            specs = single_attack_specs(proto["attack"], proto.get("options", {}), ctx, None, None, None)
+        for s in specs:
+            get_attack(s.attack, **s.options)  # options are validated when the attack is built
+            if s.estimator not in estimators and s.kind in ("gradient", "single-step"):
+                estimators.append(s.estimator)
+        row.attacks[proto["name"]] = len(specs)
+    for e in estimators:
+        victim = Victim(model, threat, estimator=e, eot=1, device=dev)
+        z = victim.start(x)
+        t0 = time.perf_counter()
+        loss, g = victim.grad(z, y)
+        _sync(dev)
+        row.estimators[str(e)] = time.perf_counter() - t0
+        if not torch.isfinite(loss).all():
+            raise ConfigError(f"{label}: the attack loss under estimator {e} is not finite; check the model's weights")
+        if victim.nonfinite_samples:
+            row.overflows[str(e)] = victim.nonfinite_samples
+            log(f"[check] {label}: input gradients under {e} overflow on {victim.nonfinite_samples} of "
+                f"{x.shape[0]} images (attacks use their limit direction and report it)")
+    log(f"[check] {label}: {sum(row.attacks.values())} attacks in {len(row.attacks)} protocols build; "
+        f"input gradients taken under {len(estimators)} estimators")
+
+
+def _duration(hours: float) -> str:
+    return f"{hours * 60:.1f} min" if hours < 1 else f"{hours:.1f} h"
+
+
+def format_checks(rows: list[VariantCheck]) -> str:
+    """The check's table for the terminal."""
+    lines = ["| model | parameters | one training step | est. training time | attacks per protocol | "
+             "input gradient (s, 2 images) |", "|---|---:|---|---|---|---|"]
+    for r in rows:
+        attacks = ", ".join(f"{p}: {n}" for p, n in r.attacks.items()) or "not attacked"
+        grads = f"{min(r.estimators.values()):.2f}-{max(r.estimators.values()):.2f} over {len(r.estimators)} estimators" \
+            if r.estimators else "-"
+        if r.overflows:
+            grads += "; overflow under " + ", ".join(f"{e} ({n})" for e, n in r.overflows.items())
+        lines.append(f"| {r.label} | {r.parameters:,} | {r.step_s:.2f}s for {r.step_images} images | "
+                     f"{_duration(r.epoch_hours)}/epoch, {_duration(r.train_hours)} for {r.epochs} epochs | "
+                     f"{attacks} | {grads} |")
+    lines.append("")
+    lines.append("Training time is extrapolated from one timed training step on this device (per-epoch evaluation "
+                 "not included); a --check-batch smaller than the recipe's batch overestimates it.")
+    return "\n".join(lines)
