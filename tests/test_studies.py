@@ -148,3 +148,29 @@ def test_quick_study_check_via_cli(tmp_path, monkeypatch, capsys):
     assert "| max-pool |" in out and "| avg-pool |" in out and "fgsm: 1, pgd: 1" in out
     assert "starts: every model, attack and estimator checked" in out
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("change, message", [
+    (("protocols", [{"name": "p"}]), "exactly one of 'suite' or 'attack'"),
+    (("protocols", [{"name": "p", "suite": "reliable", "attack": "pgd"}]), "exactly one of 'suite' or 'attack'"),
+    (("protocols", [{"name": "p", "suite": "nope"}]), "unknown suite"),
+    (("protocols", [{"name": "p", "suite": "reliable", "budget": "huge"}]), "unknown budget"),
+    (("protocols", [{"name": "p", "attack": "nope"}]), "unknown attack"),
+    (("protocols", [{"name": "p", "attack": "pgd"}, {"name": "p", "attack": "fgsm"}]), "unique name"),
+    (("protocols", [{"name": "p", "attack": "transfer", "transfer": "everyone"}]), "choose one of: other-variants"),
+    (("black_box_sources", {"max-pool": "no-such"}), "must name two different variants"),
+    (("black_box_sources", {"max-pool": "max-pool"}), "must name two different variants"),
+    (("eval", {"samples": 12}), "'eval' needs 'eps' and 'samples'"),
+    (("variants", [{"label": "a"}, {"label": "a"}]), "unique label"),
+])
+def test_bad_recipe_is_one_line_error(tmp_path, change, message):
+    import yaml
+
+    d = yaml.safe_load(RECIPE)
+    key, value = change
+    d["sizes"]["quick"][key] = value
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(d))
+    with pytest.raises(ConfigError, match=message) as e:
+        load_recipe(str(path))
+    assert "\n" not in str(e.value)

@@ -25,7 +25,7 @@ from ..data import get_dataset
 from ..errors import ConfigError
 from ..training.trainer import build_model_for, make_optimizer, resolve_device, train_step
 from .recipes import load_recipe
-from .runner import StudyRunner
+from .runner import StudyRunner, transfer_sources
 
 
 @dataclass
@@ -55,8 +55,6 @@ def check_study(name: str, size: str = "full", data_root: Optional[str] = None, 
     training step (default: the recipe's batch size, which gives the honest per-image time);
     gradients are taken on 2 test images. ``variants`` restricts the check to those labels."""
     recipe = load_recipe(name)
-    if size not in recipe.sizes:
-        raise ConfigError(f"study {name} has sizes {', '.join(recipe.sizes)}, not {size!r}")
     runner = StudyRunner(recipe, size, "unused", data_root, device, progress=False, log=log)
     spec = runner.spec
     labels = [v["label"] for v in spec["variants"]]
@@ -114,16 +112,9 @@ def _check_protocols(runner: StudyRunner, label: str, model, models: dict, threa
     base = Victim(model, threat, device=dev)
     estimators: list[Optional[str]] = []
     for proto in runner.spec["protocols"]:
-        sources = []
-        if proto.get("transfer") == "other-variants":
-            sources = [(lb, m) for lb, m in models.items() if lb != label]
-        elif proto.get("transfer") == "same-type-source":
-            src = (runner.spec.get("black_box_sources") or {}).get(label)
-            if not src:
-                continue  # the study runs this protocol only for models with a source
-            if src not in models:
-                raise ConfigError(f"black-box source {src} of {label} is not a variant listed before it in the recipe")
-            sources = [(src, models[src])]
+        sources = transfer_sources(runner.spec, label, proto, models)
+        if sources is None:
+            continue  # the study runs this protocol only for models with a source
         ctx = SuiteContext(budget=get_budget(proto.get("budget", "quick")), threat=threat, own_surrogate=own_sg,
                            has_spiking=has_spiking, stochastic=base.stochastic, num_classes=k, transfer_sources=sources)
         if "suite" in proto:

@@ -13,6 +13,8 @@ RECIPE_DIR = Path(__file__).parent / "recipes"
 SIZE_KEYS = {"note", "dataset", "train", "model", "variants", "eval", "protocols", "sparsity", "vulnerability",
              "black_box_sources"}
 REQUIRED = {"dataset", "train", "model", "variants", "eval", "protocols"}
+#: how a protocol picks the models it transfers from (see :func:`snnrobust.studies.runner.transfer_sources`)
+TRANSFER_MODES = ("other-variants", "same-type-source")
 
 
 @dataclass
@@ -52,8 +54,46 @@ def load_recipe(name_or_path: str) -> Recipe:
         unknown = set(spec) - SIZE_KEYS
         if missing or unknown:
             raise ConfigError(f"study recipe {p} size {size}: missing {sorted(missing)}, unknown {sorted(unknown)}")
-        labels = [v.get("label") for v in spec["variants"]]
-        if len(set(labels)) != len(labels) or None in labels:
-            raise ConfigError(f"study recipe {p} size {size}: every variant needs a unique label")
+        _check_size(f"study recipe {p} size {size}", spec)
     return Recipe(d.get("name", p.stem), str(d.get("seed", "")), d.get("title", p.stem), d.get("description", ""),
                   d.get("claims", []), d["sizes"])
+
+
+def _check_size(where: str, spec: dict) -> None:
+    """One-line errors for what would otherwise fail deep inside a study run."""
+    from ..attacks.registry import attack_options
+    from ..attacks.suites import get_budget, get_suite
+
+    variants = spec["variants"]
+    if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants):
+        raise ConfigError(f"{where}: 'variants' must be a list of mappings")
+    labels = [v.get("label") for v in variants]
+    if len(set(labels)) != len(labels) or None in labels:
+        raise ConfigError(f"{where}: every variant needs a unique label")
+    ev = spec["eval"]
+    if not isinstance(ev, dict) or "eps" not in ev or "samples" not in ev:
+        raise ConfigError(f"{where}: 'eval' needs 'eps' and 'samples'")
+    protocols = spec["protocols"]
+    if not isinstance(protocols, list) or not all(isinstance(q, dict) for q in protocols):
+        raise ConfigError(f"{where}: 'protocols' must be a list of mappings")
+    names = [q.get("name") for q in protocols]
+    if len(set(names)) != len(names) or None in names:
+        raise ConfigError(f"{where}: every protocol needs a unique name")
+    for q in protocols:
+        if ("suite" in q) == ("attack" in q):
+            raise ConfigError(f"{where}: protocol {q['name']} needs exactly one of 'suite' or 'attack'")
+        if "suite" in q:
+            get_suite(q["suite"])
+            get_budget(q.get("budget", "quick"))
+        else:
+            attack_options(q["attack"])  # unknown attack -> one-line error listing the attacks
+        if q.get("transfer") is not None and q["transfer"] not in TRANSFER_MODES:
+            raise ConfigError(f"{where}: protocol {q['name']} has transfer {q['transfer']!r}; choose one of: "
+                              f"{', '.join(TRANSFER_MODES)}")
+    sources = spec.get("black_box_sources") or {}
+    if not isinstance(sources, dict):
+        raise ConfigError(f"{where}: 'black_box_sources' must map a variant label to its source's label")
+    for target, src in sources.items():
+        if target not in labels or src not in labels or target == src:
+            raise ConfigError(f"{where}: black_box_sources {target}: {src} must name two different variants "
+                              f"(variants: {', '.join(map(str, labels))})")

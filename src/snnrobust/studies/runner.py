@@ -20,7 +20,6 @@ import torch
 from ..attacks.evaluate import evaluate
 from ..attacks.threat import ThreatModel, parse_eps
 from ..data import get_dataset
-from ..errors import ConfigError
 from ..store import ResultsStore, cached, file_sha256
 from ..training import TrainConfig, evaluate_clean, load_checkpoint, train
 from ..attacks.metrics import wilson_interval as wilson
@@ -38,6 +37,20 @@ def _merge(base: dict, over: Optional[dict]) -> dict:
 def _rate(k: int, n: int) -> dict:
     lo, hi = wilson(k, n)
     return {"k": k, "n": n, "value": k / max(n, 1), "ci": [lo, hi]}
+
+
+def transfer_sources(spec: dict, label: str, proto: dict, models: dict[str, Any]) -> Optional[list[tuple[str, Any]]]:
+    """The (label, model) pairs protocol ``proto`` transfers from when attacking variant
+    ``label`` of recipe size ``spec``; ``models`` maps labels to models. "other-variants":
+    every other model; "same-type-source": the variant's black-box source, or None when it
+    has none (the protocol does not apply to it); no ``transfer``: none."""
+    how = proto.get("transfer")
+    if how == "other-variants":
+        return [(k, m) for k, m in models.items() if k != label]
+    if how == "same-type-source":
+        src = (spec.get("black_box_sources") or {}).get(label)
+        return [(src, models[src])] if src else None
+    return []
 
 
 class StudyRunner:
@@ -88,15 +101,6 @@ class StudyRunner:
 
         return resolve_device(self.device)
 
-    def _sources(self, label: str, proto: dict) -> list[tuple[str, Any]]:
-        how = proto.get("transfer")
-        if how == "other-variants":
-            return [(k, m["model"]) for k, m in self.models.items() if k != label]
-        if how == "same-type-source":
-            src = (self.spec.get("black_box_sources") or {}).get(label)
-            return [(src, self.models[src]["model"])] if src else []
-        return []
-
     def evaluate_all(self, x: torch.Tensor, y: torch.Tensor, data_info: dict) -> list[dict]:
         ev = self.spec["eval"]
         threat = ThreatModel(norm=ev.get("norm", "linf"), eps=parse_eps(ev["eps"]))
@@ -105,8 +109,8 @@ class StudyRunner:
             if not m["entry"]["attacked"]:
                 continue
             for proto in self.spec["protocols"]:
-                sources = self._sources(label, proto)
-                if proto.get("transfer") == "same-type-source" and not sources:
+                sources = transfer_sources(self.spec, label, proto, {k: v["model"] for k, v in self.models.items()})
+                if sources is None:
                     continue
                 config = {"protocol": proto, "threat": threat.to_dict(), "n": int(x.shape[0]),
                           "eps_sweep": ev.get("eps_sweep", []), "sources": [s for s, _ in sources],
@@ -222,7 +226,5 @@ def run_study(name: str, size: str = "quick", out: "str | Path | None" = None, d
     """Run study ``name`` at ``size`` ("quick" or "full") into ``out`` (default
     runs/study-NAME-SIZE); returns the report paths. Re-running resumes."""
     recipe = load_recipe(name)
-    if size not in recipe.sizes:
-        raise ConfigError(f"study {name} has sizes {', '.join(recipe.sizes)}, not {size!r}")
     folder = Path(out) if out is not None else Path("runs") / f"study-{name}-{size}"
     return StudyRunner(recipe, size, folder, data_root, device, progress, log).run()
