@@ -300,6 +300,7 @@ def test_result_json_round_trip_and_table(tmp_path):
     table = res.table()
     assert table.splitlines()[0].startswith("Threat model: Linf eps=6/255")
     assert "pgd/bptt" in table and "[" in table and "n=16" in table
+    assert "settings fixed by the paper's protocol" in table and "budget quick" not in table
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):

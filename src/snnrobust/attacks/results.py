@@ -35,7 +35,7 @@ from typing import Any, Optional
 from ..errors import ConfigError
 from .diagnostics import DiagnosticResult, overall_status
 from .metrics import Rate
-from .suites import BUDGETS, Budget
+from .suites import BUDGETS, SUITES, Budget
 from .threat import ThreatModel, format_eps
 
 SCHEMA = "snnrobust.evaluation/1"
@@ -231,9 +231,12 @@ class EvaluationResult:
         if self.replication:
             lines.append("REPLICATION OPTIONS ON (not a valid input-level threat model): " + "; ".join(self.replication))
         what = f"suite {self.suite}" if self.suite else f"attack {self.attack}"
-        lines.append(f"{what} | budget {self.budget.name}"
-                     + (" (below the >=100-step standard)" if self.budget.below_standard and self.suite in
-                        ("reliable", "standard") else "")
+        if self.suite in SUITES and SUITES[self.suite].fixed_protocol:
+            effort = "settings fixed by the paper's protocol (no budget)"
+        else:
+            effort = f"budget {self.budget.name}" + (" (below the >=100-step standard)" if self.budget.below_standard
+                                                    and self.suite in ("reliable", "standard") else "")
+        lines.append(f"{what} | {effort}"
                      + f" | seed {self.seed} | vote {self.vote}" + (" (stochastic model)" if self.stochastic else ""))
         m = self.model.get("config", {}) if isinstance(self.model, dict) else {}
         model_name = m.get("name") or self.model.get("class", "model")
