@@ -157,11 +157,13 @@ def test_quick_study_check_via_cli(tmp_path, monkeypatch, capsys):
     (("protocols", [{"name": "p", "suite": "reliable", "budget": "huge"}]), "unknown budget"),
     (("protocols", [{"name": "p", "attack": "nope"}]), "unknown attack"),
     (("protocols", [{"name": "p", "attack": "pgd"}, {"name": "p", "attack": "fgsm"}]), "unique name"),
+    (("protocols", {"name": "p", "attack": "pgd"}), "'protocols' must be a list of mappings"),
     (("protocols", [{"name": "p", "attack": "transfer", "transfer": "everyone"}]), "choose one of: other-variants"),
     (("black_box_sources", {"max-pool": "no-such"}), "must name two different variants"),
     (("black_box_sources", {"max-pool": "max-pool"}), "must name two different variants"),
     (("eval", {"samples": 12}), "'eval' needs 'eps' and 'samples'"),
     (("variants", [{"label": "a"}, {"label": "a"}]), "unique label"),
+    (("variants", [{"model": {}}]), "unique label"),
 ])
 def test_bad_recipe_is_one_line_error(tmp_path, change, message):
     import yaml

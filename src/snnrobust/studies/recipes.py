@@ -64,22 +64,12 @@ def _check_size(where: str, spec: dict) -> None:
     from ..attacks.registry import attack_options
     from ..attacks.suites import get_budget, get_suite
 
-    variants = spec["variants"]
-    if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants):
-        raise ConfigError(f"{where}: 'variants' must be a list of mappings")
-    labels = [v.get("label") for v in variants]
-    if len(set(labels)) != len(labels) or None in labels:
-        raise ConfigError(f"{where}: every variant needs a unique label")
+    labels = _unique_keys(where, spec, "variants", "label")
     ev = spec["eval"]
     if not isinstance(ev, dict) or "eps" not in ev or "samples" not in ev:
         raise ConfigError(f"{where}: 'eval' needs 'eps' and 'samples'")
-    protocols = spec["protocols"]
-    if not isinstance(protocols, list) or not all(isinstance(q, dict) for q in protocols):
-        raise ConfigError(f"{where}: 'protocols' must be a list of mappings")
-    names = [q.get("name") for q in protocols]
-    if len(set(names)) != len(names) or None in names:
-        raise ConfigError(f"{where}: every protocol needs a unique name")
-    for q in protocols:
+    _unique_keys(where, spec, "protocols", "name")
+    for q in spec["protocols"]:
         if ("suite" in q) == ("attack" in q):
             raise ConfigError(f"{where}: protocol {q['name']} needs exactly one of 'suite' or 'attack'")
         if "suite" in q:
@@ -97,3 +87,15 @@ def _check_size(where: str, spec: dict) -> None:
         if target not in labels or src not in labels or target == src:
             raise ConfigError(f"{where}: black_box_sources {target}: {src} must name two different variants "
                               f"(variants: {', '.join(map(str, labels))})")
+
+
+def _unique_keys(where: str, spec: dict, section: str, key: str) -> list:
+    """The ``key`` of every entry of list ``spec[section]``; each entry must be a mapping with
+    its own unique ``key``."""
+    items = spec[section]
+    if not isinstance(items, list) or not all(isinstance(v, dict) for v in items):
+        raise ConfigError(f"{where}: '{section}' must be a list of mappings")
+    values = [v.get(key) for v in items]
+    if len(set(map(str, values))) != len(values) or None in values:
+        raise ConfigError(f"{where}: every entry of '{section}' needs a unique {key}")
+    return values
