@@ -61,12 +61,11 @@ class _FiniteGrad(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g: torch.Tensor):  # type: ignore[override]
-        finite = torch.isfinite(g)
-        if bool(finite.all()):
-            return g, None
         bd = ctx.victim.batch_dim
         per = g.movedim(bd, 0).reshape(g.shape[bd], -1)
         ok = torch.isfinite(per)
+        if bool(ok.all()):
+            return g, None
         has_inf = torch.isinf(per).any(1, keepdim=True)
         fixed = torch.where(has_inf, torch.where(torch.isinf(per), per.sign(), torch.zeros_like(per)),
                             torch.where(ok, per, torch.zeros_like(per)))

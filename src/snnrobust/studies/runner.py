@@ -105,11 +105,12 @@ class StudyRunner:
         ev = self.spec["eval"]
         threat = ThreatModel(norm=ev.get("norm", "linf"), eps=parse_eps(ev["eps"]))
         out = []
+        modules = {k: v["model"] for k, v in self.models.items()}
         for label, m in self.models.items():
             if not m["entry"]["attacked"]:
                 continue
             for proto in self.spec["protocols"]:
-                sources = transfer_sources(self.spec, label, proto, {k: v["model"] for k, v in self.models.items()})
+                sources = transfer_sources(self.spec, label, proto, modules)
                 if sources is None:
                     continue
                 config = {"protocol": proto, "threat": threat.to_dict(), "n": int(x.shape[0]),
