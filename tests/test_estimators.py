@@ -147,6 +147,90 @@ def test_rga_is_rate_derivative_of_mean_input(leak, spec, gamma, beta, tau):
     assert (fprime == slope).any() and (fprime == 0).any()
 
 
+def rga_fprime(neuron, spec, xbar):
+    """f'(xbar) as the estimator's backward gives it: constant input xbar [M] for T steps and
+    dL/ds_t = 1 give dL/dx_t = f'(xbar) * mean_t 1 at every t."""
+    x = xbar.expand(T, -1).contiguous()
+    _, grad = layer_grad(neuron, spec, x, torch.ones_like(x))
+    assert torch.allclose(grad, grad[:1].expand_as(grad))  # the same at every step
+    return grad[0]
+
+
+def integral(neuron, spec, upper, n=20000):
+    """Midpoint rule for the rate function f(upper) = integral_0^upper f'(xbar) dxbar (f' is
+    piecewise constant, so the error is at most a few grid cells' worth: ~1e-4)."""
+    dx = upper / n
+    mid = (torch.arange(n, dtype=torch.float64) + 0.5) * dx
+    return float(rga_fprime(neuron, spec, mid).sum() * dx)
+
+
+def constant_input_rate(neuron, xbar, steps=400):
+    """The neuron's empirical rate (spikes per step) for a constant input current xbar [M]."""
+    neuron.reset_state()
+    with torch.no_grad():
+        return neuron(xbar.expand(steps, -1).contiguous()).mean(0)
+
+
+RGA_NEURONS = {  # threshold != 1, IF and LIF, soft and hard reset (D = threshold - v_rest)
+    "if-soft-th2": (lambda: IFNode(threshold=2.0, reset="soft"), 2.0),
+    "if-soft-th0.5": (lambda: IFNode(threshold=0.5, reset="soft"), 0.5),
+    "lif0.9-soft-th2": (lambda: LIFNode(threshold=2.0, leak=0.9, reset="soft"), 2.0),
+    "lif0.5-soft-th0.5": (lambda: LIFNode(threshold=0.5, leak=0.5, reset="soft"), 0.5),
+    "lif0.7-hard-th3-vreset-0.5": (lambda: LIFNode(threshold=3.0, leak=0.7, reset="hard", v_reset=-0.5), 3.5),
+}
+
+
+@pytest.mark.parametrize("spec,beta", [("rga", 2.0), ("rga:0.3:1.5", 1.5), ("rga:0.2:2:0.6", 2.0)])
+@pytest.mark.parametrize("config", list(RGA_NEURONS))
+def test_rga_rate_function_reaches_the_neurons_rate_at_beta_threshold(config, spec, beta):
+    make, D = RGA_NEURONS[config]
+    neuron = make()
+    # the neuron itself fires every step for constant input beta * D >= D ...
+    assert constant_input_rate(make(), torch.tensor([beta * D])).item() == 1.0
+    # ... and the integrated RGA gradient says the same (the old slope gave 1.02 / 0.95 here)
+    assert integral(neuron, spec, beta * D) == pytest.approx(1.0, abs=1e-3)
+
+
+@pytest.mark.parametrize("config", list(RGA_NEURONS))
+def test_rga_gradient_scales_with_one_over_threshold(config):
+    """A neuron with distance D from rest to threshold and input x spikes exactly like a neuron
+    with threshold 1 and input x / D, so its rate function is f_1(xbar / D) and its RGA
+    gradient f_1'(xbar / D) / D — in the sub-threshold band as well as on the slope."""
+    make, D = RGA_NEURONS[config]
+    neuron = make()
+    unit = LIFNode(threshold=1.0, leak=neuron.leak, reset=neuron.reset_mode)  # v_reset = 0
+    xbar = (torch.linspace(-0.2, 2.5, 55, dtype=torch.float64) + 0.0123) * D  # off the band edges (ties)
+    # the premise, checked on the forward: identical spikes for random inputs
+    x = torch.rand(30, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 1.5 * D
+    for n in (neuron, unit):
+        n.reset_state()
+    with torch.no_grad():
+        assert torch.equal(neuron(x), unit(x / D))
+    assert torch.allclose(rga_fprime(neuron, "rga", xbar) * D, rga_fprime(unit, "rga", xbar / D), atol=1e-12)
+    # the rate at the edge of the band where the neuron is silent: gamma (1 - tau), not gamma (1 - tau) D
+    tau = neuron.leak
+    assert integral(neuron, "rga", (1 - tau) * D) == pytest.approx(0.2 * (1 - tau), abs=1e-3)
+
+
+@pytest.mark.parametrize("threshold", [2.0, 0.5])
+def test_rga_with_beta_1_is_the_if_neurons_rate(threshold):
+    """IF with soft reset fires at rate min(xbar / theta, 1): RGA with beta = 1 (tau = 1, no
+    sub-threshold band) must integrate to exactly that rate at every input."""
+    neuron = IFNode(threshold=threshold, reset="soft")
+    for frac in (0.1, 0.25, 0.5, 0.8, 1.0):
+        xb = frac * threshold
+        empirical = constant_input_rate(IFNode(threshold=threshold, reset="soft"), torch.tensor([xb])).item()
+        assert empirical == pytest.approx(frac, abs=1 / 400)
+        assert integral(neuron, "rga:0.2:1", xb) == pytest.approx(empirical, abs=3e-3)
+
+
+def test_rga_rejects_a_band_that_alone_exceeds_one_spike_per_step():
+    neuron = LIFNode(leak=0.5)
+    with pytest.raises(ConfigError) as e:
+        rga_fprime(neuron, "rga:3", torch.tensor([0.2]))
+    assert "\n" not in str(e.value)
+
+
 @pytest.mark.parametrize("gamma", [1.0, 0.4])
 def test_hart_time_averaged_gradient_detached_membrane_triangle(gamma):
     x, g = inputs(4)

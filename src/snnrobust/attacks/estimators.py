@@ -19,12 +19,23 @@ bptt:K:P[:S]  BPTT with surrogate kind K, width/sharpness P, scale S from the re
 ste         BPTT with the straight-through surrogate (dH/du := 1)
 bptr        Ding et al. 2022: dL/dx_t = g_t * [mean_t s_t > 0] (mask per neuron, same for all t)
 rga[:g[:b[:tau]]]  Bu et al. 2023: rate function of xbar = mean_t x_t;
-            dL/dx_t = f'(xbar) * mean_t g_t with f' = k on ((1-tau)theta, b*theta],
-            g on [0, (1-tau)theta], 0 elsewhere; k = (1 - g(1-tau)) / ((b-1+tau) theta)
-            makes the rate function continuous and reach 1 at b*theta.
+            dL/dx_t = f'(xbar) * mean_t g_t with f' = k/D on ((1-tau)D, b*D],
+            g/D on [0, (1-tau)D], 0 elsewhere; k = (1 - g(1-tau)) / (b-1+tau), where
+            D = theta - v_rest is the distance from rest to threshold (theta for soft
+            reset or v_reset = 0). The rate function f(xbar) = integral_0^xbar f' rises to
+            g(1-tau) at (1-tau)D and to exactly 1 spike/step at b*D, for every theta.
             Defaults g=0.2, b=2 (the authors' released code), tau = the neuron's leak factor
-            (for constant input a neuron with decay tau fires iff xbar > (1-tau) theta, so IF
-            (tau=1) has no sub-threshold band and slope 1/(b theta)).
+            (for constant input a neuron with decay tau fires iff xbar > (1-tau) D, so IF
+            (tau=1) has no sub-threshold band and slope 1/(b D)).
+            Why 1/D: with w = (v - v_rest)/D the dynamics become w <- tau w + x/D, fire at
+            w >= 1, reset to 0 (hard) or by 1 (soft): the neuron with threshold theta and
+            input x spikes exactly like one with threshold 1 and input x/D, so its rate is
+            r_D(xbar) = r_1(xbar/D) and r_D' = r_1'(xbar/D)/D. The released code is written
+            for D = 1 (g on [0, 1-tau], k on (1-tau, b]); both pieces scale by 1/D. Scaling
+            only the slope (k/D next to an unscaled g) puts the integral at b*D at
+            1 + g(1-tau)(D-1) (1.02 for D=2, tau=0.9; 0.95 for D=0.5, tau=0.5), and once
+            g(1-tau)D > 1 (converted models, thresholds of 5-10) the band where the neuron
+            is silent alone would integrate to more than 1 spike/step.
 hart[:gamma]  Hao et al. 2024: dL/dx_t = (mean_t' g_t') * tri_gamma(u_t - theta) — the time-
             averaged incoming gradient, membrane recurrence detached
             (u_t = lam * v_{t-1}.detach() + x_t, so du_t/dx_t = 1), triangle surrogate
@@ -282,22 +293,32 @@ class RGA(LayerEstimator):
                 raise ConfigError(f"rga tau (leak factor) must be in (0, 1], got {tau}")
         super().__init__(gamma=gamma, beta=beta, tau=tau)
 
-    def rate_derivative(self, xbar: torch.Tensor, threshold: float, leak: float) -> torch.Tensor:
-        """f'(xbar) for a neuron with this threshold and leak factor (tau overrides the leak)."""
+    def rate_derivative(self, xbar: torch.Tensor, threshold: float, leak: float,
+                        v_rest: float = 0.0) -> torch.Tensor:
+        """f'(xbar) [same shape as xbar, units 1/input] for a neuron with this threshold,
+        leak factor (tau overrides it) and resting/reset potential; integrates to 1 spike per
+        step over [0, beta * (threshold - v_rest)]."""
         gamma, beta = self.params["gamma"], self.params["beta"]
         tau = self.params["tau"] if self.params["tau"] is not None else leak
-        lo, hi = (1 - tau) * threshold, beta * threshold
+        scale = threshold - v_rest  # D: input (per step, summed) that carries rest to threshold
+        if not scale > 0:
+            raise ConfigError(f"rga: threshold {threshold:g} must exceed the reset potential {v_rest:g}")
+        lo, hi = (1 - tau) * scale, beta * scale
         if not hi > lo:
             raise ConfigError(f"rga: beta={beta} must exceed 1 - tau = {1 - tau:g}")
-        slope = (1 - gamma * (1 - tau)) / ((beta - 1 + tau) * threshold)
+        if not gamma * (1 - tau) < 1:
+            # the sub-threshold band alone would already reach 1 spike/step: no room for the slope
+            raise ConfigError(f"rga: gamma * (1 - tau) = {gamma * (1 - tau):g} must be < 1")
+        # both pieces in units of the normalized input xbar / D (see the module docstring)
+        slope = (1 - gamma * (1 - tau)) / ((beta - 1 + tau) * scale)
         zero = torch.zeros_like(xbar)
-        sub = torch.where((xbar >= 0) & (xbar <= lo), torch.full_like(xbar, gamma), zero)
+        sub = torch.where((xbar >= 0) & (xbar <= lo), torch.full_like(xbar, gamma / scale), zero)
         return torch.where((xbar > lo) & (xbar <= hi), torch.full_like(xbar, slope), sub)
 
     def __call__(self, neuron: SpikingNeuron, x_seq: torch.Tensor) -> torch.Tensor:
         def run(x: torch.Tensor):
             spikes, _ = exact_forward(neuron, x)
-            fprime = self.rate_derivative(x.mean(0), neuron.threshold, neuron.leak)
+            fprime = self.rate_derivative(x.mean(0), neuron.threshold, neuron.leak, neuron.v_rest)
             # dL/dxbar = f'(xbar) * sum_t g_t ; dxbar/dx_t = 1/T
             return spikes, lambda g: (fprime * g.mean(0)).unsqueeze(0).expand_as(g)
 
