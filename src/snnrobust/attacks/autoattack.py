@@ -16,23 +16,49 @@ passes, as in AutoAttack's "rand" version. Notes on the official code that matte
 - it perturbs images in [0, 1] only, so these attacks refuse ``perturb="spikes"``;
 - it does not expose per-step losses, so ``loss_trace`` is None.
 
-Each sample keeps z0 if the attack fails on it; every returned point is re-projected with
-``victim.project`` and scored with ``victim.predict``.
+Which samples are attacked is decided here, by the victim's vote, not by the official code.
+Its ``perturb`` methods attack only the samples that one forward pass of the model they are
+given classifies correctly, and stop attacking a sample once one pass misclassifies it; on a
+stochastic model both checks are noisy, so samples that the final vote calls correct were
+never attacked (26 of 256 in a Poisson-coded test) or left after a lucky pass. So we run the
+official inner loop (``attack_single_run``: the APGD iterations, FAB's boundary steps,
+Square's random search) ourselves, with AutoAttack's outer loop over restarts and target
+classes (same seed, same order, same filtering), but with every "is it misclassified yet"
+decision made by ``victim.predict``:
+
+- a deterministic victim's verdict at z0 is exact, so its clean mistakes are skipped as in
+  the official code; on a stochastic victim every sample handed over is attacked;
+- after each restart / target class the official loop's candidates (APGD: its last
+  misclassified iterate and its highest-loss iterate; FAB and Square: their output) are
+  scored by one vote (:func:`vote_score`) and the better one is offered to
+  :class:`BestPoints`; a sample leaves the loop once a vote calls a candidate misclassified;
+- FAB's own checks (the clean-point filter, "is this iterate adversarial", the target
+  ranking) use the vote and the voted logits (for a deterministic victim the same as the
+  plain forward pass);
+- the kept points are scored by a fresh vote; a sample it calls correct that skipped any
+  restart or target class (the loop left it after an earlier vote said "misclassified") is
+  resumed: the whole loop runs again on it (seed + 1) and only it is re-scored.
+
+``meta`` records how many samples each run attacked, skipped, and resumed
+(``attacked``, ``skipped_clean_mistakes``, ``resumed``, ``unattacked_robust``: the samples
+counted robust that no restart attacked, 0 by construction). Every returned point is
+re-projected with ``victim.project`` and scored with ``victim.predict``.
 """
 
 from __future__ import annotations
 
-import inspect
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Optional
+from functools import lru_cache
+from typing import Any, Iterator, Optional
 
 import torch
 
 from ..errors import ConfigError
 from .base import (
-    Attack, AttackResult, BestPoints, begin_run, check_choice, check_float, check_int, finish,
-    misclassified, on_device,
+    Attack, AttackResult, BestPoints, begin_run, check_choice, check_float, check_int, misclassified,
+    on_device, vote_score,
 )
 
 _NORMS = {"linf": "Linf", "l2": "L2"}
@@ -111,13 +137,10 @@ def victim_module(victim, eot: int):
     """``victim.module()`` averaging ``eot`` forward passes per call.
 
     The Victim's module averages ``victim.eot`` passes. Where a different count is needed
-    (APGD does its own EOT loop over single passes), use ``module(eot=...)`` if the Victim
-    offers it, else the module of a twin Victim that differs only in ``eot`` (same model,
-    threat model, estimator object, vote and device).
+    (APGD does its own EOT loop over single passes), it is the module of a twin Victim that
+    differs only in ``eot`` (same model, threat model, estimator object, vote and device).
 
     Returns (module, owner): the module and the Victim whose ``attack_mode`` it runs in."""
-    if "eot" in inspect.signature(victim.module).parameters:
-        return victim.module(eot=eot), victim
     if eot == victim.eot:
         return victim.module(), victim
     from .victim import Victim
@@ -128,7 +151,9 @@ def victim_module(victim, eot: int):
 
 
 class AutoAttackBase(Attack):
-    """Shared driver: build the pyautoattack object on the victim's module, run its ``perturb``."""
+    """Shared driver: build the pyautoattack object on the victim's module, run AutoAttack's
+    outer loop with the victim's vote deciding which samples are still to attack (module
+    docstring), and score the kept points with a fresh vote."""
 
     def n_classes(self, victim, z0: torch.Tensor) -> int:
         return int(victim.logits(z0[:1]).shape[-1])
@@ -143,6 +168,67 @@ class AutoAttackBase(Attack):
         EOT loop (FAB, Square); APGD averages with its eot_iter over single passes."""
         return int(getattr(victim, "eot", 1) or 1)
 
+    def stages(self, used: dict) -> list[Optional[int]]:
+        """AutoAttack's outer loop, in its order: one entry per run of the inner loop, the
+        target-class rank (2 = the runner-up) or None for untargeted attacks."""
+        return [None] * self.config.n_restarts
+
+    def single_run(self, atk, victim, x: torch.Tensor, y: torch.Tensor, target: Optional[int],
+                   restart: int) -> Any:
+        """One run of the official inner loop on x [n, C, H, W] (float) with labels y [n];
+        returns its candidate points (a list, each [n, C, H, W]), or (that list, bool [n]) when
+        only some rows are candidates."""
+        raise NotImplementedError
+
+    def prepare(self, atk, x: torch.Tensor) -> None:
+        """What the official ``perturb`` sets up on the attack object before its loop."""
+        atk.init_hyperparam(x)
+
+    @contextmanager
+    def _official(self, victim, owner, device: torch.device, caught: list) -> Iterator[None]:
+        """Attack mode on both victims, warnings recorded into ``caught``, and a forked RNG
+        (the official code reseeds the global one)."""
+        devices = [device] if device.type == "cuda" else []
+        with victim.attack_mode(), owner.attack_mode(), warnings.catch_warnings(record=True) as rec, \
+                torch.random.fork_rng(devices=devices):
+            warnings.simplefilter("always")
+            try:
+                yield
+            finally:
+                caught.extend(rec)
+
+    def _search(self, atk, victim, z0: torch.Tensor, y: torch.Tensor, todo: torch.Tensor,
+                best: BestPoints, ran: torch.Tensor, stages: list, seed: int) -> None:
+        """AutoAttack's outer loop over ``stages`` on the samples ``todo`` (bool [B]) that no
+        candidate has fooled the vote on yet; counts the inner runs per sample in ``ran``."""
+        x = z0.float()
+        self.prepare(atk, x)
+        torch.random.manual_seed(seed)
+        torch.cuda.random.manual_seed(seed)
+        restart = 0
+        for i, target in enumerate(stages):
+            restart = 0 if i == 0 or target != stages[i - 1] else restart + 1
+            idx = (todo & ~best.success).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                return
+            xs, ys = x.index_select(0, idx), y[idx]
+            try:
+                candidates = self.single_run(atk, victim, xs, ys, target, restart)
+            except RuntimeError as e:
+                # pyautoattack's L2 Square mis-shapes its windows at some image sizes (seen at 12x12)
+                if self.name == "square" and victim.threat.norm == "l2" and "shape" in str(e):
+                    raise ConfigError(f"attack square under L2 fails on {tuple(z0.shape[-2:])} images in the "
+                                      f"official code ({str(e).splitlines()[0][:80]}); use linf or another attack") from None
+                raise
+            ran[idx] += 1
+            if isinstance(candidates, tuple):        # (candidates, bool [n]: rows that are candidates)
+                candidates, valid = candidates
+                keep = valid.nonzero().squeeze(1)
+                idx, ys = idx[keep], ys[keep]
+                candidates = [c.index_select(0, keep) for c in candidates]
+            if idx.numel():
+                _offer(victim, best, idx, ys, [c.detach().to(z0.dtype) for c in candidates])
+
     def run(self, victim, z0: torch.Tensor, y: torch.Tensor) -> AttackResult:
         begin_run(victim)
         threat = victim.threat
@@ -152,33 +238,113 @@ class AutoAttackBase(Attack):
         if threat.norm not in _NORMS:
             raise ConfigError(f"attack {self.name}: norm {threat.norm!r} is not supported; use linf or l2")
         z0, y = on_device(victim, z0, y)
-        best = BestPoints(z0, misclassified(victim, z0, y), 0, None)
+        y = y.long()
+        B = y.shape[0]
+        fooled0 = misclassified(victim, z0, y)
+        best = BestPoints(z0, fooled0, 0, None)
         k = self.n_classes(victim, z0)
-        devices = [z0.device] if z0.device.type == "cuda" else []
         module, owner = victim_module(victim, self.module_eot(victim))
-        with victim.attack_mode(), owner.attack_mode(), warnings.catch_warnings(record=True) as caught, \
-                torch.random.fork_rng(devices=devices):
-            warnings.simplefilter("always")
+        noisy = bool(getattr(victim, "stochastic", False))
+        # a deterministic verdict at z0 is exact: skip clean mistakes as the official code does;
+        # a stochastic one is a single noisy vote: attack every sample handed over
+        todo = torch.ones_like(fooled0) if noisy else ~fooled0
+        ran = torch.zeros(B, dtype=torch.long, device=fooled0.device)
+        seed = int(self.config.seed)
+        caught: list = []
+        with self._official(victim, owner, z0.device, caught):
             atk, used = self.build(module, victim, float(threat.eps), _NORMS[threat.norm], z0.device, k,
                                    tuple(z0.shape[1:]))
-            try:
-                adv = atk.perturb(z0.clone(), y.clone().long())
-            except RuntimeError as e:
-                # pyautoattack's L2 Square mis-shapes its windows at some image sizes (seen at 12x12)
-                if self.name == "square" and threat.norm == "l2" and "shape" in str(e):
-                    raise ConfigError(f"attack square under L2 fails on {tuple(z0.shape[-2:])} images in the "
-                                      f"official code ({str(e).splitlines()[0][:80]}); use linf or another attack") from None
-                raise
-        adv = adv.detach().to(z0.dtype)
-        z = victim.project(adv, z0)
-        idx = torch.arange(y.shape[0], device=best.success.device)
-        best.update(idx, z, misclassified(victim, z, y), torch.zeros(y.shape[0], device=best.loss.device))
+            stages = self.stages(used)
+            self._search(atk, victim, z0, y, todo, best, ran, stages, seed)
+        z_adv = victim.project(best.z, best.z0).detach()
+        success = misclassified(victim, z_adv, y)
+        # counted robust by this vote, but the loop left it early (or never took it) on the
+        # strength of an earlier vote: run the whole loop again on it
+        resume = ~success & (ran < len(stages))
+        n_resumed = int(resume.sum().item())
+        if n_resumed:
+            ridx = resume.nonzero().squeeze(1)
+            best.revoke(ridx)
+            with self._official(victim, owner, z0.device, caught):
+                self._search(atk, victim, z0, y, resume, best, ran, stages, seed + 1)
+            z_adv = victim.project(best.z, best.z0).detach()
+            success[ridx] = misclassified(victim, z_adv.index_select(0, ridx), y[ridx])
         meta = self.base_meta(victim)
         meta.update(used)
         meta.update(implementation="pyautoattack " + _version(), n_classes=k,
                     loss_trace_note="not exposed by pyautoattack",
-                    warnings=sorted({str(w.message) for w in caught}))
-        return finish(victim, best, y, meta)
+                    warnings=sorted({str(w.message) for w in caught}),
+                    selection=("samples chosen by the victim's vote (official inner loop, our outer loop); "
+                               + ("every sample attacked (stochastic victim)" if noisy
+                                  else "clean mistakes skipped (deterministic victim)")),
+                    stages=len(stages),
+                    attacked=int((ran > 0).sum().item()),
+                    skipped_clean_mistakes=int((~todo).sum().item()),
+                    resumed=n_resumed,
+                    unattacked_robust=int((~success & (ran == 0)).sum().item()))
+        return AttackResult(z_adv=z_adv, success=success.cpu(), loss_trace=None, meta=meta)
+
+
+def _offer(victim, best: BestPoints, idx: torch.Tensor, y: torch.Tensor, candidates: list) -> None:
+    """Score each candidate set [n, ...] with one vote (after ``victim.project``), keep per
+    sample the one a vote calls misclassified, else the higher vote score, and offer it to
+    ``best`` with its score as the loss (so a non-fooling point is ranked by how close a vote
+    came to calling it misclassified)."""
+    z0 = best.z0.index_select(0, idx)
+    pick_z: Optional[torch.Tensor] = None
+    for c in candidates:
+        z = victim.project(c, z0)
+        f, sc = vote_score(victim, z, y)
+        if pick_z is None:
+            pick_z, pick_f, pick_s = z, f, sc
+            continue
+        better = (f & ~pick_f) | ((f == pick_f) & (sc > pick_s))
+        pick_z = torch.where(better.view(-1, *[1] * (z.dim() - 1)), z, pick_z)
+        pick_f, pick_s = pick_f | f, torch.where(better, sc, pick_s)
+    if pick_z is not None:
+        best.update(idx, pick_z, pick_f, pick_s)
+
+
+@lru_cache(maxsize=None)
+def _voted_fab() -> type:
+    """pyautoattack's FAB (PyTorch) with its checks made by the victim (``atk.victim``):
+
+    - ``_get_predicted_label`` (is an iterate adversarial?) is ``victim.predict``, the vote
+      that scores the result, so the minimum-norm point FAB keeps is one the vote called
+      misclassified;
+    - ``_predict_fn`` (the logits its target ranking sorts) is ``victim.logits``;
+    - its inner loop's first check, "which of these are classified correctly at the clean
+      point", is answered "all of them": the driver has already chosen them by the vote, and
+      a fresh noisy check would drop some at random.
+
+    For a deterministic victim all three give what the plain forward pass gives. Gradients
+    still come from the module FAB was built on."""
+    from pyautoattack.fab_pt import FABAttack_PT
+
+    class VotedFAB(FABAttack_PT):
+        victim: Any = None
+        _chosen: Optional[torch.Tensor] = None
+
+        def _predict_fn(self, x):
+            return self.victim.logits(x)
+
+        def _get_predicted_label(self, x):
+            if self._chosen is not None:
+                labels, self._chosen = self._chosen, None
+                if labels.shape[0] != x.shape[0]:
+                    raise RuntimeError("FAB's first check was not on the batch it was given "
+                                       f"({x.shape[0]} vs {labels.shape[0]} samples): pyautoattack changed")
+                return labels
+            return self.victim.predict(x)
+
+        def attack_single_run(self, x, y=None, use_rand_start=False, is_targeted=False):
+            self._chosen = y.detach().long().to(x.device)
+            try:
+                return super().attack_single_run(x, y, use_rand_start=use_rand_start, is_targeted=is_targeted)
+            finally:
+                self._chosen = None
+
+    return VotedFAB
 
 
 def _version() -> str:
@@ -210,6 +376,11 @@ class APGDCE(AutoAttackBase):
                          loss=self.loss, eot_iter=eot, rho=c.rho, verbose=False, device=device)
         return atk, {"eot_iter": eot, "loss": self.loss}
 
+    def single_run(self, atk, victim, x, y, target, restart):
+        # its last iterate that one pass misclassified, and its highest-loss iterate
+        x_best, _, _, x_best_adv = atk.attack_single_run(x, y)
+        return [x_best_adv, x_best]
+
 
 class APGDDLR(APGDCE):
     name = "apgd-dlr"
@@ -240,6 +411,16 @@ class APGDT(AutoAttackBase):
                                   verbose=False, device=device)
         return atk, {"eot_iter": eot, "n_target_classes": targets, "loss": "dlr-targeted"}
 
+    def stages(self, used):
+        return [t for t in range(2, used["n_target_classes"] + 2) for _ in range(self.config.n_restarts)]
+
+    def single_run(self, atk, victim, x, y, target, restart):
+        # the official code ranks the targets by one forward pass; the voted logits (the same
+        # for a deterministic victim) do not let one noisy pass pick them
+        atk.y_target = victim.logits(x).sort(dim=1)[1][:, -target]
+        x_best, _, _, x_best_adv = atk.attack_single_run(x, y)
+        return [x_best_adv, x_best]
+
 
 class FABT(AutoAttackBase):
     name = "fab-t"
@@ -248,16 +429,29 @@ class FABT(AutoAttackBase):
     iterative = True
 
     def build(self, module, victim, eps, norm, device, n_classes, shape):
-        from pyautoattack.fab_pt import FABAttack_PT
-
         if n_classes < 2:
             raise ConfigError(f"attack {self.name} needs >= 2 classes")
         c = self.config
         targets = min(c.n_target_classes, n_classes - 1)
-        atk = FABAttack_PT(module, norm=norm, n_restarts=c.n_restarts, n_iter=c.n_iter, eps=eps,
+        atk = _voted_fab()(module, norm=norm, n_restarts=c.n_restarts, n_iter=c.n_iter, eps=eps,
                            alpha_max=c.alpha_max, eta=c.eta, beta=c.beta, verbose=False, seed=c.seed,
                            targeted=True, device=device, n_target_classes=targets)
-        return atk, {"n_target_classes": targets, "module_eot": self.module_eot(victim)}
+        atk.victim = victim
+        return atk, {"n_target_classes": targets, "module_eot": self.module_eot(victim),
+                     "checks": "victim vote (clean filter, adversarial iterates), voted logits (targets)"}
+
+    def stages(self, used):
+        return [t for t in range(2, used["n_target_classes"] + 2) for _ in range(self.config.n_restarts)]
+
+    def prepare(self, atk, x):
+        pass  # FAB's inner loop sets itself up
+
+    def single_run(self, atk, victim, x, y, target, restart):
+        atk.target_class = target
+        with torch.no_grad():  # as the official perturb; FAB enables grad where it needs it
+            adv = atk.attack_single_run(x, y, use_rand_start=restart > 0, is_targeted=True)
+        # FAB hands back the clean point where it found nothing: that is no candidate
+        return [adv], (adv != x).flatten(1).any(1)
 
 
 class Square(AutoAttackBase):
@@ -283,3 +477,7 @@ class Square(AutoAttackBase):
                            n_restarts=c.n_restarts, seed=c.seed, verbose=False, targeted=False,
                            loss=c.loss, resc_schedule=c.resc_schedule, device=device)
         return atk, {"module_eot": self.module_eot(victim)}
+
+    def single_run(self, atk, victim, x, y, target, restart):
+        _, adv = atk.attack_single_run(x, y)
+        return [adv]

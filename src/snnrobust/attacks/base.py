@@ -10,9 +10,11 @@ Conventions (all attacks):
 - Gradients come only from ``victim.grad`` (estimator + EOT applied there), predictions only
   from ``victim.predict``; every returned ``z_adv`` went through ``victim.project`` (eps ball
   and valid bounds).
-- A sample already misclassified at ``z0`` keeps ``z0`` unless the attack finds a point that is
-  also misclassified ("unchanged-or-better"); the final ``success`` is re-scored by
-  ``victim.predict`` on the returned ``z_adv``.
+- The kept point is the one a fresh vote is most likely to call misclassified (see
+  :class:`BestPoints`): a candidate the victim's vote called misclassified always wins, even
+  over a ``z0`` that its own vote also called misclassified; ``z0`` is kept only when nothing
+  the attack found fooled the vote ("unchanged-or-better"). The final ``success`` is re-scored
+  by ``victim.predict`` on the returned ``z_adv``.
 - Randomness (random starts, noise draws) comes from a CPU ``torch.Generator`` seeded by the
   attack's ``seed`` option, so a run is reproducible and identical on CPU and GPU, and the
   global torch RNG is left alone.
@@ -267,11 +269,40 @@ def misclassified(victim, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (victim.predict(z) != y).to(torch.bool)
 
 
+def vote_score(victim, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One vote of the victim at z: (fooled bool [B], score float [B]).
+
+    ``fooled`` is ``victim.predict(z) != y`` for this vote. ``score`` ranks points by how
+    surely a fresh vote would call them misclassified: the lead of the strongest wrong class
+    over y in vote counts, as a fraction of the ``vote`` passes (in [-1, 1]), with the lead in
+    mean softmax (in [-1, 1]) as tie-break, scaled below one count so it never outranks a
+    count. For a deterministic victim (vote = 1) that is +-1 plus a third of the softmax margin."""
+    counts, probs = victim.votes(z)
+    y = y.to(counts.device).long().unsqueeze(1)
+    fooled = counts.argmax(1) != y.squeeze(1)
+    n = float(victim.vote)
+    lead_c = (counts.scatter(1, y, -1).amax(1) - counts.gather(1, y).squeeze(1)).float() / n
+    lead_p = probs.scatter(1, y, -math.inf).amax(1) - probs.gather(1, y).squeeze(1)
+    return fooled, lead_c + lead_p.float() / (3.0 * n)
+
+
 # ----------------------------------------------------------------------------- best-point tracking
 class BestPoints:
-    """Per sample, the best point found so far: a misclassified point first, else the one with
-    the highest attack loss. Starts from z0, which counts as found when it is already
-    misclassified (so such samples come back unchanged unless another fooling point is kept).
+    """Per sample, the point the attack returns: the one a fresh vote of the victim is most
+    likely to call misclassified, in this order of preference:
+
+    1. a candidate the attack offered that the victim's vote called misclassified (the first
+       such one: ``success``);
+    2. ``z0``, when the vote at ``z0`` called it misclassified (``success0``);
+    3. the offered candidate with the highest attack loss;
+    4. ``z0``.
+
+    1 before 2 matters on stochastic models: the vote at ``z0`` is as noisy as the one at the
+    candidate, so a point that fooled the model is never thrown away because a vote at the
+    clean point also happened to say "misclassified" (on a deterministic model both are exact
+    and either point is adversarial). ``success`` is True only for found candidates, so an
+    attack that keeps working on ``~success`` also works on samples whose clean vote said
+    misclassified. The returned ``success`` is re-scored by :func:`finish` anyway.
 
     Also keeps, per sample, the loss trace of the run whose point is kept (the first run's
     trace for samples whose point never changed).
@@ -281,26 +312,33 @@ class BestPoints:
         self.bdim = bdim
         self.z0 = z0.detach()
         self.z = z0.detach().clone()
-        self.success = success0.detach().clone().to(torch.bool)
-        self.loss = torch.full(success0.shape, -math.inf, device=z0.device)
         B = success0.shape[0]
+        #: bool [B]: the vote at z0 called it misclassified (z0 is then the fallback point)
+        self.success0 = success0.detach().clone().to(torch.bool)
+        #: bool [B]: the kept point is a candidate the victim's vote called misclassified
+        self.success = torch.zeros_like(self.success0)
+        #: bool [B]: the kept point is still z0
+        self.at_z0 = torch.ones_like(self.success0)
+        self.loss = torch.full(success0.shape, -math.inf, device=z0.device)
         self.trace = torch.full((n_trace, B), math.nan) if n_trace else None
         self._trace_set = torch.zeros(B, dtype=torch.bool)
 
     def update(self, idx: torch.Tensor, z: torch.Tensor, success: torch.Tensor, loss: torch.Tensor,
                trace: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Offer candidates z (batch = idx) with their success [n] and loss [n]; returns the
-        bool [n] mask of candidates that were kept."""
-        success = success.to(torch.bool)
+        """Offer candidates z (batch = idx) with their vote's verdict success [n] and loss [n];
+        returns the bool [n] mask of candidates that were kept."""
+        success = success.to(torch.bool).to(self.success.device)
         loss = loss.detach().to(self.loss.device)
         old_s, old_l = self.success[idx], self.loss[idx]
-        take = (success & ~old_s) | (~success & ~old_s & (loss > old_l))
+        holds_z0 = self.at_z0[idx] & self.success0[idx]   # preference 2 beats any non-fooling candidate
+        take = (success & ~old_s) | (~success & ~old_s & ~holds_z0 & (loss > old_l))
         if take.any():
             sel = idx[take]
             zt = index_batch(z.detach(), take.nonzero().squeeze(1), self.bdim)
             self.z.index_copy_(self.bdim, sel, zt)
             self.success[sel] = success[take]
             self.loss[sel] = loss[take]
+            self.at_z0[sel] = False
         if trace is not None and self.trace is not None:
             trace = trace.detach().cpu()
             first = ~self._trace_set[idx.cpu()]
@@ -309,6 +347,13 @@ class BestPoints:
             self.trace[:, cols] = trace[:, put]
             self._trace_set[cols] = True
         return take
+
+    def revoke(self, idx: torch.Tensor) -> None:
+        """A later vote called the kept points of samples ``idx`` correct: they no longer count
+        as found, so the next candidate that fools the vote replaces them (a non-fooling one
+        must still beat their loss)."""
+        self.success[idx] = False
+        self.success0[idx] = False
 
 
 def stack_trace(losses: list[torch.Tensor], n: int) -> torch.Tensor:

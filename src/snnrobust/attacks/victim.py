@@ -154,6 +154,11 @@ class Victim:
         self._module: Optional[_VictimModule] = None
         #: sample-gradients whose non-finite entries were replaced (see the module docstring)
         self.nonfinite_samples = 0
+        #: compute spent through this victim, in images: forward passes that build a graph for
+        #: an input gradient, and forward-only passes (scoring, votes, queries). EOT and vote
+        #: passes count once each, so these are the budget's true cost.
+        self.gradient_images = 0
+        self.forward_images = 0
 
     def _is_stochastic(self) -> bool:
         declared = getattr(self.model, "stochastic", None)
@@ -203,8 +208,12 @@ class Victim:
     # -- modes ---------------------------------------------------------------------------
     def _forward(self, z: torch.Tensor) -> torch.Tensor:
         reset_states(self.model)  # models reset themselves; foreign modules may not
+        n = int(z.shape[self.batch_dim]) if z.dim() > self.batch_dim else 1
         if z.requires_grad and torch.is_grad_enabled():
+            self.gradient_images += n
             z = _FiniteGrad.apply(z, self)
+        else:
+            self.forward_images += n
         if self.threat.perturb == "spikes":
             return self.model.forward_encoded(z)
         return self.model(z)
@@ -273,17 +282,30 @@ class Victim:
 
     def predict(self, z: torch.Tensor) -> torch.Tensor:
         """Labels [B]: argmax, or the majority vote of ``vote`` passes (ties -> smallest label)."""
-        z = z.to(self.device)
-        with self._scoring():
-            if self.vote == 1:
+        if self.vote == 1:
+            z = z.to(self.device)
+            with self._scoring():
                 return self._forward(z).argmax(1)
-            counts = None
+        counts, _ = self.votes(z)
+        return counts.argmax(1)  # argmax returns the first maximum: the smallest tied label
+
+    def votes(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One vote, in full: (counts [B, K] int64, the number of the ``vote`` passes whose
+        argmax is each class; mean softmax [B, K] over the same passes). ``predict`` is
+        ``counts.argmax(1)``; attacks use both to rank candidate points by how surely a
+        fresh vote would call them misclassified."""
+        z = z.to(self.device)
+        counts: Optional[torch.Tensor] = None
+        probs: Optional[torch.Tensor] = None
+        with self._scoring():
             for _ in range(self.vote):
                 out = self._forward(z)
                 hit = F.one_hot(out.argmax(1), out.shape[1])
+                p = F.softmax(out.float(), dim=1)
                 counts = hit if counts is None else counts + hit
-            assert counts is not None
-            return counts.argmax(1)  # argmax returns the first maximum: the smallest tied label
+                probs = p if probs is None else probs + p
+        assert counts is not None and probs is not None
+        return counts, probs / self.vote
 
     # -- gradients -----------------------------------------------------------------------
     def _loss_fn(self, loss: LossSpec, targeted: bool) -> Callable[..., torch.Tensor]:
