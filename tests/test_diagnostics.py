@@ -1,18 +1,25 @@
 """Masking diagnostics: masked models WARN, a normal ANN PASSes, and each check's logic on
-hand-made attack outcomes. Tiny models and synthetic data only."""
+hand-made attack outcomes. Tiny models and synthetic data only.
+
+The "symptom" tests run every check end to end through ``evaluate(..., suite="reliable")`` on
+a toy model built to show one symptom (tests/toy_models.py), and on well-behaved models that
+must pass every check."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import pytest
 import torch
+import toy_models as tm
 from torch import nn
 
 from snnrobust.attacks import diagnostics as dg
 from snnrobust.attacks.diagnostics import AttackRun
 from snnrobust.attacks.evaluate import evaluate
-from snnrobust.attacks.suites import Budget
+from snnrobust.attacks.metrics import Rate
+from snnrobust.attacks.suites import Budget, get_budget
 from snnrobust.attacks.threat import ThreatModel
 
 TINY = Budget(name="tiny", steps=10, restarts=1, surrogate_widths=(1.0, 4.0), extra_estimators=("bptr",),
@@ -116,6 +123,101 @@ def test_spiking_model_with_zero_encoder_backward_warns():
     assert d["input-gradients"].status == "WARN"
     assert d["input-gradients"].numbers["per_estimator"]["bptt:atan:2"]["zero_entry_fraction"] == 1.0
     assert d["loss-rises"].status == "WARN"
+
+
+# ----------------------------------------------------------------------------- one symptom per model
+#: the quick budget cut to the bone: one estimator, APGD-CE and a 20-query Square in the suite,
+#: 5/10-step PGD in the checks (the toy models are linear, so a few steps reach the optimum)
+DIAG = dataclasses.replace(get_budget("quick"), name="tiny-diag", steps=5, restarts=1, surrogate_widths=(1.0,),
+                           extra_estimators=(), estimator_attacks=("apgd-ce",), own_attacks=(), eot=2,
+                           square_queries=20, transfer_steps=5, diag_n=48, diag_steps=5, diag_more_steps=10,
+                           diag_restarts=2, diag_noise_draws=3)
+
+MODELS = {
+    "linear": tm.Linear,
+    "noisy-linear": lambda: tm.NoisyLinear(sigma=0.3),
+    "gradient-only-near-data": tm.GradientOnlyNearData,
+    "only-clean-gradient": tm.OnlyCleanGradient,
+    "sign-quantized": tm.SignQuantized,
+    "reversed-gradient": tm.ReversedGradient,
+    "noisy-masked": lambda: tm.NoisyLinear(sigma=0.3, masked=True),
+}
+
+
+@functools.cache
+def diagnose(model: str, eps: float, seed: int = 0) -> dict:
+    """Diagnostics (name -> DiagnosticResult) of the reliable suite on the toy data; cached, so
+    each (model, eps, seed) is evaluated once for all the tests that read it."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # these tensors are tiny: threads only add contention on a busy machine
+    try:
+        torch.manual_seed(seed)  # the noisy models draw from the global generator
+        x, y = tm.data()
+        res = evaluate(MODELS[model]().eval(), x, y, suite="reliable", threat=ThreatModel(eps=eps), budget=DIAG,
+                       progress=False, seed=seed)
+    finally:
+        torch.set_num_threads(threads)
+    assert res.clean.value > 0.9  # the symptom must not come from a model that is simply wrong
+    return _by_name(res)
+
+
+#: (check, model, eps, the words of the WARN): the models that show the symptom each check exists for
+SYMPTOMS = [
+    # attacks work near the data and stall far from it: accuracy does not fall to 0 at large eps
+    ("eps-to-zero", "gradient-only-near-data", 0.05, "attacks are failing"),
+    # the gradient is right at the clean image only: one FGSM step beats PGD from a random start
+    ("iterative-beats-single", "only-clean-gradient", 0.05, "single step wins"),
+    # zero gradients: PGD ties FGSM because neither moves (the old rule passed this)
+    ("iterative-beats-single", "sign-quantized", 0.05, "zero or uninformative"),
+    # zero gradients: more steps and restarts cannot help (the old rule passed this)
+    ("more-budget-helps", "sign-quantized", 0.05, "zero or uninformative"),
+    # gradients point away from the boundary: random noise and Square do more than PGD
+    ("damage-order", "reversed-gradient", 0.25, "random noise does more damage than white-box"),
+    # a step-function forward: autograd's input gradient is exactly 0
+    ("input-gradients", "sign-quantized", 0.05, "vanish under every estimator"),
+    # a fully masked stochastic model: its loss "rises" on about half the samples by noise alone
+    # (the old rule passed seeds 1, 2 and 6 at 60 %, 52 % and 60 % rising)
+    ("loss-rises", "noisy-masked", 0.05, "not clearly above"),
+]
+
+
+@pytest.mark.parametrize("check,model,eps,words", SYMPTOMS, ids=[f"{c}-{m}" for c, m, _, _ in SYMPTOMS])
+def test_model_with_the_symptom_warns_end_to_end(check, model, eps, words):
+    seeds = (1, 2, 6) if model == "noisy-masked" else (0,)
+    for seed in seeds:
+        d = diagnose(model, eps, seed)[check]
+        assert d.status == "WARN" and words in d.summary, (seed, d.line())
+
+
+def test_robust_only_near_the_data_is_exactly_one_symptom():
+    """The near-data model behaves like the linear one at the evaluation's eps, so every other
+    check passes: eps-to-zero is the only one that can see its failure."""
+    d = diagnose("gradient-only-near-data", 0.05)
+    assert [k for k, v in d.items() if v.status != "PASS"] == ["eps-to-zero"], [v.line() for v in d.values()]
+    curve = d["eps-to-zero"].numbers["robust_accuracy"]
+    assert curve[1]["value"] == 0.0 and curve[-1]["value"] > 0.3  # broken at small eps, "robust" at large
+
+
+#: well-behaved models: exact gradients; at these eps some samples are truly robust (the linear
+#: model's FGSM is optimal, so PGD ties it there), the others are broken
+CLEAN = [("linear", 0.05), ("noisy-linear", 0.02)]
+
+
+@pytest.mark.parametrize("check", list(dg.DIAGNOSTICS))
+@pytest.mark.parametrize("model,eps", CLEAN)
+def test_well_behaved_model_passes_end_to_end(model, eps, check):
+    d = diagnose(model, eps)[check]
+    assert d.status == "PASS", d.line()
+
+
+def test_ties_on_truly_robust_samples_pass_because_the_loss_rises():
+    """On the linear model half the samples are robust at eps = 0.05 and FGSM already finds the
+    worst case of the others: the tie passes because PGD still raises its loss where it fails."""
+    d = diagnose("linear", 0.05)
+    it = d["iterative-beats-single"].numbers
+    assert it["pgd"]["k"] == it["fgsm"]["k"] and 0 < it["pgd"]["k"] < 48
+    rising = it["pgd_loss_rising_where_robust"]
+    assert rising["k"] == rising["n"] == it["pgd"]["k"]
 
 
 # ----------------------------------------------------------------------------- check logic
@@ -225,3 +327,52 @@ def test_nothing_to_attack_gives_skip():
     out = dg.run_diagnostics(r)
     assert [d.status for d in out] == ["SKIP"] * len(dg.DIAGNOSTICS)
     assert dg.overall_status(out) == "SKIP"
+
+
+class TraceRunner(FakeRunner):
+    """FakeRunner whose PGD runs also report a start and end loss per sample."""
+
+    def __init__(self, robust: dict, rising: int, n: int = 100):
+        super().__init__(robust, n)
+        self.rising = rising
+
+    def attack(self, name, options, eps=None):
+        run = super().attack(name, options, eps)
+        if name == "pgd":
+            start = torch.ones(self.n)
+            end = start.clone()
+            end[:self.rising] = 2.0  # the first `rising` samples rose, the rest stayed put
+            run = AttackRun(robust=run.robust, loss_start=start, loss_end=end)
+        return run
+
+
+def test_loss_rises_needs_a_majority_that_noise_cannot_explain():
+    assert dg.check_loss_rises(TraceRunner({"pgd20x1": 0}, rising=90)).status == "PASS"
+    res = dg.check_loss_rises(TraceRunner({"pgd20x1": 0}, rising=55))  # 55 % [45, 64]: chance is inside
+    assert res.status == "WARN" and res.numbers["pgd"]["rising"]["k"] == 55
+    assert dg.check_loss_rises(TraceRunner({"pgd20x1": 0}, rising=0)).status == "WARN"
+
+
+def test_ties_warn_only_when_the_loss_shows_no_progress():
+    # PGD ties FGSM and leaves 60 samples: fine when its loss rose on them (FGSM was optimal) ...
+    tie = {"fgsm": 60, "pgd5x1": 60, "pgd20x1": 60, "pgd5x2": 60}
+    assert dg.check_iterative_beats_single(TraceRunner(tie, rising=100)).status == "PASS"
+    assert dg.check_more_budget_helps(TraceRunner(tie, rising=100)).status == "PASS"
+    # ... not when it rose on a coin flip's share of them, or on none
+    for rising in (30, 0):
+        res = dg.check_iterative_beats_single(TraceRunner(tie, rising=rising))
+        assert res.status == "WARN" and "zero or uninformative" in res.summary
+        assert dg.check_more_budget_helps(TraceRunner(tie, rising=rising)).status == "WARN"
+    # more budget that does help, or an attack that breaks (almost) everything, is no tie to explain
+    assert dg.check_more_budget_helps(TraceRunner({**tie, "pgd20x1": 40}, rising=0)).status == "PASS"
+    done = {"fgsm": 2, "pgd5x1": 2, "pgd20x1": 2, "pgd5x2": 2}
+    assert dg.check_iterative_beats_single(TraceRunner(done, rising=0)).status == "PASS"
+
+
+def test_loss_progress_counts_ties_and_unattacked_samples_correctly():
+    run = AttackRun(robust=torch.ones(5, dtype=torch.bool),
+                    loss_start=torch.tensor([1.0, 1.0, float("nan"), 0.0, 2.0]),
+                    loss_end=torch.tensor([1.0 + 1e-9, 1.5, float("nan"), float("inf"), 1.0]))
+    # float jitter is no rise, NaN = not attacked, a loss that overflowed to inf did rise
+    assert dg.loss_progress(run, torch.ones(5, dtype=torch.bool)) == Rate(2, 4)
+    assert dg.loss_progress(AttackRun(robust=run.robust), run.robust) is None

@@ -335,13 +335,11 @@ def test_export_csv_content(tmp_path):
 
 # ---------------------------------------------------------------------------------------- CLI
 @pytest.fixture
-def cli(monkeypatch):
-    """`snnrobust ...` through cli.main.main, with only this command loaded (others may be mid-build)."""
-    from snnrobust.cli import main as cli_main
+def cli():
+    """`snnrobust ...` through cli.main.main (exit status returned, output captured by capsys)."""
+    from snnrobust.cli.main import main
 
-    assert "results" in cli_main.COMMANDS
-    monkeypatch.setattr(cli_main, "COMMANDS", ["results"])
-    return cli_main.main
+    return main
 
 
 def _fill(folder, clean_k, robust):

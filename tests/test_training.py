@@ -151,3 +151,37 @@ def test_cli_train_and_eval(tmp_path, capsys):
     assert main(["eval", str(out / "checkpoint.pt")]) == 0
     text = capsys.readouterr().out
     assert "clean accuracy" in text and "spike rate per layer" in text
+
+
+def _tiny_train_argv(out, *extra):
+    return ["train", "--model", "sew_resnet", "-m", "layers=[1,1]", "-m", "width=4", "-m", "T=2", "--epochs", "1",
+            "--max-train-samples", "50", "--out", str(out), "--quiet", *extra]
+
+
+@pytest.mark.parametrize("where", ["file", "below-file"])
+def test_cli_train_out_that_is_a_file_is_one_line_error(tmp_path, capsys, where):
+    f = tmp_path / "taken.pt"
+    f.write_bytes(b"not a folder")
+    out = f if where == "file" else f / "run"
+    assert main(_tiny_train_argv(out)) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --out") and "\n" not in err and "Traceback" not in err
+    assert ("existing file" if where == "file" else "is a file") in err
+    assert f.read_bytes() == b"not a folder"
+
+
+def test_cli_resume_with_nothing_to_resume_says_so_first(tmp_path, capsys):
+    out = tmp_path / "fresh"
+    assert main(_tiny_train_argv(out, "--resume")) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"--resume: no checkpoint in {out} (the folder does not exist yet); starting from scratch"
+    assert (out / "checkpoint.pt").is_file()
+    # with a checkpoint there, --resume continues and says nothing about starting over
+    assert main(_tiny_train_argv(out, "--resume")) == 0
+    text = capsys.readouterr().out
+    assert "starting from scratch" not in text and "nothing to do" not in text  # --quiet: only the result line
+    assert text.startswith("test accuracy")
+    (tmp_path / "empty").mkdir()
+    assert main(_tiny_train_argv(tmp_path / "empty", "--resume")) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == f"--resume: no checkpoint in {tmp_path / 'empty'}; starting from scratch"

@@ -9,11 +9,13 @@ Typical use::
     result = get_attack("pgd", steps=100).run(victim, z0, y)
 """
 
+from .base import Attack, AttackResult
 from .estimators import (
     ASSG, BPTR, BPTT, ESTIMATOR_TYPES, ESTIMATORS, HART, PDSG, RGA, STE, GradientEstimator,
     LayerEstimator, get_estimator,
 )
 from .losses import LOSSES, ce, cw_margin, dlr, dlr_targeted, get_loss
+from .registry import get_attack, list_attacks
 from .threat import ThreatModel, format_eps, parse_eps
 from .victim import Victim, code_range
 
@@ -21,18 +23,5 @@ __all__ = [
     "ASSG", "BPTR", "BPTT", "ESTIMATOR_TYPES", "ESTIMATORS", "HART", "PDSG", "RGA", "STE",
     "GradientEstimator", "LayerEstimator", "get_estimator", "LOSSES", "ce", "cw_margin", "dlr",
     "dlr_targeted", "get_loss", "ThreatModel", "format_eps", "parse_eps", "Victim", "code_range",
+    "Attack", "AttackResult", "get_attack", "list_attacks",
 ]
-
-# The attack algorithms are written alongside; re-export them when present.
-try:
-    from .base import Attack, AttackResult  # noqa: F401
-
-    __all__ += ["Attack", "AttackResult"]
-except ImportError:  # pragma: no cover - only while the attack modules are missing
-    pass
-try:
-    from .registry import get_attack, list_attacks  # noqa: F401
-
-    __all__ += ["get_attack", "list_attacks"]
-except ImportError:  # pragma: no cover
-    pass

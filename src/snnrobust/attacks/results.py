@@ -26,13 +26,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+import torch
+
 from ..errors import ConfigError
+from ..io import atomic_open
 from .diagnostics import DiagnosticResult, overall_status
 from .metrics import Rate
 from .suites import BUDGETS, SUITES, Budget
@@ -43,13 +44,8 @@ SCHEMA = "snnrobust.evaluation/1"
 
 def json_ready(obj: Any) -> Any:
     """Plain JSON data: tensors to lists, tuples to lists, non-finite floats to null."""
-    try:
-        import torch
-
-        if isinstance(obj, torch.Tensor):
-            return json_ready(obj.detach().cpu().tolist())
-    except ImportError:  # pragma: no cover
-        pass
+    if isinstance(obj, torch.Tensor):
+        return json_ready(obj.detach().cpu().tolist())
     if isinstance(obj, float):
         return obj if math.isfinite(obj) else None
     if isinstance(obj, dict):
@@ -298,26 +294,14 @@ def result_path(checkpoint: "str | Path", name: str, budget: str) -> Path:
 
 
 def write_json_atomic(data: Any, path: "str | Path") -> Path:
-    """Serialize ``data`` to ``path`` via a temporary file in the same folder and
-    ``os.replace``; on any failure the temporary file is removed and an existing ``path``
-    is left exactly as it was."""
+    """Serialize ``data`` to ``path`` atomically (:func:`snnrobust.io.atomic_open`): on any
+    failure the temporary file is removed and an existing ``path`` is left exactly as it was."""
     path = Path(path)
     if not path.parent.exists():
         raise ConfigError(f"cannot write results to {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path, "w") as f:
+        json.dump(data, f, indent=1, allow_nan=False)
+        f.write("\n")
     return path
 
 

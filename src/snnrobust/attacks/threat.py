@@ -59,11 +59,18 @@ def parse_eps(eps: Any) -> float:
     return value
 
 
-def format_eps(eps: float) -> str:
-    """``8/255 (0.0314)`` when eps is a whole number of 255ths, else ``0.5``."""
+def format_eps(eps: "float | None", decimal: bool = True, missing: str = "?") -> str:
+    """The one text form of a budget, used by every table, label and report.
+
+    ``8/255 (0.0314)`` when ``eps`` is a whole number of 8-bit grey levels in (0, 1)
+    (``8/255`` with ``decimal=False``, for narrow table columns), else ``0.5`` (4
+    significant digits); ``missing`` when ``eps`` is None (unknown).
+    """
+    if eps is None:
+        return missing
     k = eps * 255
-    if eps > 0 and abs(k - round(k)) < 1e-6:
-        return f"{int(round(k))}/255 ({eps:.4f})"
+    if 0 < eps < 1 and abs(k - round(k)) < 1e-6:
+        return f"{int(round(k))}/255" + (f" ({eps:.4f})" if decimal else "")
     return f"{eps:.4g}"
 
 

@@ -7,10 +7,11 @@ A thin layer over :func:`snnrobust.attacks.evaluate.evaluate`; see docs/robustne
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 
+from ..data.splits import indices_sha256
 from ..errors import ConfigError
+from ..io import file_sha256
 
 EPILOG = """examples:
   snnrobust attack run/model.pt --suite reliable --budget quick
@@ -91,14 +92,6 @@ def _print_lists() -> int:
     for k, v in ESTIMATORS.items():
         print(f"  {k:<18} {v}")
     return 0
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def parse_eps_list(text: str | None) -> list[float] | None:
@@ -203,10 +196,10 @@ def run(args: argparse.Namespace) -> int:
         sources.append(("ann-twin", ann_twin_source(model)))
 
     model_info = {"class": type(model).__name__, "config": model.config.to_dict(),
-                  "checkpoint": str(ckpt_path), "sha256": _sha256(ckpt_path),
+                  "checkpoint": str(ckpt_path), "sha256": file_sha256(ckpt_path),
                   "transfer_sources": [label for label, _ in sources]}
     data_info = {"dataset": splits.info.name, "split": "test", "n": n, "indices": f"first {n} of the test split",
-                 "indices_sha256": hashlib.sha256(np.arange(n, dtype="<i8").tobytes()).hexdigest(),
+                 "indices_sha256": indices_sha256(np.arange(n)),
                  "info": splits.info.to_dict()}
     result = evaluate(model, x, y, suite=args.suite, attack=args.attack, attack_options=attack_options,
                       threat=threat, budget=args.budget, estimators=args.estimator, eot=args.eot, vote=args.vote,

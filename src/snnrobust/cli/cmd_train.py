@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
-from ..training import DEMO_MODEL, TrainConfig, train
+from ..training import CHECKPOINT_NAME, DEMO_MODEL, TrainConfig, train
 from .options import parse_key_values
 
 FLAGS = {  # flag -> TrainConfig key
@@ -46,6 +47,15 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def resume_note(out: Path) -> None:
+    """Say, before anything else is printed, that --resume found nothing to resume: otherwise a
+    mistyped --out would silently train from scratch while the user believes it continued."""
+    if (out / CHECKPOINT_NAME).is_file() or (out.exists() and not out.is_dir()):
+        return  # something to resume, or an OUT that is a file, which train() rejects in one line
+    where = f"in {out}" if out.is_dir() else f"in {out} (the folder does not exist yet)"
+    print(f"--resume: no checkpoint {where}; starting from scratch", flush=True)
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     overrides = {key: getattr(args, flag) for flag, key in FLAGS.items() if getattr(args, flag, None) is not None}
     if args.no_amp:
@@ -66,6 +76,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
+    if args.resume:
+        resume_note(Path(cfg.out))
     result = train(cfg, resume=args.resume, progress=not args.quiet)
     last = result.metrics[-1] if result.metrics else {}
     print(f"test accuracy {last.get('test_accuracy', float('nan')):.4f} after {last.get('epoch', 0)} epochs; "

@@ -8,13 +8,14 @@ which adds its parser and sets ``func(args) -> int``. User errors
 from __future__ import annotations
 
 import argparse
-import importlib
 import sys
 
 from .. import __version__
 from ..errors import SnnRobustError
+from . import cmd_attack, cmd_datasets, cmd_demo, cmd_eval, cmd_models, cmd_results, cmd_study, cmd_train
 
-COMMANDS = ["demo", "train", "eval", "attack", "study", "results", "models", "datasets"]
+#: The subcommands in the order ``--help`` lists them.
+COMMANDS = [cmd_demo, cmd_train, cmd_eval, cmd_attack, cmd_study, cmd_results, cmd_models, cmd_datasets]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,13 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"snnrobust {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMANDS:
-        try:
-            mod = importlib.import_module(f"snnrobust.cli.cmd_{name}")
-        except ModuleNotFoundError as e:
-            if e.name == f"snnrobust.cli.cmd_{name}":
-                continue  # command not built yet
-            raise
+    for mod in COMMANDS:
         mod.register(sub)
     return parser
 

@@ -11,14 +11,13 @@ Accuracies and zero fractions are fractions in [0, 1]; they are shown in percent
 
 from __future__ import annotations
 
+from ..attacks.metrics import Z95  # rates: Wilson; means: mean ± Z95·SE
 from ..attacks.metrics import wilson_interval as wilson
+from ..attacks.threat import format_eps  # re-exported: sections use R.format_eps ("?" when unknown)
 
 import math
 from dataclasses import dataclass
 from typing import Any, Optional
-
-#: z of a two-sided 95 % interval (rates: Wilson; means: mean ± Z95·SE).
-Z95 = 1.959963984540054
 
 
 # -- scalars -------------------------------------------------------------------------------
@@ -242,16 +241,6 @@ def diagnostics(result: dict) -> list[dict]:
 
 
 # -- threat model --------------------------------------------------------------------------
-def format_eps(eps: Optional[float]) -> str:
-    """``8/255 (0.0314)`` for whole 255ths, else ``0.5``; "?" when unknown."""
-    if eps is None:
-        return "?"
-    k = eps * 255
-    if eps > 0 and abs(k - round(k)) < 1e-6:
-        return f"{int(round(k))}/255 ({eps:.4f})"
-    return f"{eps:.4g}"
-
-
 def threat(result: dict) -> dict:
     """Threat model of an evaluation: norm, eps, perturb, bn_mode (defaults for missing
     keys are the library defaults) and a label."""

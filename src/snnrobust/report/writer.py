@@ -7,12 +7,11 @@ previous report intact.
 
 from __future__ import annotations
 
-import os
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ..errors import ConfigError, SnnRobustError
+from ..io import atomic_write_bytes
 from . import read as R
 from .doc import Figure, Section
 from .render_html import render_html
@@ -25,21 +24,8 @@ FIGURES_DIR = "figures"
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    # open(..., "xb") rather than mkstemp: the file gets the usual umask permissions, not 0600
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-    try:
-        with open(tmp, "xb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    """Write ``data`` to ``path`` atomically (:func:`snnrobust.io.atomic_write_bytes`)."""
+    atomic_write_bytes(path, data)
 
 
 def _meta(study: dict) -> list[str]:

@@ -11,7 +11,8 @@ Example::
 from .cache import cached
 from .compare import comparison_table, format_table, records_table
 from .export import CSV_COLUMNS, record_row, write_csv
-from .hashing import canonical_json, config_hash, file_sha256, to_json_value
+from ..io import file_sha256  # the store keys results by a checkpoint's bytes
+from .hashing import canonical_json, config_hash, to_json_value
 from .results_store import RESULTS_FILENAME, SCHEMA_VERSION, Record, ResultsStore
 from .summary import Headline, headline, is_evaluation
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
 from ..errors import SnnRobustError
+from ..io import atomic_open
 from .summary import headline
 
 CSV_COLUMNS = [
@@ -59,7 +59,7 @@ def record_row(record, source: str = "") -> dict:
 
 
 def write_csv(path: str | os.PathLike, records: Iterable, source: str = "", sources: Iterable[str] | None = None) -> Path:
-    """Write ``records`` to ``path`` as CSV (temp file + ``os.replace``). Returns the path.
+    """Write ``records`` to ``path`` as CSV (atomically, :func:`snnrobust.io.atomic_open`). Returns the path.
 
     ``sources`` gives a per-record source (e.g. its database); otherwise ``source`` is used for all.
     """
@@ -72,22 +72,11 @@ def write_csv(path: str | os.PathLike, records: Iterable, source: str = "", sour
         raise ValueError("sources must give one entry per record")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    except OSError as e:
-        raise SnnRobustError(f"cannot write {out}: {e.strerror or e}; choose a writable location") from None
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+        with atomic_open(out, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=CSV_COLUMNS)
             w.writeheader()
             for rec, src in zip(records, srcs):
                 w.writerow({k: ("" if v is None else v) for k, v in record_row(rec, src).items()})
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    except OSError as e:
+        raise SnnRobustError(f"cannot write {out}: {e.strerror or e}; choose a writable location") from None
     return out

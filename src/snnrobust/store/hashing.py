@@ -17,31 +17,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from typing import Any
 
 from ..errors import ConfigError
-
-_CHUNK = 1 << 20  # 1 MiB: streams multi-GB checkpoints in constant memory
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB chunks.
-
-    Raises :class:`ConfigError` (one line) when the file is missing or unreadable.
-    """
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(_CHUNK), b""):
-                h.update(chunk)
-    except FileNotFoundError:
-        raise ConfigError(f"cannot hash {os.fspath(path)!s}: no such file; check the path") from None
-    except IsADirectoryError:
-        raise ConfigError(f"cannot hash {os.fspath(path)!s}: it is a folder, not a file") from None
-    except OSError as e:
-        raise ConfigError(f"cannot hash {os.fspath(path)!s}: {e.strerror or e}") from None
-    return h.hexdigest()
 
 
 def _where(path: str) -> str:

@@ -13,6 +13,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..attacks.threat import format_eps
+
 
 @dataclass(frozen=True)
 class Headline:
@@ -157,13 +159,8 @@ def fmt_rate(x: float | None, ci: tuple[float, float] | None) -> str:
 
 
 def fmt_eps(eps: float | None) -> str:
-    """``8/255`` when eps is a whole number of 8-bit grey levels, else ``0.3``."""
-    if eps is None:
-        return "-"
-    levels = eps * 255
-    if eps > 0 and abs(levels - round(levels)) < 1e-6 and levels < 255:
-        return f"{round(levels)}/255"
-    return f"{eps:g}"
+    """``8/255`` when eps is a whole number of 8-bit grey levels, else ``0.3``; ``-`` when unknown."""
+    return format_eps(eps, decimal=False, missing="-")
 
 
 def fmt_threat(h: Headline) -> str:

@@ -20,6 +20,7 @@ import torch
 from ..attacks.evaluate import evaluate
 from ..attacks.threat import ThreatModel, parse_eps
 from ..data import get_dataset
+from ..io import atomic_write_text, check_output_folder
 from ..store import ResultsStore, cached, file_sha256
 from ..training import TrainConfig, evaluate_clean, load_checkpoint, train
 from ..attacks.metrics import wilson_interval as wilson
@@ -216,9 +217,7 @@ class StudyRunner:
         from ..report import write_report
 
         paths = write_report(study, self.folder)
-        tmp = self.folder / "study.json.tmp"
-        tmp.write_text(json.dumps(study, indent=1, default=str))
-        tmp.replace(self.folder / "study.json")
+        atomic_write_text(self.folder / "study.json", json.dumps(study, indent=1, default=str))
         return {"folder": self.folder, **paths}
 
 
@@ -227,5 +226,5 @@ def run_study(name: str, size: str = "quick", out: "str | Path | None" = None, d
     """Run study ``name`` at ``size`` ("quick" or "full") into ``out`` (default
     runs/study-NAME-SIZE); returns the report paths. Re-running resumes."""
     recipe = load_recipe(name)
-    folder = Path(out) if out is not None else Path("runs") / f"study-{name}-{size}"
+    folder = check_output_folder(Path(out) if out is not None else Path("runs") / f"study-{name}-{size}", "--out")
     return StudyRunner(recipe, size, folder, data_root, device, progress, log).run()

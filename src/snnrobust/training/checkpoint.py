@@ -2,20 +2,20 @@
 
 A checkpoint is a plain dict saved with ``torch.save`` holding only tensors and JSON-like
 values, and read back with ``torch.load(weights_only=True)`` — no pickled classes, so a
-hostile file cannot run code. Writes go to a temporary file in the same folder, are
-flushed to disk, then renamed over the target: a crash never leaves a half-written file.
+hostile file cannot run code. Writes go through :func:`snnrobust.io.atomic_open` (a
+temporary file in the same folder, flushed to disk, then renamed over the target): a crash
+never leaves a half-written file.
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import CheckpointError, ConfigError
+from ..io import atomic_open
 from ..models import SpikingClassifier, model_from_dict
 
 FORMAT = "snnrobust-checkpoint"
@@ -23,21 +23,12 @@ VERSION = 1
 
 
 def atomic_torch_save(obj: Any, path: "str | Path") -> None:
+    """``torch.save(obj)`` to ``path`` atomically (:func:`snnrobust.io.atomic_open`),
+    creating its folder if needed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_open(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def save_checkpoint(path: "str | Path", payload: dict) -> None:

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from .. import __version__
 from ..data import get_dataset
 from ..errors import CheckpointError, ConfigError
+from ..io import check_output_folder
 from ..models import SpikingClassifier, create_model
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -125,7 +126,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
           on_epoch_end: Optional[EpochCallback] = None) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.dataset`` by BPTT; checkpoint after every epoch into
     ``cfg.out/checkpoint.pt``. ``resume=True`` continues an interrupted run exactly."""
-    out = Path(cfg.out)
+    out = check_output_folder(cfg.out, "--out")  # a file at OUT fails here, not after an epoch of training
     ckpt_path = out / CHECKPOINT_NAME
     device = resolve_device(cfg.device)
     splits = get_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download, split_seed=cfg.split_seed)
@@ -201,19 +202,23 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
              "test_loss": test.loss, "test_accuracy": test.accuracy, "lr": opt.param_groups[0]["lr"],
              "seconds": time.time() - t0}
         metrics.append(m)
-        save_checkpoint(ckpt_path, {
-            "epoch": epoch + 1,
-            "model_config": model.config.to_dict(),
-            "train_config": cfg.to_dict(),
-            "model_state": model.state_dict(),
-            "optimizer_state": opt.state_dict(),
-            "scheduler_state": sched.state_dict() if sched is not None else None,
-            "scaler_state": scaler.state_dict() if use_amp else None,
-            "metrics": metrics,
-            "data": {"dataset": cfg.dataset, "split_seed": cfg.split_seed, "info": info.to_dict()},
-            "snnrobust_version": __version__,
-            "torch_version": str(torch.__version__),
-        })
+        try:
+            save_checkpoint(ckpt_path, {
+                "epoch": epoch + 1,
+                "model_config": model.config.to_dict(),
+                "train_config": cfg.to_dict(),
+                "model_state": model.state_dict(),
+                "optimizer_state": opt.state_dict(),
+                "scheduler_state": sched.state_dict() if sched is not None else None,
+                "scaler_state": scaler.state_dict() if use_amp else None,
+                "metrics": metrics,
+                "data": {"dataset": cfg.dataset, "split_seed": cfg.split_seed, "info": info.to_dict()},
+                "snnrobust_version": __version__,
+                "torch_version": str(torch.__version__),
+            })
+        except OSError as e:  # disk full, folder removed or made read-only mid-run
+            raise ConfigError(f"cannot write checkpoint {ckpt_path} after epoch {epoch + 1}: {e.strerror or e}; "
+                              f"free space or choose another --out (an earlier checkpoint there is intact)") from None
         if progress:
             print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {m['train_loss']:.4f} acc {m['train_accuracy']:.4f} | "
                   f"test loss {m['test_loss']:.4f} acc {m['test_accuracy']:.4f} | {m['seconds']:.1f}s", flush=True)
