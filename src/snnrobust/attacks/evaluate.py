@@ -542,7 +542,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
 
     specs, ctx = make_specs(threat)
     notes.extend(ctx.notes)
-    cascade = the_suite.cascade if the_suite is not None else False
+    cascade = the_suite.cascades(b) if the_suite is not None else False
     if progress:
         _say(f"{threat.label()} | {the_suite.name if the_suite else attack} | budget {b.name} | "
                    f"{x.shape[0]} samples, clean accuracy {clean_accuracy(correct).percent()}")

@@ -37,7 +37,8 @@ def register(sub) -> None:
     p.add_argument("--eps", help="budget in pixel units, e.g. 8/255 or 0.03 (default: the suite's protocol eps, "
                                  "else 8/255)")
     p.add_argument("--norm", default="linf", help="linf (default) or l2")
-    p.add_argument("--budget", default="quick", help="quick (CPU, default) or thorough (GPU)")
+    p.add_argument("--budget", default="quick", help="quick (CPU, default), thorough (GPU) or exhaustive (the "
+                                                     "reference: no cascade, every estimator x attack; not for daily use)")
     p.add_argument("--n", type=int, default=1000, help="test images to attack (the first N; default 1000)")
     p.add_argument("--estimator", nargs="+", metavar="SPEC",
                    help="gradient estimators, e.g. bptt bptt:triangle:0.5 ste bptr rga hart:1.0 pdsg assg:0.4 "
