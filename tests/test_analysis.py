@@ -12,7 +12,6 @@ from torch import nn
 from snnrobust.analysis import (SparsityReport, op_gradient_stats, plot_sparsity_comparison,
                                 plot_sparsity_figures)
 from snnrobust.errors import ConfigError
-from snnrobust.models import create_model
 from snnrobust.spiking import Connect, SeqToBatch
 
 
@@ -77,14 +76,8 @@ def test_per_sample_values_and_standard_error_match_manual_computation():
         assert p.grad is None
 
 
-def _tiny_sew(pool="max", spiking=True):
-    torch.manual_seed(0)
-    return create_model("sew_resnet", layers=[1, 1], width=4, in_channels=1, image_size=12, T=2,
-                        encoder="phase", stem_pool=True, pool=pool, num_classes=10, spiking=spiking)
-
-
-def test_sew_resnet_ops_in_network_order_with_residual_joins():
-    model = _tiny_sew()
+def test_sew_resnet_ops_in_network_order_with_residual_joins(tiny_sew):
+    model = tiny_sew()
     x, y = _data(n=4, size=12, k=10)
     rep = op_gradient_stats(model, x, y, source="attack", batch_size=3)
     names = [r.name for r in rep.rows]
@@ -152,8 +145,8 @@ def test_multistep_per_sample_split_uses_time_major_layout():
     assert conv.out_norm == pytest.approx(sum(ref) / 3, rel=1e-5)
 
 
-def test_train_source_restores_mode_buffers_and_grads():
-    model = _tiny_sew(pool="avg")
+def test_train_source_restores_mode_buffers_and_grads(tiny_sew):
+    model = tiny_sew(pool="avg")
     model.eval()
     before = {n: b.clone() for n, b in model.named_buffers()}
     x, y = _data(n=4, size=12, k=10)
@@ -169,10 +162,10 @@ def test_train_source_restores_mode_buffers_and_grads():
         op_gradient_stats(model, x, y, source="train", estimator="ste")
 
 
-def test_attack_source_with_an_attackers_estimator_restores_the_model():
+def test_attack_source_with_an_attackers_estimator_restores_the_model(tiny_sew):
     from snnrobust.spiking import spiking_neurons
 
-    model = _tiny_sew()
+    model = tiny_sew()
     before = [(n.surrogate, n.estimator) for n in spiking_neurons(model)]
     x, y = _data(n=2, size=12, k=10)
     rep = op_gradient_stats(model, x, y, batch_size=2, estimator="bptr")
@@ -182,8 +175,8 @@ def test_attack_source_with_an_attackers_estimator_restores_the_model():
     assert _no_hooks(model)
 
 
-def test_ann_twin_reports_relu_ops_and_bad_inputs_raise():
-    model = _tiny_sew(spiking=False)
+def test_ann_twin_reports_relu_ops_and_bad_inputs_raise(tiny_sew):
+    model = tiny_sew(spiking=False)
     x, y = _data(n=2, size=12, k=10)
     rep = op_gradient_stats(model, x, y, batch_size=2)
     assert "relu" in [r.kind for r in rep.rows] and "neuron" not in [r.kind for r in rep.rows]
@@ -195,10 +188,10 @@ def test_ann_twin_reports_relu_ops_and_bad_inputs_raise():
         op_gradient_stats(model, x, y, batch_size=0)
 
 
-def test_plots_write_png(tmp_path):
+def test_plots_write_png(tmp_path, tiny_sew):
     x, y = _data(n=3, size=12, k=10)
-    reps = {"max pooling": op_gradient_stats(_tiny_sew("max"), x, y, batch_size=3),
-            "avg pooling": op_gradient_stats(_tiny_sew("avg"), x, y, batch_size=3)}
+    reps = {"max pooling": op_gradient_stats(tiny_sew(pool="max"), x, y, batch_size=3),
+            "avg pooling": op_gradient_stats(tiny_sew(pool="avg"), x, y, batch_size=3)}
     p = plot_sparsity_comparison(reps, tmp_path / "zero.png")
     data = p.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
@@ -278,10 +271,10 @@ def test_vulnerability_attacks_misclassified_samples_too():
     assert torch.allclose(torch.from_numpy(rep.up), ref, rtol=0.03)
 
 
-def test_vulnerability_runs_on_spiking_model_and_validates():
+def test_vulnerability_runs_on_spiking_model_and_validates(tiny_sew):
     from snnrobust.analysis import vulnerability
 
-    model = _tiny_sew()
+    model = tiny_sew()
     x, y = _data(n=3, size=12, k=10)
     rep = vulnerability(model, x, y, "8/255", n_random=2, attack_options={"steps": 3}, estimator="bptt:triangle:1")
     s = rep.summary()

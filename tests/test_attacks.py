@@ -14,19 +14,12 @@ from snnrobust.attacks.registry import ATTACKS, attack_options, get_attack, list
 from snnrobust.attacks.sapgd import eta_schedule
 from snnrobust.attacks.sweep import eps_sweep
 from snnrobust.errors import ConfigError
-from snnrobust.models import create_model
 
 K = 5          # classes of the synthetic task
 SHAPE = (1, 6, 6)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # tiny models: thread start-up dominates on the shared 2-core machine
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: thread start-up dominates (conftest)
 
 
 def blobs(n, seed, spread=0.15):
@@ -133,9 +126,8 @@ def test_every_attack_stays_in_ball_and_bounds(name, norm, eps, trained):
         assert res.loss_trace.shape == (steps + 1, y.shape[0]) and torch.isfinite(res.loss_trace).all()
 
 
-def test_spike_tensor_perturbation_stays_in_code_range():
-    model = create_model("sew_resnet", layers=[1, 1], width=4, in_channels=1, image_size=12, T=2,
-                         encoder="phase", stem_pool=True, num_classes=10)
+def test_spike_tensor_perturbation_stays_in_code_range(tiny_sew):
+    model = tiny_sew()
     x = torch.rand(4, 1, 12, 12)
     y = torch.arange(4)
     v = Victim(model, ThreatModel(eps=0.3, perturb="spikes"))
@@ -150,9 +142,8 @@ def test_spike_tensor_perturbation_stays_in_code_range():
         run("apgd-ce", v, z0, y)
 
 
-def test_stochastic_victim_uses_eot_and_rescored_votes():
-    model = create_model("sew_resnet", layers=[1, 1], width=4, in_channels=1, image_size=12, T=2,
-                         encoder="poisson", stem_pool=True, num_classes=10)
+def test_stochastic_victim_uses_eot_and_rescored_votes(tiny_sew):
+    model = tiny_sew(encoder="poisson")
     x, y = torch.rand(3, 1, 12, 12), torch.arange(3)
     v = Victim(model, ThreatModel(eps=0.1), eot=2, vote=3)
     assert v.stochastic
@@ -251,9 +242,8 @@ def test_transfer_keeps_first_fooling_candidate(trained, data):
 
 
 # ----------------------------------------------------------------------------- masking replication
-def test_abort_grad_norm_stops_on_zero_gradients_and_says_so():
-    model = create_model("sew_resnet", layers=[1, 1], width=4, in_channels=1, image_size=12, T=2,
-                         encoder="phase", encoder_options={"backward": "zero"}, stem_pool=True, num_classes=10)
+def test_abort_grad_norm_stops_on_zero_gradients_and_says_so(tiny_sew):
+    model = tiny_sew(encoder_options={"backward": "zero"})
     x, y = torch.rand(4, 1, 12, 12), torch.arange(4)
     v = victim(model, eps=0.1)
     res = run("pgd", v, x, y, steps=5, abort_grad_norm=1e-6)

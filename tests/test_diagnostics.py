@@ -106,13 +106,8 @@ def test_gradient_zeroing_wrapper_warns():
     assert any(line.startswith("  WARN") for line in res.table().splitlines())
 
 
-def test_spiking_model_with_zero_encoder_backward_warns():
-    from snnrobust.models import create_model
-
-    torch.manual_seed(0)
-    kw = dict(layers=[1, 1], width=4, in_channels=1, image_size=12, T=2, encoder="phase", stem_pool=True,
-              num_classes=10)
-    masked = create_model("sew_resnet", encoder_options={"backward": "zero"}, **kw).eval()
+def test_spiking_model_with_zero_encoder_backward_warns(tiny_sew):
+    masked = tiny_sew(encoder_options={"backward": "zero"}).eval()
     x = torch.rand(12, 1, 12, 12)
     with torch.no_grad():
         y = masked(x).argmax(1)  # every sample correct: all of them are attacked

@@ -326,17 +326,10 @@ def test_cli_bad_suite_is_one_line_error(tmp_path, capsys):
     assert rc == 2 and "does not exist" in err and len(err.splitlines()) == 1
 
 
-def test_cli_end_to_end_writes_json_next_to_checkpoint(tmp_path, capsys):
+def test_cli_end_to_end_writes_json_next_to_checkpoint(tmp_path, capsys, tiny_checkpoint):
     from snnrobust.cli.main import main
-    from snnrobust.models import create_model
-    from snnrobust.training import save_checkpoint
 
-    model = create_model("sew_resnet", layers=[1, 1], width=4, in_channels=1, image_size=28, T=2,
-                         encoder="phase", stem_pool=True, num_classes=10)
-    ckpt = tmp_path / "tiny.pt"
-    save_checkpoint(ckpt, {"model_config": model.config.to_dict(), "model_state": model.state_dict(),
-                           "data": {"dataset": "mnist5k", "split_seed": 0}})
-    rc = main(["attack", str(ckpt), "--attack", "fgsm", "--n", "8", "--no-progress", "--eps", "2/255"])
+    rc = main(["attack", str(tiny_checkpoint), "--attack", "fgsm", "--n", "8", "--no-progress", "--eps", "2/255"])
     out = capsys.readouterr().out
     assert rc == 0, out
     assert out.splitlines()[0] == "Threat model: Linf eps=2/255 (0.0078) on pixels"

@@ -42,8 +42,8 @@ def test_cifar_sizes_and_imagenet_stem():
 
 
 @pytest.mark.parametrize("connect", ["ADD", "AND", "IAND"])
-def test_sew_connect_functions(connect):
-    m = create_model("sew_resnet", layers=[1, 1], width=4, in_channels=1, image_size=12, T=2, connect=connect)
+def test_sew_connect_functions(connect, tiny_sew):
+    m = tiny_sew(connect=connect)
     assert m(torch.rand(2, 1, 12, 12)).shape == (2, 10)
 
 
@@ -82,7 +82,7 @@ def test_bad_options_give_config_error(bad):
         create_model(bad.pop("name"), **bad)
 
 
-def test_wrong_input_shape_is_clear():
-    m = create_model("sew_resnet", layers=[1, 1], width=4, in_channels=1, image_size=12, T=2)
+def test_wrong_input_shape_is_clear(tiny_sew):
+    m = tiny_sew()
     with pytest.raises(ConfigError, match="in_channels"):
         m(torch.rand(2, 3, 12, 12))

@@ -188,11 +188,8 @@ def test_encoder_errors():
         create_encoder("direct", T=0)
 
 
-def test_reset_clears_all_state():
-    from snnrobust.models import create_model
-
-    m = create_model("sew_resnet", layers=[1, 1], width=4, in_channels=1, image_size=12, T=2, encoder="phase",
-                     stem_pool=True)
+def test_reset_clears_all_state(tiny_sew):
+    m = tiny_sew()
     x = torch.rand(3, 1, 12, 12)
     y1 = m(x)
     neurons = [mod for mod in m.modules() if hasattr(mod, "v")]

@@ -7,16 +7,7 @@ from torch import nn
 
 from snnrobust.attacks import ThreatModel, Victim, get_loss, parse_eps
 from snnrobust.errors import ConfigError
-from snnrobust.models import create_model
 from snnrobust.spiking import PoissonEncoder, spiking_neurons
-
-
-def tiny(encoder="phase", **kw):
-    torch.manual_seed(0)
-    opts = dict(layers=[1, 1], width=4, in_channels=1, image_size=12, T=2, encoder=encoder,
-                stem_pool=True, num_classes=10)
-    opts.update(kw)
-    return create_model("sew_resnet", **opts)
 
 
 def images(n=4, seed=0):
@@ -69,8 +60,8 @@ def test_project_keeps_ball_and_bounds(norm, perturb):
 
 
 # -- modes and restoration -----------------------------------------------------------------
-def test_attack_mode_restores_flags_surrogates_estimators_even_on_error():
-    model = tiny()
+def test_attack_mode_restores_flags_surrogates_estimators_even_on_error(tiny_sew):
+    model = tiny_sew()
     model.train()
     before = [(n.surrogate, n.estimator) for n in spiking_neurons(model)]
     victim = Victim(model, ThreatModel(), estimator="hart:0.5")
@@ -95,8 +86,8 @@ def test_attack_mode_restores_flags_surrogates_estimators_even_on_error():
 # (a narrow triangle such as width 0.5 can give an all-zero gradient on this untrained model:
 #  real masking by a short surrogate support, which is why the width is the attacker's choice)
 @pytest.mark.parametrize("spec", ["bptt", "bptt:triangle:2", "ste", "bptr", "rga", "hart", "pdsg", "assg"])
-def test_grad_every_estimator_on_a_model_leaves_it_untouched(spec):
-    model = tiny(threshold=0.3)  # untrained BN at threshold 1 leaves deep layers silent (BPTR/RGA -> 0)
+def test_grad_every_estimator_on_a_model_leaves_it_untouched(spec, tiny_sew):
+    model = tiny_sew(threshold=0.3)  # untrained BN at threshold 1 leaves deep layers silent (BPTR/RGA -> 0)
     x, y = images()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     victim = Victim(model, ThreatModel(), estimator=spec)
@@ -112,8 +103,8 @@ def test_grad_every_estimator_on_a_model_leaves_it_untouched(spec):
     assert torch.equal(victim.predict(z0), model(x).argmax(1))
 
 
-def test_grad_matches_plain_autograd_for_deterministic_model():
-    model = tiny(encoder="direct")
+def test_grad_matches_plain_autograd_for_deterministic_model(tiny_sew):
+    model = tiny_sew(encoder="direct")
     x, y = images()
     victim = Victim(model, ThreatModel())
     loss, grad = victim.grad(x, y, loss="ce")
@@ -132,8 +123,8 @@ def test_grad_matches_plain_autograd_for_deterministic_model():
         victim.grad(x, y, loss="dlr-targeted")
 
 
-def test_masked_model_gives_zero_gradient_not_an_error():
-    model = tiny(encoder_options={"backward": "zero"})
+def test_masked_model_gives_zero_gradient_not_an_error(tiny_sew):
+    model = tiny_sew(encoder_options={"backward": "zero"})
     x, y = images()
     _, grad = Victim(model, ThreatModel()).grad(x, y)
     assert torch.equal(grad, torch.zeros_like(x))
@@ -157,8 +148,8 @@ def test_foreign_module_and_module_wrapper():
 
 
 # -- EOT and voting ------------------------------------------------------------------------
-def test_eot_lowers_gradient_variance_on_poisson_model():
-    model = tiny(encoder="poisson")
+def test_eot_lowers_gradient_variance_on_poisson_model(tiny_sew):
+    model = tiny_sew(encoder="poisson")
     model.encoder.manual_seed(0)  # reproducible test; the victim never reseeds it
     x, y = images(2)
 
@@ -218,8 +209,8 @@ def test_vote_ties_go_to_the_smallest_label():
 
 
 # -- seed-000 replication options --------------------------------------------------------
-def test_bn_train_mode_leaves_running_statistics_unchanged():
-    model = tiny()
+def test_bn_train_mode_leaves_running_statistics_unchanged(tiny_sew):
+    model = tiny_sew()
     x, y = images(6)
     with torch.no_grad():  # give BN non-trivial running statistics
         model.train()
@@ -238,8 +229,8 @@ def test_bn_train_mode_leaves_running_statistics_unchanged():
     assert torch.allclose(inside, model(x), atol=1e-6)
 
 
-def test_spike_tensor_perturbation():
-    model = tiny(encoder="phase", T=3)
+def test_spike_tensor_perturbation(tiny_sew):
+    model = tiny_sew(encoder="phase", T=3)
     x, y = images()
     victim = Victim(model, ThreatModel("linf", "6/255", perturb="spikes"))
     z0 = victim.start(x)
@@ -252,9 +243,9 @@ def test_spike_tensor_perturbation():
     p = victim.project(z0 + torch.randn_like(z0), z0)
     assert (p - z0).abs().max() <= 6 / 255 + 1e-6 and p.min() >= 0 and p.max() <= 1
     # code ranges of the other encoders
-    weighted = tiny(encoder="phase", encoder_options={"weighted": True})
+    weighted = tiny_sew(encoder="phase", encoder_options={"weighted": True})
     assert Victim(weighted, ThreatModel(perturb="spikes")).bounds == (0.0, 0.5)
-    signed = tiny(encoder="poisson", encoder_options={"signed": True})
+    signed = tiny_sew(encoder="poisson", encoder_options={"signed": True})
     sv = Victim(signed, ThreatModel(perturb="spikes"))
     assert sv.bounds == (-1.0, 1.0) and not sv.stochastic  # the draw is fixed once in start()
     d = Victim(model, ThreatModel()).describe()
