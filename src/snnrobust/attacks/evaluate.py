@@ -32,7 +32,7 @@ from .diagnostics import AttackRun, run_diagnostics
 from .estimators import get_estimator
 from .metrics import Rate, attack_success_rate, clean_accuracy, robust_accuracy
 from .registry import ATTACKS, attack_options, get_attack
-from .results import AttackRecord, CurvePoint, EvaluationResult, WorstCase, json_ready
+from .results import AttackRecord, CurvePoint, EvaluationResult, WorstCase, failure_reason, json_ready
 from .suites import AttackSpec, Budget, SuiteContext, assign_ids, expand, get_budget, get_suite, own_estimator
 from .threat import ThreatModel, parse_eps
 from .victim import Victim
@@ -129,6 +129,12 @@ class SpecRun:
     meta: dict
     time_s: float
     invalid: int = 0                      # returned points outside the ball/bounds (not counted)
+    failed: Optional[torch.Tensor] = None  # bool [len(idx)]: samples never attacked (their batch crashed)
+    errors: list = field(default_factory=list)  # one line per distinct error of the crashed batches
+
+    @property
+    def n_failed(self) -> int:
+        return 0 if self.failed is None else int(self.failed.sum().item())
 
 
 class Session:
@@ -153,12 +159,23 @@ class Session:
         return get_attack(spec.attack, **opts)
 
     def run(self, spec: AttackSpec, threat: ThreatModel, idx: torch.Tensor, desc: str = "") -> SpecRun:
+        """Run ``spec`` on samples ``idx`` in batches of ``batch_size``.
+
+        A batch that runs out of memory (:func:`_is_oom`) is retried as two halves, recursively
+        down to one sample, so a too-large ``batch_size`` only costs time. A batch that still
+        fails (an error at one sample, or any other RuntimeError/ValueError/IndexError inside the
+        attack's code) is recorded in ``SpecRun.failed`` / ``errors`` and the remaining batches
+        still run: what finished batches broke is always kept, and the caller decides how to
+        report the samples that were never attacked. :class:`SnnRobustError` (a user error)
+        propagates at once."""
         idx = idx.to(torch.long).cpu()
         attack = self.build_attack(spec)
         estimator = spec.estimator if spec.estimator is not None else None
         victim = self.victim(threat, estimator, spec.eot)
         n = idx.numel()
         success = torch.zeros(n, dtype=torch.bool)
+        failed = torch.zeros(n, dtype=torch.bool)
+        errors: list[str] = []
         start = torch.full((n,), math.nan)
         end = torch.full((n,), math.nan)
         trace_sum: Optional[torch.Tensor] = None
@@ -166,23 +183,49 @@ class Session:
         have_trace = False
         meta: dict = {}
         invalid = 0
+        oom_sizes: list[int] = []      # batch sizes that ran out of memory (then were halved)
         t0 = time.perf_counter()
         torch.manual_seed(_seed_for(self.seed, spec.id, threat.eps))  # stochastic encoders without own generator
         bar = tqdm(total=n, desc=(desc or spec.id)[:40], unit="img", leave=False, disable=not self.progress)
+        # positions [lo, hi) of idx still to attack, first in front; an out-of-memory batch is
+        # replaced by its two halves, so the order (and every sample's batch-mates) stays local
+        todo = [(lo, min(lo + self.batch_size, n)) for lo in range(0, n, self.batch_size)]
         try:
-            for lo in range(0, n, self.batch_size):
-                b = idx[lo:lo + self.batch_size]
+            while todo:
+                lo, hi = todo.pop(0)
+                b = idx[lo:hi]
                 zb = _take(self.z0, b, self.bdim).to(victim.device)
                 yb = self.y[b].to(victim.device)
-                res = attack.run(victim, zb, yb)
+                error, oom = None, False
+                try:
+                    res = attack.run(victim, zb, yb)
+                except SnnRobustError:
+                    raise
+                except (RuntimeError, ValueError, IndexError, MemoryError) as e:
+                    # keep only the text: the traceback holds the failed batch's tensors alive
+                    error, oom = _first_line(e), _is_oom(e)
+                if error is not None:
+                    del zb, yb
+                    if oom:
+                        _free_cached_memory()
+                    if oom and hi - lo > 1:
+                        oom_sizes.append(hi - lo)
+                        mid = lo + (hi - lo) // 2
+                        todo[:0] = [(lo, mid), (mid, hi)]
+                        continue
+                    failed[lo:hi] = True
+                    if error not in errors:
+                        errors.append(error)
+                    bar.update(hi - lo)
+                    continue
                 ok = self._valid(victim, res.z_adv, zb)
                 invalid += int((~ok).sum().item())
-                success[lo:lo + b.numel()] = res.success.detach().cpu().to(torch.bool) & ok
+                success[lo:hi] = res.success.detach().cpu().to(torch.bool) & ok
                 if res.loss_trace is not None:
                     tr = res.loss_trace.detach().float().cpu()
                     have_trace = True
-                    start[lo:lo + b.numel()] = tr[0]
-                    end[lo:lo + b.numel()] = tr[-1]
+                    start[lo:hi] = tr[0]
+                    end[lo:hi] = tr[-1]
                     s = torch.nan_to_num(tr, nan=0.0).sum(1)
                     if trace_sum is None:
                         trace_sum = s
@@ -197,10 +240,14 @@ class Session:
         trace_mean = (trace_sum / max(trace_count, 1)).tolist() if trace_sum is not None else None
         if victim.nonfinite_samples:
             meta["nonfinite_gradients"] = victim.nonfinite_samples
+        if oom_sizes:
+            meta["out_of_memory_retries"] = {"batch_sizes": sorted(set(oom_sizes), reverse=True),
+                                             "smallest_tried": min(oom_sizes) // 2 or 1}
         return SpecRun(success=success, loss_start=start if have_trace else None, loss_end=end if have_trace else None,
                        trace_mean=trace_mean, attack=json_ready(attack.to_dict()),
                        estimator=victim.estimator.to_dict() if spec.estimator is not None else None,
-                       eot=victim.eot, meta=json_ready(meta), time_s=time.perf_counter() - t0, invalid=invalid)
+                       eot=victim.eot, meta=json_ready(meta), time_s=time.perf_counter() - t0, invalid=invalid,
+                       failed=failed, errors=errors)
 
     @staticmethod
     def _valid(victim: Victim, z_adv: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
@@ -218,20 +265,58 @@ class Session:
         return in_ball & in_bounds
 
 
+def ball_covers_everything(norm: str, eps: float, bounds: tuple[float, float], dims: int) -> Optional[str]:
+    """A warning when an eps ball holds every valid input: L-inf eps >= hi - lo, or L2 eps >=
+    (hi - lo) * sqrt(dims) (the diagonal of the box [lo, hi]^dims), so that any input of another
+    class is a valid "adversarial" point and robust accuracy says nothing about the model. None
+    otherwise. ``bounds`` is the victim's (lo, hi); ``dims`` the perturbed entries per sample."""
+    span = float(bounds[1]) - float(bounds[0])
+    if norm == "linf":
+        if eps < span:
+            return None
+        hint = f"; did you mean {eps:g}/255?" if 1 <= eps <= 255 and span == 1 else ""
+        return (f"WARNING: L-inf eps={eps:g} >= {span:g}, the whole valid range [{bounds[0]:g}, {bounds[1]:g}]: every "
+                f"input lies in the ball, so robust accuracy here says nothing about the model{hint}")
+    diag = span * math.sqrt(max(dims, 1))
+    if eps < diag:
+        return None
+    return (f"WARNING: L2 eps={eps:g} >= {diag:.4g}, the diagonal of the valid box [{bounds[0]:g}, {bounds[1]:g}]^{dims}: "
+            f"every input lies in the ball, so robust accuracy here says nothing about the model")
+
+
 def _first_line(e: BaseException) -> str:
     text = str(e).strip().splitlines()
     return f"{type(e).__name__}: {text[0][:200] if text else ''}"
 
 
+def _is_oom(e: BaseException) -> bool:
+    """Whether ``e`` says the device (or the host) ran out of memory: torch.OutOfMemoryError
+    (CUDA), a RuntimeError whose message says so (MPS, older torch, the CPU allocator), or a
+    Python MemoryError. Only these are worth retrying with a smaller batch."""
+    oom_type = getattr(torch, "OutOfMemoryError", None) or getattr(torch.cuda, "OutOfMemoryError", None)
+    if isinstance(e, MemoryError) or (oom_type is not None and isinstance(e, oom_type)):
+        return True
+    text = str(e).lower()
+    return "out of memory" in text or "can't allocate memory" in text
+
+
+def _free_cached_memory() -> None:
+    """Hand the caching allocator's free blocks back before retrying a smaller batch."""
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def _failed_run(session: Session, spec: AttackSpec, threat: ThreatModel, idx: torch.Tensor,
                 e: BaseException) -> SpecRun:
+    """The record of an attack that failed before attacking any batch (e.g. while it was built):
+    every sample of ``idx`` is marked not attacked."""
     try:
         attack = json_ready(session.build_attack(spec).to_dict())
     except Exception:  # noqa: BLE001 - only for the record
         attack = {"name": spec.attack}
     return SpecRun(success=torch.zeros(idx.numel(), dtype=torch.bool), loss_start=None, loss_end=None,
                    trace_mean=None, attack=attack, estimator=None, eot=spec.eot,
-                   meta={"error": _first_line(e)}, time_s=0.0)
+                   meta={}, time_s=0.0, failed=torch.ones(idx.numel(), dtype=torch.bool), errors=[_first_line(e)])
 
 
 # ----------------------------------------------------------------------------- one pass of a suite
@@ -243,6 +328,7 @@ class PassOutcome:
     broken_by: list                      # per sample: id | "clean" | carried label | None
     blackbox_only: dict                  # black-box id -> samples it broke that no white-box attack did
     traces: list = field(default_factory=list)   # [(id, idx, loss_start, loss_end)]
+    failures: list = field(default_factory=list)  # one dict per attack that left samples unattacked
 
 
 def run_pass(session: Session, specs: list[AttackSpec], threat: ThreatModel, *, cascade: bool,
@@ -251,7 +337,13 @@ def run_pass(session: Session, specs: list[AttackSpec], threat: ThreatModel, *, 
     """Run ``specs`` in order on the samples ``sample_idx`` (default: all) and combine per sample.
 
     cascade: each attack runs only on samples still robust (its record is cumulative);
-    otherwise each runs on every initially-correct sample (its record is standalone)."""
+    otherwise each runs on every initially-correct sample (its record is standalone).
+
+    An attack that crashes on some batches (after :meth:`Session.run`'s out-of-memory retries)
+    keeps what it broke in the others; the samples it never attacked are listed in
+    ``failures`` (``{"attack", "eps", "error", "not_attacked": [sample index], "n_not_attacked",
+    "counted_robust"}``, the last being how many of them the worst case still counts robust,
+    i.e. by how much the robust accuracy may be too high), never silently counted as robust."""
     N = session.correct.numel()
     sel = torch.ones(N, dtype=torch.bool) if sample_idx is None else torch.zeros(N, dtype=torch.bool).index_fill_(
         0, sample_idx, True)
@@ -265,7 +357,7 @@ def run_pass(session: Session, specs: list[AttackSpec], threat: ThreatModel, *, 
             broken_by[i] = initial_label or "earlier"
     wb_broken = torch.zeros(N, dtype=torch.bool)
     bb_broken: dict[str, torch.Tensor] = {}
-    records, traces = [], []
+    records, traces, failures = [], [], []
     n_sel = int(sel.sum().item())
     for spec in specs:
         idx = (robust if cascade else correct).nonzero().squeeze(1)
@@ -273,11 +365,9 @@ def run_pass(session: Session, specs: list[AttackSpec], threat: ThreatModel, *, 
             run = session.run(spec, threat, idx)
         except SnnRobustError:
             raise
-        except (RuntimeError, ValueError, IndexError) as e:
-            # A crash inside one attack's code must not throw away the others' work: the attack
-            # is recorded as failed (it broke nothing), and the failure is in the notes and table.
-            if len(specs) == 1:
-                raise SnnRobustError(f"attack {spec.id} failed: {_first_line(e)}") from e
+        except (RuntimeError, ValueError, IndexError, MemoryError) as e:
+            # Failed before its first batch (building the attack or its victim): no sample was
+            # attacked. The other attacks' work is kept; the result is marked incomplete.
             run = _failed_run(session, spec, threat, idx, e)
         newly = idx[run.success]
         if cascade:
@@ -302,21 +392,33 @@ def run_pass(session: Session, specs: list[AttackSpec], threat: ThreatModel, *, 
         meta = dict(run.meta)
         if run.invalid:
             meta["invalid_points_not_counted"] = run.invalid
+        n_failed = run.n_failed
+        if n_failed:
+            error = "; ".join(run.errors)
+            meta["error"] = error
+            meta["not_attacked"] = n_failed
+            failures.append({"attack": spec.id, "eps": float(threat.eps), "error": error,
+                             "not_attacked": idx[run.failed].tolist(), "n_not_attacked": n_failed,
+                             "n_scheduled": int(idx.numel())})
         records.append(AttackRecord(
             id=spec.id, attack=run.attack, estimator=run.estimator, eot=run.eot, vote=session.vote_used,
             steps=steps, restarts=restarts, kind=spec.kind, scope="cumulative" if cascade else "standalone",
             robust_accuracy=Rate(int(this_robust[sel].sum().item()), n_sel),
             attack_success_rate=attack_success_rate(correct[sel], this_robust[sel]),
-            n_attacked=int(idx.numel()), n_broken=int(newly.numel()), time_s=round(run.time_s, 3),
+            n_attacked=int(idx.numel()) - n_failed, n_broken=int(newly.numel()), time_s=round(run.time_s, 3),
             loss_trace_mean=run.trace_mean, meta=meta))
         if session.progress:
-            _say(f"  {spec.id}: attacked {idx.numel()}, broke {newly.numel()}, "
-                       f"robust {records[-1].robust_accuracy.percent()} ({run.time_s:.1f}s)")
+            _say(f"  {spec.id}: attacked {idx.numel() - n_failed}, broke {newly.numel()}, "
+                 f"robust {records[-1].robust_accuracy.percent()} ({run.time_s:.1f}s)"
+                 + (f"; FAILED on {n_failed} samples ({'; '.join(run.errors)})" if n_failed else ""))
+    # how far the worst case may be too high: unattacked samples that no other attack broke
+    for f in failures:
+        f["counted_robust"] = int(robust[torch.tensor(f["not_attacked"], dtype=torch.long)].sum().item())
     wb_robust = correct & ~wb_broken
     if initial_robust is not None:
         wb_robust &= initial_robust
     blackbox_only = {k: int((m & wb_robust).sum().item()) for k, m in bb_broken.items()}
-    return PassOutcome(records, robust, wb_robust, broken_by, blackbox_only, traces)
+    return PassOutcome(records, robust, wb_robust, broken_by, blackbox_only, traces, failures)
 
 
 # ----------------------------------------------------------------------------- diagnostics runner
@@ -360,6 +462,9 @@ class _DiagRunner:
     def _to_run(self, spec: AttackSpec, threat: ThreatModel) -> AttackRun:
         idx = self.sub[self.clean_correct]
         run = self.session.run(spec, threat, idx, desc=f"diag {spec.id}")
+        if run.n_failed:  # a check on partly attacked samples could PASS for the wrong reason: SKIP it
+            raise SnnRobustError(f"attack {spec.id} failed on {run.n_failed} of {idx.numel()} samples "
+                                 f"({'; '.join(run.errors)})")
         robust = self.clean_correct.clone()
         pos = torch.nonzero(self.clean_correct).squeeze(1)
         robust[pos[run.success]] = False
@@ -542,6 +647,12 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
 
     specs, ctx = make_specs(threat)
     notes.extend(ctx.notes)
+    dims = int(z0.numel() // max(x.shape[0], 1))
+    reach = ball_covers_everything(threat.norm, float(threat.eps), base.bounds, dims)
+    if reach:
+        notes.insert(0, reach)
+        if progress:
+            _say(reach)
     cascade = the_suite.cascades(b) if the_suite is not None else False
     if progress:
         _say(f"{threat.label()} | {the_suite.name if the_suite else attack} | budget {b.name} | "
@@ -550,10 +661,12 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
     # -- main pass ------------------------------------------------------------------------
     t0 = time.perf_counter()
     main = run_pass(session, specs, threat, cascade=cascade)
+    failures = list(main.failures)
     for rec in main.records:
-        if rec.meta.get("error"):
-            notes.append(f"attack {rec.id} FAILED ({rec.meta['error']}); it broke nothing, so the worst case "
-                         "does not include it")
+        retried = rec.meta.get("out_of_memory_retries")
+        if retried:
+            notes.append(f"attack {rec.id} ran out of memory at batch size {retried['batch_sizes'][0]}; those "
+                         f"batches were retried in halves (down to {retried['smallest_tried']})")
         if rec.meta.get("nonfinite_gradients"):
             notes.append(f"attack {rec.id}: {rec.meta['nonfinite_gradients']} input gradients overflowed; their "
                          "non-finite entries were replaced by the limit direction (sign of inf, NaN -> 0)")
@@ -576,6 +689,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
                 _say(f"eps sweep: {th.label()}")
             outcome = run_pass(session, specs_e, th, cascade=cascade,
                                initial_robust=carried if cascade else None, initial_label=carried_from)
+            failures.extend(outcome.failures)
         n_carried = 0 if carried is None or not cascade or outcome is main else \
             int((correct & ~carried).sum().item())
         curve.append(CurvePoint(eps=e, robust_accuracy=robust_accuracy(outcome.robust),
@@ -586,6 +700,10 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
     if sweep_eps and cascade:
         notes.append("eps curve: samples broken at a smaller eps count as broken at larger ones "
                      "(the same point lies in the larger ball) and are not attacked again")
+    covering = [e for e in sweep_eps if ball_covers_everything(threat.norm, e, base.bounds, dims)]
+    if covering and not reach:
+        notes.append(f"WARNING: the eps curve's points {', '.join(f'{e:g}' for e in covering)} hold every valid "
+                     "input in their ball, so robust accuracy there says nothing about the model")
     t_sweep = time.perf_counter() - t0
 
     # -- diagnostics ----------------------------------------------------------------------
@@ -613,6 +731,11 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
     t_diag = time.perf_counter() - t0
 
     # -- result ---------------------------------------------------------------------------
+    incomplete = [dict(f, reason=failure_reason(f, correct.numel())) for f in failures]
+    for f in incomplete:
+        notes.insert(0, f["reason"])
+    if incomplete and progress:
+        _say(f"INCOMPLETE: {len(incomplete)} attack run(s) left samples unattacked; see the notes")
     broken_counts: dict[str, int] = {}
     for s in specs:
         broken_counts[s.id] = sum(1 for v in main.broken_by if v == s.id)
@@ -632,6 +755,6 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
         attack=attack if the_suite is None else None, budget=b, seed=seed, clean=clean_accuracy(correct),
         vote=base.vote, eot=ctx.gradient_eot(), stochastic=base.stochastic, attacks=main.records,
         worst_case=worst, eps_curve=curve, diagnostics=diag_results, replication=replication, notes=notes,
-        protocol=protocol, timing_s=round(total, 3),
+        protocol=protocol, timing_s=round(total, 3), incomplete=incomplete,
         timing_breakdown_s={"clean": round(t_clean, 3), "attacks": round(t_attacks, 3),
                             "eps_sweep": round(t_sweep, 3), "diagnostics": round(t_diag, 3)})

@@ -11,12 +11,21 @@ JSON schema ``snnrobust.evaluation/1`` (every number travels with its threat mod
                     "per_sample": [id | "clean" | null, ...]},
      "eps_curve": [{"eps", "robust_accuracy", "attacks": {id: rate}}],
      "diagnostics": [{"name", "status", "summary", "numbers"}],
-     "replication": [...], "notes": [...], "timing_s", "timing_breakdown_s"}
+     "replication": [...], "notes": [...], "timing_s", "timing_breakdown_s",
+     "complete": bool, "incomplete": [{"attack", "eps", "error", "not_attacked": [sample index],
+                                       "n_not_attacked", "n_scheduled", "counted_robust", "reason"}]}
 
 ``scope`` says how an attack's robust accuracy reads: ``standalone`` (the attack alone on
 every sample) or ``cumulative`` (cascade suites: accuracy after this attack and all before it,
 each attack run only on samples still robust). ``per_sample[i]`` names the attack that first
 broke sample i (``"clean"``: misclassified without attack; null: robust to everything).
+
+``complete`` is false when an attack crashed on some samples even after the out-of-memory
+retries at smaller batches: ``incomplete`` lists, per failed attack run (``eps`` says which
+point of the curve), the samples it never attacked and how many of them the worst case still
+counts robust (``counted_robust``: the robust accuracy may be that many samples too high).
+Samples the attack broke in its finished batches are kept. Results written before this field
+existed are read as incomplete when an attack record carries an ``error``.
 
 Files are written atomically (a temporary file in the same folder, then ``os.replace``), so
 an existing result is never left half-written or destroyed by a failing write.
@@ -169,6 +178,7 @@ class EvaluationResult:
     protocol: dict = field(default_factory=dict)
     timing_s: float = 0.0
     timing_breakdown_s: dict = field(default_factory=dict)
+    incomplete: list[dict] = field(default_factory=list)  # failed attack runs (see the module docstring)
     schema: str = SCHEMA
 
     # -- names -----------------------------------------------------------------------------
@@ -180,6 +190,17 @@ class EvaluationResult:
     @property
     def robust_accuracy(self) -> Rate:
         return self.worst_case.robust_accuracy
+
+    @property
+    def complete(self) -> bool:
+        """False when an attack left samples unattacked: the worst case is then an upper bound."""
+        return not self.incomplete
+
+    def incomplete_summary(self) -> str:
+        """One line naming every failed attack run (empty when complete)."""
+        return "; ".join(f"{f.get('attack', '?')} at eps={format_eps(f['eps']) if _is_num(f.get('eps')) else '?'} "
+                         f"did not attack {f.get('n_not_attacked', '?')} samples ({f.get('error') or 'no error recorded'})"
+                         for f in self.incomplete)
 
     @property
     def diagnostics_status(self) -> str:
@@ -197,6 +218,7 @@ class EvaluationResult:
             "diagnostics": [d.to_dict() for d in self.diagnostics], "diagnostics_status": self.diagnostics_status,
             "replication": self.replication, "notes": self.notes, "timing_s": self.timing_s,
             "timing_breakdown_s": self.timing_breakdown_s,
+            "complete": self.complete, "incomplete": self.incomplete,
         })
 
     @classmethod
@@ -216,7 +238,7 @@ class EvaluationResult:
                    diagnostics=[DiagnosticResult.from_dict(x) for x in d.get("diagnostics") or []],
                    replication=list(d.get("replication") or []), notes=list(d.get("notes") or []),
                    protocol=d.get("protocol") or {}, timing_s=float(d.get("timing_s") or 0.0),
-                   timing_breakdown_s=d.get("timing_breakdown_s") or {})
+                   timing_breakdown_s=d.get("timing_breakdown_s") or {}, incomplete=incomplete_from_dict(d))
 
     # -- terminal table --------------------------------------------------------------------
     def table(self) -> str:
@@ -224,6 +246,10 @@ class EvaluationResult:
         Wilson interval, n, estimator, steps, restarts and EOT."""
         t = self.threat_model
         lines = [f"Threat model: {t.label()}"]
+        if not self.complete:
+            lines.append("INCOMPLETE: an attack crashed on some samples, so the robust accuracy below is an upper "
+                         "bound: " + self.incomplete_summary())
+        lines.extend(n for n in self.notes if n.startswith("WARNING"))
         if self.replication:
             lines.append("REPLICATION OPTIONS ON (not a valid input-level threat model): " + "; ".join(self.replication))
         what = f"suite {self.suite}" if self.suite else f"attack {self.attack}"
@@ -248,19 +274,22 @@ class EvaluationResult:
         lines.append(head)
         lines.append("-" * len(head))
         for a in self.attacks:
-            if a.meta.get("error"):
+            if a.meta.get("error") and not a.n_attacked:
                 lines.append(f"{a.id[:34]:<34} FAILED: {str(a.meta['error'])[:90]}")
                 continue
             lines.append(f"{a.id[:34]:<34} {a.robust_accuracy.percent():<24} {a.attack_success_rate.percent():<24} "
                          f"{a.n_attacked:>6} {a.estimator_label[:22]:<22} {_s(a.steps):>6} {_s(a.restarts):>4} "
                          f"{_s(a.eot):>4} {a.time_s:>6.1f}s")
+            if a.meta.get("error"):
+                lines.append(f"{'':<34} FAILED on {a.meta.get('not_attacked', '?')} samples, not attacked: "
+                             f"{str(a.meta['error'])[:90]}")
         if any(a.scope == "cumulative" for a in self.attacks):
             lines.append("(cascade: each attack runs only on samples still robust; robust acc is cumulative)")
         w = self.worst_case
         lines.append("")
         lines.append(f"Worst case (per sample, all attacks): robust accuracy {w.robust_accuracy.percent()} "
                      f"n={w.robust_accuracy.n}; attack success {w.attack_success_rate.percent()} "
-                     f"of {w.attack_success_rate.n} correct")
+                     f"of {w.attack_success_rate.n} correct" + ("  INCOMPLETE (upper bound)" if not self.complete else ""))
         if any(w.broken_by.values()):
             lines.append("  first broken by: " + ", ".join(f"{k} {v}" for k, v in w.broken_by.items() if v))
         if self.eps_curve:
@@ -274,15 +303,53 @@ class EvaluationResult:
             lines.append(f"Masking diagnostics: {self.diagnostics_status}")
             for d in self.diagnostics:
                 lines.append("  " + d.line())
-        if self.notes:
+        notes = [n for n in self.notes if not n.startswith("WARNING")]  # warnings are at the top
+        if notes:
             lines.append("")
-            lines.extend("note: " + n for n in self.notes)
+            lines.extend("note: " + n for n in notes)
         lines.append(f"time {self.timing_s:.1f}s")
         return "\n".join(lines)
 
 
 def _s(v: Any) -> str:
     return "-" if v is None else str(v)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def failure_reason(f: dict, n: int) -> str:
+    """The sentence for one failed attack run ``f`` (a ``PassOutcome.failures`` entry) on ``n`` samples."""
+    eps = format_eps(f["eps"]) if _is_num(f.get("eps")) else "?"
+    k = f.get("counted_robust")
+    bound = (f"{k} of them are still counted robust, so the robust accuracy may be up to {k}/{n} too high"
+             if isinstance(k, int) else "the robust accuracy may be too high")
+    return (f"INCOMPLETE: attack {f.get('attack', '?')} at eps={eps} did not attack {f.get('n_not_attacked', '?')} of "
+            f"the {f.get('n_scheduled', '?')} samples it was given ({f.get('error') or 'no error recorded'}); what it "
+            f"broke in its finished batches counts; {bound}")
+
+
+def incomplete_from_dict(d: dict) -> list[dict]:
+    """The ``incomplete`` list of a result dict. Older results have no such key: an attack
+    record with an ``error`` (that attack broke nothing and was counted as such) makes them
+    incomplete, and so does ``complete: false`` without reasons."""
+    listed = [dict(f) for f in d.get("incomplete") or [] if isinstance(f, dict)]
+    if listed:
+        return listed
+    eps = (d.get("threat_model") or {}).get("eps")
+    for a in d.get("attacks") or []:
+        meta = a.get("meta") or {}
+        if meta.get("error"):
+            f = {"attack": a.get("id", "?"), "eps": eps, "error": meta["error"],
+                 "n_not_attacked": meta.get("not_attacked", a.get("n_attacked", "?")), "not_attacked": None,
+                 "n_scheduled": a.get("n_attacked", "?") if "not_attacked" not in meta else "?"}
+            f["reason"] = failure_reason(f, (d.get("clean") or {}).get("n", "?"))
+            listed.append(f)
+    if not listed and d.get("complete") is False:
+        listed.append({"attack": "?", "eps": eps, "error": None, "reason": "INCOMPLETE: the result says it is "
+                       "incomplete without giving the reason"})
+    return listed
 
 
 # ----------------------------------------------------------------------------- files

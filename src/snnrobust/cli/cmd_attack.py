@@ -7,11 +7,15 @@ A thin layer over :func:`snnrobust.attacks.evaluate.evaluate`; see docs/robustne
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from ..data.splits import indices_sha256
-from ..errors import ConfigError
+from ..errors import ConfigError, SnnRobustError
 from ..io import file_sha256
+
+#: Test images attacked when --n is not given (fewer when the test split is smaller).
+DEFAULT_N = 1000
 
 EPILOG = """examples:
   snnrobust attack run/model.pt --suite reliable --budget quick
@@ -39,7 +43,8 @@ def register(sub) -> None:
     p.add_argument("--norm", default="linf", help="linf (default) or l2")
     p.add_argument("--budget", default="quick", help="quick (CPU, default), thorough (GPU) or exhaustive (the "
                                                      "reference: no cascade, every estimator x attack; not for daily use)")
-    p.add_argument("--n", type=int, default=1000, help="test images to attack (the first N; default 1000)")
+    p.add_argument("--n", type=int, default=None,
+                   help="test images to attack (the first N; default 1000, or the whole test split if smaller)")
     p.add_argument("--estimator", nargs="+", metavar="SPEC",
                    help="gradient estimators, e.g. bptt bptt:triangle:0.5 ste bptr rga hart:1.0 pdsg assg:0.4 "
                         "(replace the suite's list)")
@@ -185,7 +190,11 @@ def run(args: argparse.Namespace) -> int:
     dataset = data.get("dataset", "mnist5k")
     splits = get_dataset(dataset, root=args.data_root, split_seed=int(data.get("split_seed", 0)))
     test = splits.test
-    n = min(args.n, len(test))
+    n = min(DEFAULT_N if args.n is None else args.n, len(test))
+    n_note = None
+    if args.n is not None and args.n > n:  # say so: a smaller sample than asked widens every interval
+        n_note = f"--n {args.n} asked, the test split has {len(test)} images: attacking {n}"
+        print(f"note: {n_note}", file=sys.stderr)
     indices = torch.arange(n)
     x, y = test.batch(indices)
 
@@ -199,7 +208,8 @@ def run(args: argparse.Namespace) -> int:
     model_info = {"class": type(model).__name__, "config": model.config.to_dict(),
                   "checkpoint": str(ckpt_path), "sha256": file_sha256(ckpt_path),
                   "transfer_sources": [label for label, _ in sources]}
-    data_info = {"dataset": splits.info.name, "split": "test", "n": n, "indices": f"first {n} of the test split",
+    data_info = {"dataset": splits.info.name, "split": "test", "n": n, "n_requested": args.n,
+                 "indices": f"first {n} of the test split",
                  "indices_sha256": indices_sha256(np.arange(n)),
                  "info": splits.info.to_dict()}
     result = evaluate(model, x, y, suite=args.suite, attack=args.attack, attack_options=attack_options,
@@ -208,9 +218,14 @@ def run(args: argparse.Namespace) -> int:
                       transfer_sources=sources or None, progress=not args.no_progress, seed=args.seed,
                       diagnostics=args.diagnostics, replicate_seed_code=args.replicate_seed_code,
                       model_info=model_info, data_info=data_info, device=device)
+    if n_note:
+        result.notes.append(n_note)
     name = result.name + ("-replication" if result.replication else "")
     out = Path(args.out) if args.out else result_path(ckpt_path, name, result.budget.name)
     write_result(result, out)
     print(result.table())
     print(f"results written to {out}")
+    if not result.complete:  # written and shown above; the exit status must not say "all done"
+        raise SnnRobustError(f"evaluation INCOMPLETE: {result.incomplete_summary()}; the robust accuracy is an "
+                             f"upper bound (results marked complete: false in {out}); re-run to retry")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..studies import list_recipes, run_study
-from ..errors import ConfigError
+from ..errors import ConfigError, SnnRobustError
 
 
 def register(sub) -> None:
@@ -46,4 +46,7 @@ def run(args: argparse.Namespace) -> int:
     paths = run_study(args.name, args.size, args.out, args.data_root, args.device, progress=not args.quiet)
     print(f"report: {paths['html']}")
     print(f"summary: {paths['markdown']}")
+    if paths.get("incomplete"):  # the report is written; the exit status says it is not the full study
+        raise SnnRobustError(f"study incomplete: an attack crashed in {', '.join(paths['incomplete'])}; "
+                             "the report marks it, re-run the same command to retry")
     return 0

@@ -30,6 +30,7 @@ TONES = {
     "reproduced": "good", "contradicted": "bad", "only under the weak protocol": "warn",
     "empirically robust": "good", "not robust": "bad", "robustness not established": "warn",
     "weak": "warn", "reliable": "good",
+    "INCOMPLETE": "bad",
 }
 
 

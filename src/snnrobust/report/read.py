@@ -227,6 +227,27 @@ def robust_accuracy(result: dict) -> tuple[Optional[Estimate], str]:
     return best[0], f"minimum over attacks ({best[1]})"
 
 
+def incomplete_reasons(result: dict) -> list[str]:
+    """Why an evaluation is incomplete (an attack crashed and left samples unattacked, so its
+    robust accuracy is only an upper bound); [] when it is complete. Reads ``complete`` /
+    ``incomplete`` of the evaluation JSON; a result written before those keys existed is
+    incomplete when an attack record carries an ``error``."""
+    out = []
+    for f in as_list(result.get("incomplete")):
+        f = as_dict(f)
+        why = text(f.get("reason")) or (f"attack {text(f.get('attack'), '?')} failed: "
+                                        f"{text(f.get('error'), 'no error recorded')}")
+        out.append(why)
+    if not out:
+        for a in attack_rows(result):
+            err = as_dict(a.get("meta")).get("error")
+            if err:
+                out.append(f"attack {attack_id(a)} failed ({err}); it broke nothing it was meant to attack")
+    if not out and result.get("complete") is False:
+        out.append("the evaluation says it is incomplete without giving the reason")
+    return out
+
+
 def diagnostics(result: dict) -> list[dict]:
     """Diagnostic rows ``{name, status, summary, numbers}``; status upper-cased."""
     out = []

@@ -83,12 +83,24 @@ def _rate_cell(d: Any) -> str:
     return R.pct(R.rate(d), "-")
 
 
+def _robust_cell(res: dict) -> Any:
+    """An evaluation's robust accuracy, with a red INCOMPLETE badge when an attack crashed."""
+    text = R.pct(R.robust_accuracy(res)[0], "-")
+    return [text, " ", badge("INCOMPLETE")] if R.incomplete_reasons(res) else text
+
+
 # -- summary -------------------------------------------------------------------------------
 def summary_section(study: dict, verdicts: list[ModelVerdict], claims: list[ClaimVerdict]) -> Section:
     s = Section("summary", "Summary at a glance")
     head = R.text(study.get("description"))
     if head:
         s.add(Para(head))
+    broken = [f"{e.get('model')} / {R.protocol_of(e)}: {why}" for e in R.evaluations(study)
+              for why in R.incomplete_reasons(e["result"])]
+    if broken:
+        s.add(Callout("INCOMPLETE EVALUATIONS — an attack crashed and left samples unattacked; these robust "
+                      "accuracies are upper bounds, no verdict rests on them; re-run the study to retry them",
+                      broken, "bad"))
     protocols = _protocols(study)
     headers = ["model", "clean accuracy"]
     for p in protocols:
@@ -102,7 +114,7 @@ def summary_section(study: dict, verdicts: list[ModelVerdict], claims: list[Clai
         row: list = [lab, R.pct(R.clean_accuracy(study, lab))]
         for p in protocols:
             evs = R.evaluations(study, model=lab, protocol=p)
-            row.append(R.pct(R.robust_accuracy(evs[0]["result"])[0]) if evs else NOT_MEASURED)
+            row.append(_robust_cell(evs[0]["result"]) if evs else NOT_MEASURED)
         ent = R.sparsity_entries(study, model=lab, source="attack") or R.sparsity_entries(study, model=lab)
         izf = R.input_zero_fraction(ent[0]["result"])[0] if ent else None
         row.append(NOT_MEASURED if izf is None else f"{100 * izf.value:.1f}%" + (f" ± {100 * izf.se:.1f}" if izf.se is not None else ""))
@@ -276,15 +288,21 @@ def accuracy_section(study: dict) -> Section:
         p = R.protocol_of(e)
         s.add(Heading(f"{e.get('model')} — {p} ({'weak' if R.evaluation_is_weak(study, e) else 'reliable'} protocol), "
                       f"{R.threat(res)['label']}"))
+        broken = R.incomplete_reasons(res)
+        if broken:
+            s.add(Callout("INCOMPLETE — the worst case below is an upper bound", broken, "bad"))
         rows = [["clean (no attack)", "-", "-", "-", "-", _rate_cell(res.get("clean")), "-", "-"]]
         for a in R.attack_rows(res):
             est = R.as_dict(a.get("estimator"))
-            rows.append([R.attack_id(a), R.text(est.get("label")) or R.text(est.get("name"), "-"), _fmt(a.get("steps")),
+            err = R.as_dict(a.get("meta")).get("error")
+            aid = [R.attack_id(a), " ", badge("INCOMPLETE"), f" failed on {_fmt(R.as_dict(a.get('meta')).get('not_attacked'))} "
+                   f"samples: {err}"] if err else R.attack_id(a)
+            rows.append([aid, R.text(est.get("label")) or R.text(est.get("name"), "-"), _fmt(a.get("steps")),
                          _fmt(a.get("restarts")), _fmt(a.get("eot")), _rate_cell(a.get("robust_accuracy")),
                          _rate_cell(a.get("attack_success_rate")), R.text(a.get("scope"), "-")])
         wc = R.as_dict(res.get("worst_case"))
-        robust, how = R.robust_accuracy(res)
-        rows.append([f"WORST CASE ({how})", "-", "-", "-", "-", R.pct(robust, "-"),
+        _, how = R.robust_accuracy(res)
+        rows.append([f"WORST CASE ({how})", "-", "-", "-", "-", _robust_cell(res),
                      _rate_cell(wc.get("attack_success_rate")), "per sample"])
         s.add(Table(["attack", "estimator", "steps", "restarts", "EOT", "robust accuracy (95 % CI)",
                      "attack success rate (95 % CI)", "scope"], rows))
@@ -450,7 +468,7 @@ def tradeoff_section(study: dict, colors: dict[str, str]) -> Section:
         _, mk = F.style_for(protocols.index(p))
         points.append(F.TradeoffPoint(f"{lab} · {p}", colors.get(lab, "#333333"), mk, (clean.value, clean.lo, clean.hi),
                                       (robust.value, robust.lo, robust.hi)))
-        rows.append([lab, p, clean.text(), robust.text(), R.threat(e["result"])["label"]])
+        rows.append([lab, p, clean.text(), _robust_cell(e["result"]), R.threat(e["result"])["label"]])
     png = F.tradeoff(points, "Clean accuracy vs robust accuracy (one point per model and protocol)")
     if not png:
         return s.add(Para(f"Trade-off: {NOT_MEASURED} (no model has both a clean and a robust accuracy)."))

@@ -4,6 +4,9 @@ Model verdict (:func:`model_verdict`), per evaluation under a non-weak protocol
 (``reliable``, ``standard``), with r = its robust accuracy (per-sample worst case; lacking
 it, the minimum over attacks) and c = the model's clean accuracy:
 
+0. the evaluation is incomplete (an attack crashed and left samples unattacked, see
+   :func:`read.incomplete_reasons`)  ->  **robustness not established**, whatever r is: the
+   number was not measured as the protocol says, so no verdict rests on it (re-run it).
 1. r < ``ROBUST_FRACTION`` · c (point estimate)  ->  **not robust at eps**. Conclusive even
    when diagnostics warn: masking only makes attacks weaker, so the measured r is an upper
    bound of the true robust accuracy (the warning is added to the sentence).
@@ -32,6 +35,9 @@ Claim verdict (:func:`claim_verdict`): each check compares metric(a) with metric
   the fraction of exactly-zero entries of the loss gradient w.r.t. the input pixels, mean
   over samples with SE (the sparsity result's ``input``); lacking it, the mean over
   operations of the input-gradient zero fraction (see :func:`read.input_zero_fraction`).
+
+A check that reads an incomplete evaluation (``robust_accuracy``, ``attack_success_rate``)
+is *inconclusive*, whatever its numbers: no claim verdict rests on an incomplete result.
 
 A check *holds* when the 95 % intervals of the two numbers do not overlap and the difference
 has the expected sign (``expect``: "greater"/"less"), *fails* when they do not overlap and the
@@ -104,6 +110,11 @@ def _one_evaluation(study: dict, e: dict, clean: Optional[Estimate], warns: list
     protocol = R.protocol_of(e)
     at = f"at {R.threat(res)['label']}"
     r, _ = R.robust_accuracy(res)
+    broken = R.incomplete_reasons(res)
+    if broken:
+        return NOT_ESTABLISHED, (f"robustness not established {at}: the {protocol} evaluation is INCOMPLETE "
+                                 f"({'; '.join(broken)}); its robust accuracy {R.pct(r)} is only an upper bound, "
+                                 f"so no verdict rests on it (re-run it)")
     if clean is None:
         clean = R.rate(res.get("clean"))
     if r is None or clean is None:
@@ -152,7 +163,7 @@ def model_verdict(study: dict, label: str) -> ModelVerdict:
         r, how = R.robust_accuracy(e["result"])
         kind = "weak protocol" if R.evaluation_is_weak(study, e) else "reliable protocol"
         numbers.append(f"{R.protocol_of(e)} ({kind}; {R.threat(e['result'])['label']}): robust accuracy "
-                       f"{R.pct(r)} ({how})")
+                       f"{R.pct(r)} ({how})" + (" INCOMPLETE (upper bound)" if R.incomplete_reasons(e["result"]) else ""))
     for e in evs:
         for d in R.diagnostics(e["result"]):
             numbers.append(f"diagnostic {d['name']} ({R.protocol_of(e)}): {d['status']}"
@@ -250,6 +261,15 @@ def _zero_fraction(study: dict, model: str, check: dict) -> tuple[Optional[Estim
     return R.input_zero_fraction(entries[0]["result"])
 
 
+#: metrics read from an evaluation result (inconclusive when that evaluation is incomplete)
+_FROM_EVALUATION = ("robust_accuracy", "attack_success_rate")
+
+
+def _reads_incomplete(study: dict, model: str, check: dict) -> bool:
+    e, _ = _pick_eval(study, model, check)
+    return e is not None and bool(R.incomplete_reasons(e["result"]))
+
+
 #: metric name -> (reader(study, model, check) -> (estimate, note), noun for sentences)
 METRICS: dict[str, tuple[Callable, str]] = {
     "clean_accuracy": (_clean, "clean accuracy"),
@@ -300,7 +320,12 @@ def evaluate_check(study: dict, check: dict) -> CheckResult:
     outcome = compare(va, vb, expect)
     word = {"greater": "higher", "less": "lower"}.get(expect, expect)
     head = f"{a} {_show(va)} vs {b} {_show(vb)}"
-    if va is None or vb is None:
+    incomplete = [m for m in (a, b) if metric in _FROM_EVALUATION and _reads_incomplete(study, m, check)]
+    if incomplete:
+        outcome = INCONCLUSIVE
+        tail = (f"the {protocol} evaluation of {' and '.join(incomplete)} is INCOMPLETE (an attack crashed), "
+                f"so no verdict rests on it")
+    elif va is None or vb is None:
         tail = "not measured (" + "; ".join(n for n in (note_a if va is None else "", note_b if vb is None else "")
                                             if n) + ")"
     elif expect not in ("greater", "less"):

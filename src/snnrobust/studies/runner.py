@@ -5,6 +5,15 @@ every attack protocol, the per-operation gradient analysis and the vulnerability
 measures. Each result is written to the study's SQLite store as soon as it completes,
 keyed by the checkpoint's sha256 and the full configuration, so re-running an
 interrupted study recomputes nothing that is done. Finally the report is written.
+
+Incomplete evaluations: an evaluation in which an attack crashed (even after the
+out-of-memory retries at smaller batches) is stored as it is, with ``complete: false`` and
+its reasons, so study.json and the report show what was done and what was not; it is
+logged, flagged in red in the report (no verdict rests on it), listed under
+``"incomplete"`` in :meth:`StudyRunner.run`'s return value, and ``snnrobust study`` exits
+non-zero. It is *not* done: a re-run recomputes it (a crash is usually transient or fixed
+by a smaller batch or another device, and a demanding user wants the complete number, not a
+cached partial one) and replaces the stored row with the new attempt, complete or not.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..attacks.evaluate import evaluate
+from ..attacks.results import incomplete_from_dict
 from ..attacks.threat import ThreatModel, parse_eps
 from ..data import get_dataset
 from ..io import atomic_write_text, check_output_folder
@@ -66,6 +76,7 @@ class StudyRunner:
         self.progress = progress
         self.log = log
         self.models: dict[str, dict] = {}  # label -> {"model": nn.Module, "sha": str, "entry": dict}
+        self.incomplete: list[str] = []     # "<model> / <protocol>" of evaluations an attack crashed in
 
     # -- helpers ---------------------------------------------------------------------------
     def _eval_data(self, splits) -> tuple[torch.Tensor, torch.Tensor]:
@@ -134,12 +145,33 @@ class StudyRunner:
                     return evaluate(m["model"], x, y, **kw).to_dict()
 
                 t0 = time.time()
-                payload, was = cached(self.store, "evaluation", m["sha"], config, compute, label=desc,
-                                      study=self.recipe.name)
-                self.log(f"[{self.recipe.name}] {desc}: {'reused stored result' if was else f'done in {time.time() - t0:.0f}s'}")
+                payload, was = self._evaluation(m["sha"], config, compute, desc)
+                missing = incomplete_from_dict(payload)
+                if missing:
+                    self.incomplete.append(desc)
+                    self.log(f"[{self.recipe.name}] {desc}: INCOMPLETE after {time.time() - t0:.0f}s: "
+                             + "; ".join(f.get("reason") or str(f.get("error")) for f in missing))
+                else:
+                    self.log(f"[{self.recipe.name}] {desc}: "
+                             f"{'reused stored result' if was else f'done in {time.time() - t0:.0f}s'}")
                 out.append({"model": label, "protocol": proto["name"], "weak": bool(proto.get("weak", False)),
                             "result": payload})
         return out
+
+    def _evaluation(self, sha: str, config: dict, compute: Callable[[], dict], desc: str) -> tuple[dict, bool]:
+        """(payload, reused): the stored evaluation when it is complete, else a fresh one,
+        stored at once (replacing a stored incomplete one; see the module docstring)."""
+        stored = self.store.get("evaluation", sha, config)
+        if stored is not None and not incomplete_from_dict(stored):
+            return stored, True
+        if stored is not None:
+            self.log(f"[{self.recipe.name}] {desc}: the stored result is INCOMPLETE; computing it again")
+        t0 = time.perf_counter()
+        payload = compute()
+        self.store.put("evaluation", sha, config, payload, label=desc, study=self.recipe.name,
+                       duration_s=time.perf_counter() - t0, replace=stored is not None)
+        back = self.store.get("evaluation", sha, config)
+        return (back if back is not None else payload), False
 
     def sparsity_all(self, splits) -> list[dict]:
         sp = self.spec.get("sparsity")
@@ -218,7 +250,10 @@ class StudyRunner:
 
         paths = write_report(study, self.folder)
         atomic_write_text(self.folder / "study.json", json.dumps(study, indent=1, default=str))
-        return {"folder": self.folder, **paths}
+        if self.incomplete:
+            self.log(f"[{self.recipe.name}] INCOMPLETE: {len(self.incomplete)} evaluation(s) had an attack crash "
+                     f"({', '.join(self.incomplete)}); the report marks them and re-running the study retries them")
+        return {"folder": self.folder, **paths, "incomplete": list(self.incomplete)}
 
 
 def run_study(name: str, size: str = "quick", out: "str | Path | None" = None, data_root: Optional[str] = None,
