@@ -295,7 +295,8 @@ def _evaluation(robust_k: int, incomplete: bool, n: int = 400, clean_k: int = 39
            "threat_model": {"norm": "linf", "eps": 8 / 255, "perturb": "pixels", "bn_mode": "eval"},
            "clean": _rate(clean_k, n),
            "attacks": [{"id": "apgd-ce/bptt", "attack": {"name": "apgd-ce"}, "scope": "cumulative",
-                        "robust_accuracy": _rate(robust_k, n), "attack_success_rate": _rate(clean_k - robust_k, clean_k),
+                        "robust_accuracy": _rate(robust_k, n),
+                        "attack_success_rate": _rate(clean_k - robust_k, clean_k),
                         "meta": {"error": "OutOfMemoryError: CUDA out of memory", "not_attacked": 100}
                         if incomplete else {}}],
            "worst_case": {"robust_accuracy": _rate(robust_k, n),
@@ -368,6 +369,7 @@ sizes:
 def test_study_stores_an_incomplete_evaluation_flagged_and_retries_it(tmp_path, monkeypatch):
     import snnrobust.studies.runner as runner
     from snnrobust.store import ResultsStore
+    from snnrobust.store.compare import records_table
     from snnrobust.studies import load_recipe
 
     recipe = tmp_path / "crashy.yaml"
@@ -385,6 +387,9 @@ def test_study_stores_an_incomplete_evaluation_flagged_and_retries_it(tmp_path, 
             evs = r.evaluate_all(x, y, {"dataset": "synthetic"})
             rows = st.records(kind="evaluation")
         assert len(rows) == 1 and rows[0].payload == evs[0]["result"]
+        # `snnrobust results` lists it flagged (or not) too
+        listed = records_table(rows)
+        assert ("INCOMPLETE (an attack crashed; upper bound)" in listed) == bool(r.incomplete), listed
         return evs, r.incomplete
 
     calls = []
@@ -424,3 +429,23 @@ def _real_get_attack():
     from snnrobust.attacks.registry import get_attack
 
     return get_attack
+
+
+def test_alert_lines_are_red_on_a_terminal_only(monkeypatch):
+    import io
+
+    from snnrobust.cli.cmd_attack import _red_alerts
+
+    table = "Threat model: Linf\nINCOMPLETE: attack pgd ...\nclean 90%\nWARNING: L-inf eps=8 ..."
+    tty = io.StringIO()
+    tty.isatty = lambda: True
+    monkeypatch.setattr("sys.stdout", tty)
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    lines = _red_alerts(table).splitlines()
+    assert lines[0] == "Threat model: Linf" and lines[2] == "clean 90%"
+    assert lines[1] == "\033[31mINCOMPLETE: attack pgd ...\033[0m" and lines[3].startswith("\033[31mWARNING")
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert _red_alerts(table) == table
+    monkeypatch.setattr("sys.stdout", io.StringIO())  # a pipe or a file: plain text
+    monkeypatch.delenv("NO_COLOR")
+    assert _red_alerts(table) == table

@@ -11,6 +11,11 @@ attacker's estimator, EOT and voting apply to every attack alike.
 Scoring: a sample is *robust* to an attack when it is classified correctly at the clean
 point and at the attack's point (majority vote for stochastic models). Cascade suites attack
 only samples still robust; the worst case is robust only if every attack failed.
+
+Crashes: a batch that runs out of memory is retried in halves (down to one sample); what an
+attack broke in its finished batches always counts. If it still crashes, the samples it never
+attacked are listed in ``EvaluationResult.incomplete`` and ``result.complete`` is False: the
+robust accuracy is then an upper bound, said in the table, the JSON and the report.
 """
 
 from __future__ import annotations
@@ -280,8 +285,9 @@ def ball_covers_everything(norm: str, eps: float, bounds: tuple[float, float], d
     diag = span * math.sqrt(max(dims, 1))
     if eps < diag:
         return None
-    return (f"WARNING: L2 eps={eps:g} >= {diag:.4g}, the diagonal of the valid box [{bounds[0]:g}, {bounds[1]:g}]^{dims}: "
-            f"every input lies in the ball, so robust accuracy here says nothing about the model")
+    return (f"WARNING: L2 eps={eps:g} >= {diag:.4g}, the diagonal of the valid box "
+            f"[{bounds[0]:g}, {bounds[1]:g}]^{dims}: every input lies in the ball, so robust accuracy here says "
+            f"nothing about the model")
 
 
 def _first_line(e: BaseException) -> str:
@@ -567,7 +573,12 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
     strings) adds the robustness curve (a suite's own default curve when None; ``[]`` for none).
     ``diagnostics`` defaults to on for the reliable suite. ``replicate_seed_code`` (seed-luu2025
     only) perturbs spikes, crafts with BN in train mode and lets PGD abort at gradient norm
-    < 1e-6, labelled in the result."""
+    < 1e-6, labelled in the result.
+
+    Check ``result.complete``: it is False when an attack crashed on some samples even at
+    batch size 1 (``result.incomplete`` says which attack, which samples and the error); the
+    robust accuracy is then an upper bound (the CLI exits non-zero). An eps ball that holds
+    every valid input (L-inf eps >= 1 on pixels) gives a ``WARNING`` note."""
     t_start = time.perf_counter()
     if (suite is None) == (attack is None):
         raise ConfigError("give exactly one of a suite (--suite NAME) or an attack (--attack NAME)")
@@ -732,8 +743,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
 
     # -- result ---------------------------------------------------------------------------
     incomplete = [dict(f, reason=failure_reason(f, correct.numel())) for f in failures]
-    for f in incomplete:
-        notes.insert(0, f["reason"])
+    notes[:0] = [f["reason"] for f in incomplete]  # first: the most important thing to read
     if incomplete and progress:
         _say(f"INCOMPLETE: {len(incomplete)} attack run(s) left samples unattacked; see the notes")
     broken_counts: dict[str, int] = {}

@@ -199,8 +199,8 @@ class EvaluationResult:
     def incomplete_summary(self) -> str:
         """One line naming every failed attack run (empty when complete)."""
         return "; ".join(f"{f.get('attack', '?')} at eps={format_eps(f['eps']) if _is_num(f.get('eps')) else '?'} "
-                         f"did not attack {f.get('n_not_attacked', '?')} samples ({f.get('error') or 'no error recorded'})"
-                         for f in self.incomplete)
+                         f"did not attack {f.get('n_not_attacked', '?')} samples "
+                         f"({f.get('error') or 'no error recorded'})" for f in self.incomplete)
 
     @property
     def diagnostics_status(self) -> str:
@@ -289,7 +289,8 @@ class EvaluationResult:
         lines.append("")
         lines.append(f"Worst case (per sample, all attacks): robust accuracy {w.robust_accuracy.percent()} "
                      f"n={w.robust_accuracy.n}; attack success {w.attack_success_rate.percent()} "
-                     f"of {w.attack_success_rate.n} correct" + ("  INCOMPLETE (upper bound)" if not self.complete else ""))
+                     f"of {w.attack_success_rate.n} correct"
+                     + ("  INCOMPLETE (upper bound)" if not self.complete else ""))
         if any(w.broken_by.values()):
             lines.append("  first broken by: " + ", ".join(f"{k} {v}" for k, v in w.broken_by.items() if v))
         if self.eps_curve:

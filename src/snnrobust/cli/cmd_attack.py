@@ -137,6 +137,18 @@ def _validate_names(args: argparse.Namespace) -> None:
         raise ConfigError("--attack-option applies to --attack only")
 
 
+def _red_alerts(table: str) -> str:
+    """The table with its INCOMPLETE / FAILED / WARNING lines in red on a terminal (not in
+    pipes or files, nor with NO_COLOR set)."""
+    import os
+
+    if not sys.stdout.isatty() or os.environ.get("NO_COLOR"):
+        return table
+    alert = ("INCOMPLETE", "FAILED", "WARNING")
+    return "\n".join(f"\033[31m{line}\033[0m" if any(w in line for w in alert) else line
+                     for line in table.splitlines())
+
+
 def ann_twin_source(model):
     """The ANN twin (ReLU for every spiking neuron, analog input, T = 1) carrying ``model``'s
     weights: an untrained, weight-shared proxy used as a transfer source."""
@@ -223,7 +235,7 @@ def run(args: argparse.Namespace) -> int:
     name = result.name + ("-replication" if result.replication else "")
     out = Path(args.out) if args.out else result_path(ckpt_path, name, result.budget.name)
     write_result(result, out)
-    print(result.table())
+    print(_red_alerts(result.table()))
     print(f"results written to {out}")
     if not result.complete:  # written and shown above; the exit status must not say "all done"
         raise SnnRobustError(f"evaluation INCOMPLETE: {result.incomplete_summary()}; the robust accuracy is an "

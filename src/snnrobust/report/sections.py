@@ -295,8 +295,9 @@ def accuracy_section(study: dict) -> Section:
         for a in R.attack_rows(res):
             est = R.as_dict(a.get("estimator"))
             err = R.as_dict(a.get("meta")).get("error")
-            aid = [R.attack_id(a), " ", badge("INCOMPLETE"), f" failed on {_fmt(R.as_dict(a.get('meta')).get('not_attacked'))} "
-                   f"samples: {err}"] if err else R.attack_id(a)
+            skipped = _fmt(R.as_dict(a.get("meta")).get("not_attacked"))
+            aid = [R.attack_id(a), " ", badge("INCOMPLETE"), f" failed on {skipped} samples: {err}"] if err \
+                else R.attack_id(a)
             rows.append([aid, R.text(est.get("label")) or R.text(est.get("name"), "-"), _fmt(a.get("steps")),
                          _fmt(a.get("restarts")), _fmt(a.get("eot")), _rate_cell(a.get("robust_accuracy")),
                          _rate_cell(a.get("attack_success_rate")), R.text(a.get("scope"), "-")])

@@ -163,7 +163,8 @@ def model_verdict(study: dict, label: str) -> ModelVerdict:
         r, how = R.robust_accuracy(e["result"])
         kind = "weak protocol" if R.evaluation_is_weak(study, e) else "reliable protocol"
         numbers.append(f"{R.protocol_of(e)} ({kind}; {R.threat(e['result'])['label']}): robust accuracy "
-                       f"{R.pct(r)} ({how})" + (" INCOMPLETE (upper bound)" if R.incomplete_reasons(e["result"]) else ""))
+                       f"{R.pct(r)} ({how})"
+                       + (" INCOMPLETE (upper bound)" if R.incomplete_reasons(e["result"]) else ""))
     for e in evs:
         for d in R.diagnostics(e["result"]):
             numbers.append(f"diagnostic {d['name']} ({R.protocol_of(e)}): {d['status']}"

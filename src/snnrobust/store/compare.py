@@ -47,6 +47,8 @@ def _short(record) -> str:
     if h.other is not None:
         return h.other
     text = f"clean {fmt_pct(h.clean)} / robust {fmt_rate(h.robust, h.robust_ci)}"
+    if h.robust_from and "INCOMPLETE" in h.robust_from:
+        text += " INCOMPLETE"
     if h.suite:
         text += f" {h.suite}"
     if h.budget:

@@ -13,6 +13,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..attacks.results import incomplete_from_dict
 from ..attacks.threat import format_eps
 
 
@@ -24,7 +25,7 @@ class Headline:
     clean_ci: tuple[float, float] | None = None
     robust: float | None = None
     robust_ci: tuple[float, float] | None = None
-    robust_from: str | None = None  # "worst_case" or "min over N attacks"
+    robust_from: str | None = None  # "worst_case" or "min over N attacks", + " INCOMPLETE (...)" if an attack crashed
     suite: str | None = None
     budget: str | None = None
     norm: str | None = None
@@ -124,6 +125,9 @@ def headline(payload: Any) -> Headline:
         if rates:
             robust, robust_ci, _ = min(rates, key=lambda r: r[0])
             robust_from = f"min over {len(rates)} attacks"
+
+    if robust_from is not None and incomplete_from_dict(payload):  # an attack crashed: say so in every listing
+        robust_from += " INCOMPLETE (an attack crashed; upper bound)"
 
     tm = payload.get("threat_model") if isinstance(payload.get("threat_model"), dict) else {}
     data = payload.get("data") if isinstance(payload.get("data"), dict) else {}
