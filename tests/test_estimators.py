@@ -9,7 +9,7 @@ import torch
 from snnrobust.attacks import ESTIMATORS, get_estimator
 from snnrobust.attacks.estimators import ASSG
 from snnrobust.errors import ConfigError
-from snnrobust.spiking import IFNode, LIFNode, Surrogate, record_membranes
+from snnrobust.spiking import IFNode, LIFNode, Surrogate, record_membranes, reset_states
 
 T, B, N = 5, 3, 7
 ALL_SPECS = ["bptt", "bptt:triangle:0.5", "bptt:rectangle:1:0.3", "ste", "bptr", "rga", "rga:0.3:1.5:0.6",
@@ -320,3 +320,129 @@ def test_bad_specs_give_one_line_config_error(bad):
     with pytest.raises(ConfigError) as e:
         get_estimator(bad)
     assert "\n" not in str(e.value)
+
+
+# -- one neuron loop: every estimator equals the old separate implementations -------------
+# Before the estimators ran on the neuron's own loop (SpikingNeuron.run), they carried two
+# copies of the dynamics: a graph-free exact forward (BPTR, RGA, HART, PDSG's sigma) with a
+# hand-written backward, and a BPTT loop with a replaced spike function (PDSG, ASSG). The
+# reference below is that old way, written out independently of the package's loop, on a
+# two-layer model (float64, both layers partly firing) for every estimator, IF and LIF, hard
+# and soft reset; two passes so ASSG's running averages are compared as well.
+REF_CONFIGS = {
+    "if-hard": lambda: IFNode(reset="hard"),
+    "if-hard-vreset-detached": lambda: IFNode(reset="hard", v_reset=-0.2, detach_reset=True),
+    "if-soft": lambda: IFNode(reset="soft", threshold=0.8),
+    "lif-hard-vreset": lambda: LIFNode(leak=0.8, reset="hard", v_reset=-0.2, threshold=0.9),
+    "lif-soft-detached": lambda: LIFNode(leak=0.7, reset="soft", detach_reset=True),
+}
+
+
+def ref_dynamics(neuron, x, spike):
+    """The old copy of the dynamics from rest: charge, spike(u - th, t), reset -> (s, u) [T, ...]."""
+    lam, rest, th = neuron.leak, neuron.v_rest, neuron.threshold
+    v = torch.full_like(x[0], rest)
+    ss, us = [], []
+    for t, xt in enumerate(x):
+        v = rest + lam * (v - rest) + xt
+        us.append(v)
+        s = spike(v - th, t)
+        sr = s.detach() if neuron.detach_reset else s
+        v = v * (1 - sr) + neuron.v_reset * sr if neuron.reset_mode == "hard" else v - th * sr
+        ss.append(s)
+    return torch.stack(ss), torch.stack(us)
+
+
+def ref_exact(neuron, x):
+    with torch.no_grad():
+        return ref_dynamics(neuron, x, lambda d, t: (d >= 0).to(d.dtype))
+
+
+def _dx(x):
+    """x - x.detach(): zero forward, identity Jacobian (to attach a chosen backward to a value)."""
+    return x - x.detach()
+
+
+class RefLayer:
+    """One estimator the old way, for one layer; keeps ASSG's (M, D) across passes."""
+
+    def __init__(self, spec):
+        self.est = get_estimator(spec)
+        self.assg_state = None
+
+    def __call__(self, neuron, x):
+        est, name = self.est, self.est.name
+        if name in ("bptt", "ste"):
+            sg = est.surrogate or neuron.surrogate
+            return ref_dynamics(neuron, x, lambda d, t: sg.spike(d))[0]
+        if name == "bptr":  # dL/dx_t = g_t * [mean_t s_t > 0]
+            s, _ = ref_exact(neuron, x)
+            return s + (s.mean(0) > 0).to(x.dtype) * _dx(x)
+        if name == "rga":  # dL/dx_t = f'(mean_t x) * mean_t g_t
+            s, _ = ref_exact(neuron, x)
+            fp = est.rate_derivative(x.detach().mean(0), neuron.threshold, neuron.leak, neuron.v_rest)
+            return s + (fp * _dx(x).mean(0)).unsqueeze(0)
+        if name == "hart":  # dL/dx_t = mean_t' g_t' * tri(u_t - th), u from the exact forward
+            s, u = ref_exact(neuron, x)
+            gamma = est.params["gamma"]
+            tri = torch.clamp(1 - (u - neuron.threshold).abs() / gamma, min=0) / gamma
+            return s + (tri * _dx(x)).mean(0, keepdim=True)
+        if name == "pdsg":  # BPTT, Gaussian surrogate with sigma = per-sample std of u
+            _, u = ref_exact(neuron, x)
+            sigma = u.transpose(0, 1).reshape(u.shape[1], -1).std(dim=1, unbiased=False).clamp_min(1e-6)
+            sigma = sigma.view(-1, *([1] * (x.dim() - 2)))
+            return ref_dynamics(neuron, x, lambda d, t: Surrogate("gaussian").spike(d, param=sigma))[0]
+        if name == "assg":  # BPTT, ATan with alpha = a / (M + r D + 1e-4), EMAs over passes
+            A, r, b = est.params["A"], est.params["r"], est.params["beta"]
+            a = 2 * math.tan(math.pi * A / 2) / math.pi
+            prev, Ms, Ds = self.assg_state, [], []
+
+            def spike(d, t):
+                dd = d.detach().abs()
+                m = dd if prev is None else b * prev[0][t] + (1 - b) * dd
+                dev = torch.zeros_like(dd) if prev is None else b * prev[1][t] + (1 - b) * (dd - m).abs()
+                Ms.append(m)
+                Ds.append(dev)
+                return Surrogate("atan").spike(d, param=a / (m + r * dev + 1e-4))
+
+            s = ref_dynamics(neuron, x, spike)[0]
+            self.assg_state = (torch.stack(Ms), torch.stack(Ds))
+            return s
+        raise AssertionError(f"no reference for {name}")
+
+
+def two_layer_model(make):
+    """x [T, B, 6] -> Linear -> neuron -> Linear -> neuron -> spikes [T, B, 5], float64,
+    weights scaled so that both layers fire on part of the inputs."""
+    from snnrobust.spiking import SeqToBatch
+
+    torch.manual_seed(0)
+    l1, l2 = torch.nn.Linear(6, 8).double(), torch.nn.Linear(8, 5).double()
+    with torch.no_grad():
+        l1.weight.mul_(3)
+        l2.weight.mul_(4)
+        l2.bias.add_(0.3)
+    return torch.nn.Sequential(SeqToBatch(l1), make().double(), SeqToBatch(l2), make().double())
+
+
+@pytest.mark.parametrize("spec", ALL_SPECS)
+@pytest.mark.parametrize("config", list(REF_CONFIGS))
+def test_estimators_on_the_neuron_loop_equal_the_old_separate_dynamics(spec, config):
+    model = two_layer_model(REF_CONFIGS[config])
+    lin1, n1, lin2, n2 = model
+    est, refs = get_estimator(spec), (RefLayer(spec), RefLayer(spec))
+    gen = torch.Generator().manual_seed(1)
+    for _ in range(2):  # the second pass sees ASSG's running averages
+        x = (torch.rand(4, 3, 6, generator=gen, dtype=torch.float64) * 1.5).requires_grad_(True)
+        w = torch.randn(4, 3, 5, generator=gen, dtype=torch.float64)
+        with est.applied(model):
+            reset_states(model)
+            s = model(x)
+        (grad,) = torch.autograd.grad((s * w).sum(), x)
+        s1 = refs[0](n1, lin1(x))
+        s_ref = refs[1](n2, lin2(s1))
+        (grad_ref,) = torch.autograd.grad((s_ref * w).sum(), x)
+        assert torch.equal(s, s_ref.detach())
+        assert 0 < s1.mean() < 1 and 0 < s.mean() < 1  # both layers fire on part of the inputs
+        assert torch.allclose(grad, grad_ref, rtol=1e-9, atol=1e-12)
+    assert grad.abs().sum() > 0

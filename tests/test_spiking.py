@@ -199,3 +199,73 @@ def test_reset_clears_all_state(tiny_sew):
     # a forward does not depend on what ran before it (models reset themselves)
     m(torch.rand(3, 1, 12, 12))
     assert torch.equal(m(x), y1)
+
+
+# -- Surrogate as a value object: canonical spec, widening declared on the kind -----------
+def test_surrogate_spec_is_the_canonical_string_and_parses_back():
+    assert Surrogate("atan", 2.0).spec() == "atan:2"
+    assert Surrogate("triangle", 1.0, 0.3).spec() == "triangle:1:0.3"
+    assert Surrogate("atan", 1 / 3).spec() == "atan:0.333333"
+    assert Surrogate("ste").spec() == "straight-through:1"
+    for kind in SURROGATES:
+        for sg in (Surrogate(kind), Surrogate(kind, 0.7, 0.3)):
+            assert Surrogate.parse(sg.spec()) == sg
+
+
+@pytest.mark.parametrize("kind", sorted(SURROGATES))
+@pytest.mark.parametrize("factor", [0.5, 4.0])
+def test_surrogate_widened_stretches_the_derivative_by_the_factor(kind, factor):
+    sg = Surrogate(kind, 1.5, 0.3)
+    wide = sg.widened(factor)
+    assert (wide.kind, wide.scale) == (kind, 0.3)
+    assert SURROGATES[kind].param_is in ("sharpness", "width", "none")
+    if not sg.has_width:  # a constant derivative: nothing to widen
+        assert wide == sg
+        return
+    expected = 1.5 / factor if SURROGATES[kind].param_is == "sharpness" else 1.5 * factor
+    assert wide.param == pytest.approx(expected)
+    # the widened derivative at factor * x is the original at x up to one constant
+    x = torch.linspace(-0.5, 0.5, 41, dtype=torch.float64)
+    ratio = wide.grad(factor * x) / sg.grad(x)
+    assert torch.allclose(ratio, ratio[20].expand_as(ratio))
+
+
+def test_surrogate_widened_matches_the_old_string_forms():
+    # the strings the suite's surrogate-width sweep wrote before (stored in attack ids)
+    assert Surrogate.parse("triangle:1:0.3").widened(2).spec() == "triangle:2:0.3"
+    assert Surrogate.parse("atan:2").widened(4).spec() == "atan:0.5"
+    assert Surrogate.parse("gaussian:0.5").widened(0.5).spec() == "gaussian:0.25"
+    with pytest.raises(ConfigError):
+        Surrogate("atan").widened(0)
+
+
+# -- the one time loop: SpikingNeuron.run and its estimator hooks --------------------------
+def test_run_is_the_forward_and_its_hooks_change_only_the_backward():
+    x = torch.tensor([[0.6, 0.2], [0.7, 0.9], [0.5, 0.4], [0.8, 0.3]], requires_grad=True)
+    w = torch.tensor([[1.0, -2.0], [0.5, 1.0], [-1.0, 3.0], [2.0, 0.5]])
+    n = LIFNode(leak=0.9, reset="hard", surrogate="atan:2")
+    ref = n(x)
+    v_after = n.v.detach().clone()
+    n.reset_state()
+    s, mem = n.run(x, record=True)
+    assert torch.equal(s, ref) and torch.equal(n.v.detach(), v_after)
+    assert mem.shape == x.shape and n.membrane is None  # returned, not stored without record_membrane
+    # keep_state=False: a look-ahead pass leaves the state alone
+    n.reset_state()
+    n.run(x, keep_state=False)
+    assert n.v is None
+    # fire hook: called with (u - threshold, t) at every step; straight-through and a detached
+    # recurrence give dL/dx_t = w_t exactly (du_t/dx_t = 1, nothing crosses steps)
+    seen = []
+
+    def fire(d, t):
+        seen.append(t)
+        return Surrogate("straight-through").spike(d)
+
+    s2, mem2 = n.run(x, fire=fire, detach_recurrence=True, keep_state=False, record=True)
+    assert seen == [0, 1, 2, 3] and torch.equal(s2, ref) and torch.allclose(mem2, mem)
+    (g,) = torch.autograd.grad((s2 * w).sum(), x)
+    assert torch.equal(g, w)
+    # without detaching, gradient crosses steps through the leak and the reset
+    (g_bptt,) = torch.autograd.grad((n.run(x, fire=fire, keep_state=False)[0] * w).sum(), x)
+    assert not torch.allclose(g_bptt, w)

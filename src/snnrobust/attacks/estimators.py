@@ -62,7 +62,7 @@ from __future__ import annotations
 import math
 import weakref
 from contextlib import ExitStack, contextmanager
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 from torch import nn
@@ -74,46 +74,32 @@ from ..spiking.surrogates import Surrogate
 
 
 # ---------------------------------------------------------------------------------------
-# building blocks: the neuron's exact forward, and BPTT with a replaced spike function
+# building blocks. The dynamics (charge, fire, reset) live only in the neuron's own loop,
+# SpikingNeuron.run; an estimator states what differs: the spike function's backward, a
+# detached recurrence, or a whole replaced backward around the exact (graph-free) forward.
 # ---------------------------------------------------------------------------------------
-def exact_forward(neuron: SpikingNeuron, x_seq: torch.Tensor, keep_state: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run the neuron's own dynamics without a graph: (spikes, pre-spike membrane), both
-    [T, B, ...]. With ``keep_state`` the neuron's ``v`` (and ``membrane`` when recording)
-    are updated as by its forward."""
+def exact_forward(neuron: SpikingNeuron, x_seq: torch.Tensor,
+                  keep_state: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """The neuron's own loop without a graph: (spikes, pre-spike membrane), both [T, B, ...].
+    With ``keep_state`` the neuron's ``v`` (and ``membrane`` when recording) are updated as by
+    its forward."""
     with torch.no_grad():
-        v = neuron.v if neuron.v is not None else neuron.initial_membrane(x_seq[0])
-        spikes, mems = [], []
-        for x in x_seq:
-            v = neuron.charge(v, x)
-            mems.append(v)
-            s = neuron.fire(v)
-            v = neuron.reset_membrane(v, s)
-            spikes.append(s)
-        spk, mem = torch.stack(spikes), torch.stack(mems)
-    if keep_state:
-        neuron.v = v
-        if neuron.record_membrane:
-            neuron.membrane = mem
-    return spk, mem
+        spikes, membrane = neuron.run(x_seq, keep_state=keep_state, record=True)
+    assert membrane is not None
+    return spikes, membrane
 
 
-def bptt_with(neuron: SpikingNeuron, x_seq: torch.Tensor,
-              spike_fn: Callable[[torch.Tensor, int], torch.Tensor]) -> torch.Tensor:
-    """The neuron's dynamics with a differentiable graph, firing with ``spike_fn(u - theta, t)``
-    (which must return H(u - theta) forward) instead of the neuron's own surrogate."""
-    v = neuron.v if neuron.v is not None else neuron.initial_membrane(x_seq[0])
-    spikes, mems = [], []
-    for t, x in enumerate(x_seq):
-        v = neuron.charge(v, x)
-        if neuron.record_membrane:
-            mems.append(v)
-        s = spike_fn(v - neuron.threshold, t)
-        v = neuron.reset_membrane(v, s)
-        spikes.append(s)
-    neuron.v = v
-    if neuron.record_membrane:
-        neuron.membrane = torch.stack(mems)
-    return torch.stack(spikes)
+class _TimeAveragedGrad(torch.autograd.Function):
+    """Identity forward on spikes [T, B, ...]; backward replaces each step's incoming gradient
+    by its mean over the T steps (HART's time-averaged gradient)."""
+
+    @staticmethod
+    def forward(ctx, spikes):  # type: ignore[override]
+        return spikes.view_as(spikes)
+
+    @staticmethod
+    def backward(ctx, g):  # type: ignore[override]
+        return g.mean(0, keepdim=True).expand_as(g)
 
 
 class _ReplacedBackward(torch.autograd.Function):
@@ -217,17 +203,11 @@ class BPTT(GradientEstimator):
         self.surrogate: Optional[Surrogate] = None if surrogate is None else Surrogate.parse(surrogate)
         super().__init__(surrogate=None if self.surrogate is None else self.surrogate.to_dict())
 
-    def _sg_text(self) -> str:
-        sg = self.surrogate
-        assert sg is not None
-        text = f"{sg.kind}:{_fmt(float(sg.param))}"
-        return text + (f":{_fmt(float(sg.scale))}" if sg.scale != 1 else "")
-
     def label(self) -> str:
-        return "BPTT[model surrogate]" if self.surrogate is None else f"BPTT[{self._sg_text()}]"
+        return "BPTT[model surrogate]" if self.surrogate is None else f"BPTT[{self.surrogate.spec()}]"
 
     def spec(self) -> str:
-        return "bptt" if self.surrogate is None else f"bptt:{self._sg_text()}"
+        return "bptt" if self.surrogate is None else f"bptt:{self.surrogate.spec()}"
 
     @contextmanager
     def applied(self, model: nn.Module) -> Iterator[nn.Module]:
@@ -335,12 +315,10 @@ class HART(LayerEstimator):
         self._tri = Surrogate("triangle", self.params["gamma"])
 
     def __call__(self, neuron: SpikingNeuron, x_seq: torch.Tensor) -> torch.Tensor:
-        def run(x: torch.Tensor):
-            spikes, u = exact_forward(neuron, x)
-            local = self._tri.grad(u - neuron.threshold)  # ds_t/dx_t with u_{t-1} detached
-            return spikes, lambda g: g.mean(0, keepdim=True) * local
-
-        return _ReplacedBackward.apply(x_seq, run)
+        # with v_{t-1} detached, ds_t/dx_t = tri(u_t - theta) and nothing crosses steps; the
+        # time average of the incoming gradient is applied to the layer's output
+        spikes, _ = neuron.run(x_seq, fire=lambda xm, t: self._tri.spike(xm), detach_recurrence=True)
+        return _TimeAveragedGrad.apply(spikes)
 
 
 class PDSG(LayerEstimator):
@@ -361,9 +339,9 @@ class PDSG(LayerEstimator):
         return flat.std(dim=1, unbiased=False).clamp_min(self.params["min_sigma"])
 
     def __call__(self, neuron: SpikingNeuron, x_seq: torch.Tensor) -> torch.Tensor:
-        _, u = exact_forward(neuron, x_seq, keep_state=False)
+        _, u = exact_forward(neuron, x_seq, keep_state=False)  # look ahead for sigma only
         sigma = _bcast(self.sigma(u), x_seq[0])
-        return bptt_with(neuron, x_seq, lambda xm, t: self._gauss.spike(xm, param=sigma))
+        return neuron.run(x_seq, fire=lambda xm, t: self._gauss.spike(xm, param=sigma))[0]
 
 
 class ASSG(LayerEstimator):
@@ -387,7 +365,8 @@ class ASSG(LayerEstimator):
         )
 
     def label(self) -> str:
-        extra = "".join(f",{k}={_fmt_label(self.params[k])}" for k, d in (("r", 1.0), ("beta", 0.9)) if self.params[k] != d)
+        extra = "".join(f",{k}={_fmt_label(self.params[k])}"
+                        for k, d in (("r", 1.0), ("beta", 0.9)) if self.params[k] != d)
         return f"ASSG[A={_fmt_label(self.params['A'])}{extra}]"
 
     def reset(self) -> None:
@@ -417,7 +396,7 @@ class ASSG(LayerEstimator):
             alpha = self.a / (m + r * dev + 1e-4)
             return self._atan.spike(xm, param=alpha)
 
-        out = bptt_with(neuron, x_seq, spike)
+        out, _ = neuron.run(x_seq, fire=spike)
         self._state[neuron] = (torch.stack(Ms), torch.stack(Ds))
         return out
 
@@ -480,7 +459,8 @@ def get_estimator(spec: "str | dict | GradientEstimator | None" = None) -> Gradi
                 f"estimator {name}: bad parameter(s) {sorted(params)}; allowed: {', '.join(allowed) or 'none'}"
             ) from None
     if not isinstance(spec, str):
-        raise ConfigError(f"gradient estimator must be a string like 'bptt:atan:2' or a dict, got {type(spec).__name__}")
+        raise ConfigError("gradient estimator must be a string like 'bptt:atan:2' or a dict, "
+                          f"got {type(spec).__name__}")
     parts = [p.strip() for p in spec.strip().split(":")]
     name, args = parts[0].lower(), parts[1:]
     cls = ESTIMATOR_TYPES.get(name)

@@ -13,10 +13,14 @@ The leak form is seed 001's ``U <- lam*U + W*O - th*O``.
 State: ``v`` holds the membrane after the last step; :func:`~snnrobust.spiking.functional.reset_states`
 clears it and must run before every forward pass (models do it themselves).
 
-Attack-time gradient estimators replace the backward of a whole layer by setting
-``neuron.estimator`` (a callable ``(neuron, x_seq) -> spikes``); ``None`` means exact
-BPTT through the surrogate in ``neuron.surrogate``. Both are swapped by context managers
-in :mod:`snnrobust.spiking.functional`, never by editing weights.
+The time loop lives in one place, :meth:`SpikingNeuron.run`. Its two hooks are all an
+attack-time gradient estimator may change: ``fire`` (the spike function, i.e. which
+surrogate backward; it must return the exact step H(u - th) forward) and
+``detach_recurrence`` (no gradient from v_{t-1} into u_t). Estimators replace the backward
+of a whole layer by setting ``neuron.estimator`` (a callable ``(neuron, x_seq) -> spikes``
+that calls ``run``); ``None`` means exact BPTT through the surrogate in
+``neuron.surrogate``. Both are swapped by context managers in
+:mod:`snnrobust.spiking.functional`, never by editing weights.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from ..errors import ConfigError
 from .surrogates import Surrogate
 
 Estimator = Callable[["SpikingNeuron", torch.Tensor], torch.Tensor]
+#: A spike function for :meth:`SpikingNeuron.run`: ``(u - threshold [B, ...], step t) -> spikes``,
+#: exactly H(u - threshold) forward; only its backward is free.
+FireFn = Callable[[torch.Tensor, int], torch.Tensor]
 
 
 class SpikingNeuron(nn.Module):
@@ -93,31 +100,51 @@ class SpikingNeuron(nn.Module):
             return v * (1 - s) + self.v_reset * s
         return v - self.threshold * s
 
+    # -- the one time loop ----------------------------------------------------------------
+    def run(self, x_seq: torch.Tensor, fire: Optional[FireFn] = None, detach_recurrence: bool = False,
+            keep_state: bool = True, record: bool = False) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """The neuron's dynamics over x_seq [T, B, ...] (input current per step), starting from
+        the stored ``v`` (or rest). Returns (spikes [T, B, ...], pre-spike membrane [T, B, ...]
+        or None): the membrane is returned when ``record`` or ``record_membrane`` is set.
+
+        Hooks for gradient estimators (the forward values never change):
+
+        - ``fire(u - threshold, t)`` replaces the neuron's own surrogate spike ``self.fire``;
+        - ``detach_recurrence``: u_t = charge(v_{t-1}.detach(), x_t), so du_t/dx_t = 1 and no
+          gradient crosses steps (HART).
+
+        ``keep_state``: store the final membrane in ``v`` (and the pre-spike trace in
+        ``membrane`` when ``record_membrane``) as the forward does; False leaves the state
+        untouched (a look-ahead pass)."""
+        keep_trace = record or self.record_membrane
+        v = self.v if self.v is not None else self.initial_membrane(x_seq[0])
+        spikes, mems = [], []
+        for t, x in enumerate(x_seq):
+            v = self.charge(v.detach() if detach_recurrence else v, x)
+            if keep_trace:
+                mems.append(v)
+            s = self.fire(v) if fire is None else fire(v - self.threshold, t)
+            v = self.reset_membrane(v, s)
+            spikes.append(s)
+        membrane = torch.stack(mems) if keep_trace else None
+        if keep_state:
+            self.v = v
+            if self.record_membrane:
+                self.membrane = membrane
+        return torch.stack(spikes), membrane
+
     # -- multi-step forward --------------------------------------------------------------
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         """x_seq: input current [T, B, ...] -> spikes in {0, 1}, same shape."""
         if self.estimator is not None:
             return self.estimator(self, x_seq)
-        v = self.v if self.v is not None else self.initial_membrane(x_seq[0])
-        spikes, mems = [], []
-        for x in x_seq:
-            v = self.charge(v, x)
-            if self.record_membrane:
-                mems.append(v)
-            s = self.fire(v)
-            v = self.reset_membrane(v, s)
-            spikes.append(s)
-        self.v = v
-        if self.record_membrane:
-            self.membrane = torch.stack(mems)
-        return torch.stack(spikes)
+        return self.run(x_seq)[0]
 
     def extra_repr(self) -> str:
         reset = f"hard(v_reset={self.v_reset})" if self.reset_mode == "hard" else "soft"
         return (
             f"threshold={self.threshold}, leak={self.leak}, reset={reset}, "
-            f"detach_reset={self.detach_reset}, surrogate={self.surrogate.kind}:{self.surrogate.param:g}"
-            + (f"x{self.surrogate.scale:g}" if self.surrogate.scale != 1 else "")
+            f"detach_reset={self.detach_reset}, surrogate={self.surrogate.spec()}"
         )
 
 

@@ -20,6 +20,8 @@ straight-through   (unused)   1
 =================  =========  =========================================================
 
 ``param`` may be a tensor broadcastable to ``x`` (per-neuron sharpness, e.g. ASSG).
+Each kind declares whether its parameter is a sharpness or a width
+(:attr:`SurrogateKind.param_is`), so :meth:`Surrogate.widened` knows which way to move it.
 A :class:`Surrogate` is a small value object; neurons hold one in ``neuron.surrogate``
 and attackers swap it at run time (see :func:`snnrobust.spiking.functional.use_surrogate`).
 """
@@ -40,11 +42,21 @@ GradFn = Callable[[torch.Tensor, Param], torch.Tensor]
 
 @dataclass(frozen=True)
 class SurrogateKind:
+    """One registered surrogate shape. ``param_is`` says how its parameter relates to the
+    width of the derivative: ``"sharpness"`` (width ~ 1/param), ``"width"`` (width ~ param)
+    or ``"none"`` (the parameter is unused; the derivative is constant)."""
+
     name: str
     param_name: str
     default: float
     grad: GradFn
     doc: str
+    param_is: str = "sharpness"
+
+    def __post_init__(self) -> None:
+        if self.param_is not in ("sharpness", "width", "none"):
+            raise ConfigError(f"surrogate kind {self.name}: param_is must be sharpness, width or none, "
+                              f"got {self.param_is!r}")
 
 
 def _atan(x: torch.Tensor, a: Param) -> torch.Tensor:
@@ -85,14 +97,14 @@ def _straight_through(x: torch.Tensor, _p: Param) -> torch.Tensor:
 SURROGATES: dict[str, SurrogateKind] = {
     k.name: k
     for k in [
-        SurrogateKind("atan", "alpha", 2.0, _atan, "arctangent; larger alpha = sharper"),
-        SurrogateKind("sigmoid", "alpha", 4.0, _sigmoid, "derivative of sigmoid(alpha*x)"),
-        SurrogateKind("fast-sigmoid", "alpha", 10.0, _fast_sigmoid, "SuperSpike 1/(1+alpha|x|)^2"),
-        SurrogateKind("triangle", "width", 1.0, _triangle, "piecewise linear, support |x|<width"),
-        SurrogateKind("rectangle", "width", 1.0, _rectangle, "box of total width `width`"),
-        SurrogateKind("gaussian", "sigma", 0.5, _gaussian, "normal density with std sigma"),
-        SurrogateKind("exponential", "alpha", 2.0, _exponential, "(alpha/2) exp(-alpha|x|)"),
-        SurrogateKind("straight-through", "unused", 1.0, _straight_through, "identity gradient"),
+        SurrogateKind("atan", "alpha", 2.0, _atan, "arctangent; larger alpha = sharper", "sharpness"),
+        SurrogateKind("sigmoid", "alpha", 4.0, _sigmoid, "derivative of sigmoid(alpha*x)", "sharpness"),
+        SurrogateKind("fast-sigmoid", "alpha", 10.0, _fast_sigmoid, "SuperSpike 1/(1+alpha|x|)^2", "sharpness"),
+        SurrogateKind("triangle", "width", 1.0, _triangle, "piecewise linear, support |x|<width", "width"),
+        SurrogateKind("rectangle", "width", 1.0, _rectangle, "box of total width `width`", "width"),
+        SurrogateKind("gaussian", "sigma", 0.5, _gaussian, "normal density with std sigma", "width"),
+        SurrogateKind("exponential", "alpha", 2.0, _exponential, "(alpha/2) exp(-alpha|x|)", "sharpness"),
+        SurrogateKind("straight-through", "unused", 1.0, _straight_through, "identity gradient", "none"),
     ]
 }
 
@@ -158,6 +170,30 @@ class Surrogate:
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "param": self.param, "scale": self.scale}
+
+    def spec(self) -> str:
+        """The canonical string ``"kind:param[:scale]"`` (6 significant digits; the scale only
+        when it is not 1), e.g. ``"atan:2"``, ``"triangle:1:0.3"``. :meth:`parse` reads it back,
+        and stored results and attack ids (``apgd-ce/bptt:atan:2``) use exactly this form."""
+        text = f"{self.kind}:{float(self.param):.6g}"  # type: ignore[arg-type]
+        return text + (f":{float(self.scale):.6g}" if self.scale != 1 else "")
+
+    @property
+    def has_width(self) -> bool:
+        """False for a constant derivative (straight-through): widening leaves it as it is."""
+        return surrogate_kind(self.kind).param_is != "none"
+
+    def widened(self, factor: float) -> "Surrogate":
+        """This surrogate with a derivative ``factor`` times wider (same kind and scale):
+        param / factor for a sharpness kind, param * factor for a width kind. A constant
+        derivative (straight-through) has no width, so it comes back unchanged."""
+        if not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0):
+            raise ConfigError(f"surrogate widening factor must be a positive number, got {factor!r}")
+        how = surrogate_kind(self.kind).param_is
+        if how == "none":  # a constant is as wide as it gets
+            return self
+        param = float(self.param) / factor if how == "sharpness" else float(self.param) * factor  # type: ignore[arg-type]
+        return Surrogate(self.kind, param, self.scale)
 
     @staticmethod
     def parse(spec: "str | dict | Surrogate") -> "Surrogate":
