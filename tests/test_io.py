@@ -8,8 +8,8 @@ import json
 import math
 import os
 import re
-import statistics
 import stat
+import statistics
 from pathlib import Path
 
 import pytest
@@ -117,8 +117,12 @@ def test_writers_keep_the_old_file_when_serialising_fails(tmp_path):
     ck = tmp_path / "c.pt"
     save_checkpoint(ck, {"model_config": {}, "model_state": {}})
     before = ck.read_bytes()
-    with pytest.raises(Exception):
-        save_checkpoint(ck, {"model_config": {}, "model_state": {}, "bad": lambda: 0})  # unpicklable, mid-save
+    class Unsaveable:
+        def __reduce__(self):
+            raise RuntimeError("cannot save this")
+
+    with pytest.raises(RuntimeError, match="cannot save"):  # raised half-way through torch.save
+        save_checkpoint(ck, {"model_config": {}, "model_state": {"w": torch.zeros(3)}, "bad": Unsaveable()})
     assert ck.read_bytes() == before
 
     out = tmp_path / "x.csv"

@@ -29,7 +29,8 @@ def evaluation(clean_k: int, robust_k: int, n: int, *, eps: float = 6 / 255, per
     attacks = [
         {"id": "fgsm/bptt", "attack": {"name": "fgsm"}, "estimator": {"name": "bptt", "label": "BPTT[atan:2]"},
          "eot": 1, "steps": 1, "restarts": 1, "scope": "standalone",
-         "robust_accuracy": rate(min(n, robust_k + 10), n), "attack_success_rate": rate(max(0, clean_k - robust_k - 10), clean_k)},
+         "robust_accuracy": rate(min(n, robust_k + 10), n),
+         "attack_success_rate": rate(max(0, clean_k - robust_k - 10), clean_k)},
         {"id": "pgd/bptt", "attack": {"name": "pgd", "steps": 7, "step_size": 0.01, "abort_grad_norm": None},
          "estimator": {"name": "bptt", "label": "BPTT[atan:2]"}, "eot": 1, "steps": 7, "restarts": 1,
          "scope": "standalone", "robust_accuracy": rate(robust_k, n),
@@ -43,7 +44,8 @@ def evaluation(clean_k: int, robust_k: int, n: int, *, eps: float = 6 / 255, per
         "clean": rate(clean_k, n), "vote": 1, "eot": 1, "attacks": attacks,
         "worst_case": {"robust_accuracy": rate(robust_k, n), "attack_success_rate": rate(clean_k - robust_k, clean_k),
                        "broken_by": {"fgsm/bptt": max(0, clean_k - robust_k - 3), "pgd/bptt": 3},
-                       "per_sample": ["clean"] * (n - clean_k) + [None] * robust_k + ["pgd/bptt"] * (clean_k - robust_k)},
+                       "per_sample": (["clean"] * (n - clean_k) + [None] * robust_k
+                                      + ["pgd/bptt"] * (clean_k - robust_k))},
         "eps_curve": ([{"eps": e / 255, "robust_accuracy": rate(max(0, robust_k - 30 * i), n)}
                        for i, e in enumerate((2, 6, 16))] if curve else []),
         "diagnostics": diagnostics or [],
@@ -108,7 +110,8 @@ def make_study() -> dict:
         {"model": "avg-pool", "protocol": "reliable", "weak": False,
          "result": evaluation(194, 150, n, diagnostics=all_pass)},
     ]
-    claims = [{"id": "luu-tradeoff", "seed": "000", "text": "Average pooling raises clean accuracy and lowers robustness.",
+    claims = [{"id": "luu-tradeoff", "seed": "000",
+               "text": "Average pooling raises clean accuracy and lowers robustness.",
                "checks": [
                    {"metric": "clean_accuracy", "expect": "greater", "a": "avg-pool", "b": "max-pool"},
                    {"metric": "robust_accuracy", "protocol": "seed-luu2025", "expect": "less", "a": "avg-pool",

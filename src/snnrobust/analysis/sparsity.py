@@ -164,7 +164,8 @@ class SparsityReport:
             "estimator": self.estimator,
             "n_samples": self.n_samples,
             "batch_size": self.batch_size,
-            "input": {"zero_frac": json_float(self.input_zero_frac), "zero_frac_se": json_float(self.input_zero_frac_se),
+            "input": {"zero_frac": json_float(self.input_zero_frac),
+                      "zero_frac_se": json_float(self.input_zero_frac_se),
                       "norm": json_float(self.input_norm), "norm_se": json_float(self.input_norm_se)},
             "ops": rows,
             "model": self.model,
@@ -186,7 +187,8 @@ class SparsityReport:
 
     def table(self) -> str:
         """A readable fixed-width table: one line per op in network order."""
-        head = (f"gradient sparsity, source={self.source} ({'FGSM step, eval mode' if self.source == 'attack' else 'training loss, train mode'}), "
+        mode = "FGSM step, eval mode" if self.source == "attack" else "training loss, train mode"
+        head = (f"gradient sparsity, source={self.source} ({mode}), "
                 f"estimator={self.estimator}, {self.n_samples} samples; mean ± SE over samples")
         lines = [head,
                  f"input pixels: zero fraction {fmt(self.input_zero_frac)} ± {fmt(self.input_zero_frac_se)}, "

@@ -42,7 +42,8 @@ def find_databases(arg: str) -> list[Path]:
     found = sorted(q for q in p.glob(f"*/{RESULTS_FILENAME}") if q.is_file())
     if not found:
         raise SnnRobustError(
-            f"{arg}: no {RESULTS_FILENAME} here; run `snnrobust study NAME` first or give the study folder that holds it"
+            f"{arg}: no {RESULTS_FILENAME} here; run `snnrobust study NAME` first "
+            "or give the study folder that holds it"
         )
     return found
 

@@ -11,7 +11,8 @@ from ..errors import ConfigError, SnnRobustError
 def register(sub) -> None:
     p = sub.add_parser("study", help="run a named study (train, attack, analyse, report); resumable",
                        description="Run a study recipe: trains what it needs, attacks it, measures gradient sparsity, "
-                                   "and writes report.html and report.md. Re-running resumes and recomputes nothing done.")
+                                   "and writes report.html and report.md. Re-running resumes and recomputes nothing "
+                                   "done.")
     p.add_argument("name", nargs="?", help="study name (see --list) or a recipe .yaml path")
     p.add_argument("--list", action="store_true", help="list the studies and their sizes")
     p.add_argument("--size", default="quick", help="quick (CPU, mnist5k) or full (GPU, the seeds' settings)")

@@ -9,7 +9,8 @@ from ..training import CHECKPOINT_NAME, DEMO_MODEL, TrainConfig, train
 from .options import parse_key_values
 
 FLAGS = {  # flag -> TrainConfig key
-    "dataset": "dataset", "data_root": "data_root", "download": "download", "split_seed": "split_seed", "epochs": "epochs",
+    "dataset": "dataset", "data_root": "data_root", "download": "download", "split_seed": "split_seed",
+    "epochs": "epochs",
     "batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr", "weight_decay": "weight_decay",
     "momentum": "momentum", "schedule": "schedule", "seed": "seed", "device": "device",
     "augment": "augment", "max_train_samples": "max_train_samples", "out": "out",

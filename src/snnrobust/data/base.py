@@ -59,7 +59,8 @@ class ImageDataset(Dataset):
         """(C, H, W) of one image."""
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
-    def batch(self, indices: Indices, device: Optional[Union[str, torch.device]] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, indices: Indices,
+              device: Optional[Union[str, torch.device]] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Images [b, C, H, W] as float32 in [0, 1] and labels int64 [b] for the given indices.
 
         The uint8 images are moved to ``device`` before conversion (4x less to copy to a GPU).
@@ -79,7 +80,8 @@ class ImageDataset(Dataset):
                 raise ConfigError(f"asked for {n} images but this split has {len(self)}; use 0..{len(self)}")
             return ImageDataset(self.images[:n], self.labels[:n])
         idx = _as_index(n_or_indices)
-        if isinstance(idx, torch.Tensor) and idx.numel() and (int(idx.min()) < -len(self) or int(idx.max()) >= len(self)):
+        size = len(self)
+        if isinstance(idx, torch.Tensor) and idx.numel() and (int(idx.min()) < -size or int(idx.max()) >= size):
             raise ConfigError(f"subset indices out of range for a split of {len(self)} images")
         return ImageDataset(self.images[idx], self.labels[idx])
 

@@ -123,7 +123,8 @@ def _read_batch(path: Path, spec: CifarSpec) -> tuple[np.ndarray, np.ndarray]:
         raise DatasetError(_how(spec, f"{path} is missing"))
     d = _str_keys(load_restricted(path), path)
     if "data" not in d or spec.label_key not in d:
-        raise DatasetError(f"{path} has no 'data'/'{spec.label_key}' entries; replace it with the official {spec.title} file")
+        raise DatasetError(f"{path} has no 'data'/'{spec.label_key}' entries; "
+                           f"replace it with the official {spec.title} file")
     x = d["data"]
     if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3072:
         desc = f"{x.dtype} {list(x.shape)}" if isinstance(x, np.ndarray) else type(x).__name__
@@ -133,7 +134,8 @@ def _read_batch(path: Path, spec: CifarSpec) -> tuple[np.ndarray, np.ndarray]:
     except (ValueError, TypeError):
         y = np.zeros(0, dtype=object)
     if y.ndim != 1 or len(y) != len(x) or not np.issubdtype(y.dtype, np.integer):
-        raise DatasetError(f"{path}: '{spec.label_key}' is not {len(x)} integer labels; replace it with the official file")
+        raise DatasetError(f"{path}: '{spec.label_key}' is not {len(x)} integer labels; "
+                           "replace it with the official file")
     if len(y) and (y.min() < 0 or y.max() >= spec.num_classes):
         raise DatasetError(f"{path}: labels outside 0..{spec.num_classes - 1}; replace it with the official file")
     return x.reshape(-1, 3, 32, 32), y.astype(np.int64)
@@ -145,7 +147,8 @@ def _read_names(path: Path, spec: CifarSpec) -> list[str]:
     d = _str_keys(load_restricted(path), path)
     names = d.get(spec.names_key)
     if not isinstance(names, (list, tuple)) or len(names) != spec.num_classes:
-        raise DatasetError(f"{path}: '{spec.names_key}' is not a list of {spec.num_classes} names; replace it with the official file")
+        raise DatasetError(f"{path}: '{spec.names_key}' is not a list of {spec.num_classes} names; "
+                           "replace it with the official file")
     return [n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names]
 
 
@@ -159,7 +162,8 @@ def _stamp(folder: Path, spec: CifarSpec) -> tuple:
 
 
 @functools.lru_cache(maxsize=2)
-def _read_folder(spec: CifarSpec, stamp: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+def _read_folder(spec: CifarSpec,
+                 stamp: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """Read and validate one folder (cached on the files' paths, sizes and mtimes)."""
     paths = [Path(s[0]) for s in stamp]
     n_train = len(spec.train_files)
@@ -222,7 +226,8 @@ def load_cifar10(root: Optional[Path], download: bool, split_seed: int) -> Datas
 
 @register_dataset(
     "cifar100",
-    description="CIFAR-100, 100 fine classes of 32x32 colour images, official 50,000/10,000 split (python-pickle folder)",
+    description="CIFAR-100, 100 fine classes of 32x32 colour images, official 50,000/10,000 split "
+                "(python-pickle folder)",
     in_channels=3,
     image_size=32,
     num_classes=100,

@@ -102,7 +102,8 @@ def _read_all(stamp: tuple) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, t
     for xp, yp in ((tr_x_p, tr_y_p), (te_x_p, te_y_p)):
         x, y = read_idx(xp), read_idx(yp)
         if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (28, 28):
-            raise DatasetError(f"{xp} holds {x.dtype} {list(x.shape)}, expected uint8 [N, 28, 28] images; get the file again")
+            raise DatasetError(f"{xp} holds {x.dtype} {list(x.shape)}, expected uint8 [N, 28, 28] images; "
+                               "get the file again")
         if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
             raise DatasetError(f"{yp} holds {y.dtype} {list(y.shape)}, expected [N] integer labels; get the file again")
         if len(y) != len(x):

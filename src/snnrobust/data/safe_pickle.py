@@ -76,6 +76,8 @@ def load_restricted(path: str | Path) -> Any:
     try:
         return RestrictedUnpickler(io.BytesIO(data), encoding="latin1").load()
     except pickle.UnpicklingError as e:
-        raise DatasetError(f"{path} was refused or is not a valid pickle ({e}); replace it with the official file") from None
+        raise DatasetError(f"{path} was refused or is not a valid pickle ({e}); "
+                           "replace it with the official file") from None
     except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, MemoryError, struct.error) as e:
-        raise DatasetError(f"{path} is truncated or not a CIFAR pickle ({type(e).__name__}: {e}); get it again") from None
+        raise DatasetError(f"{path} is truncated or not a CIFAR pickle ({type(e).__name__}: {e}); "
+                           "get it again") from None

@@ -81,7 +81,8 @@ class ModelConfig:
                     v = [float(v)] * self.in_channels
                     setattr(self, key, v)
                 if len(v) != self.in_channels:
-                    raise ConfigError(f"model option {key} needs {self.in_channels} values (one per channel), got {len(v)}")
+                    raise ConfigError(f"model option {key} needs {self.in_channels} values (one per channel), "
+                                      f"got {len(v)}")
         if self.normalize_std is not None and any(s <= 0 for s in self.normalize_std):
             raise ConfigError("model option normalize_std must be positive")
 

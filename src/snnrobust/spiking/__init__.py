@@ -1,6 +1,8 @@
 """Spiking primitives: surrogates, neurons, encoders, multi-step layers, state helpers."""
 
-from .encoders import ENCODERS, DirectEncoder, Encoder, LatencyEncoder, PhaseEncoder, PoissonEncoder, create_encoder, phase_bits
+from .encoders import (
+    ENCODERS, DirectEncoder, Encoder, LatencyEncoder, PhaseEncoder, PoissonEncoder, create_encoder, phase_bits,
+)
 from .functional import record_membranes, reset_states, spiking_neurons, use_estimator, use_surrogate
 from .layers import Add, Connect, SeqToBatch
 from .neurons import NEURONS, IFNode, LIFNode, SpikingNeuron

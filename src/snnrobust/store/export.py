@@ -58,7 +58,8 @@ def record_row(record, source: str = "") -> dict:
     }
 
 
-def write_csv(path: str | os.PathLike, records: Iterable, source: str = "", sources: Iterable[str] | None = None) -> Path:
+def write_csv(path: str | os.PathLike, records: Iterable, source: str = "",
+              sources: Iterable[str] | None = None) -> Path:
     """Write ``records`` to ``path`` as CSV (atomically, :func:`snnrobust.io.atomic_open`). Returns the path.
 
     ``sources`` gives a per-record source (e.g. its database); otherwise ``source`` is used for all.

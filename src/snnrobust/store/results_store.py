@@ -232,7 +232,8 @@ class ResultsStore:
         try:
             meta = dict(conn.execute(f"SELECT key, value FROM {_META_TABLE}").fetchall())
         except sqlite3.DatabaseError as e:
-            raise self._refuse(f"has an unreadable metadata table ({e})", "move it aside and re-run the study") from None
+            raise self._refuse(f"has an unreadable metadata table ({e})",
+                               "move it aside and re-run the study") from None
         try:
             version = int(meta.get("schema_version", ""))
         except ValueError:

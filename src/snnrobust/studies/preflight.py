@@ -153,8 +153,8 @@ def format_checks(rows: list[VariantCheck]) -> str:
              "input gradient (s, 2 images) |", "|---|---:|---|---|---|---|"]
     for r in rows:
         attacks = ", ".join(f"{p}: {n}" for p, n in r.attacks.items()) or "not attacked"
-        grads = f"{min(r.estimators.values()):.2f}-{max(r.estimators.values()):.2f} over {len(r.estimators)} estimators" \
-            if r.estimators else "-"
+        grads = (f"{min(r.estimators.values()):.2f}-{max(r.estimators.values()):.2f} "
+                 f"over {len(r.estimators)} estimators") if r.estimators else "-"
         if r.overflows:
             grads += "; overflow under " + ", ".join(f"{e} ({n})" for e, n in r.overflows.items())
         lines.append(f"| {r.label} | {r.parameters:,} | {r.step_s:.2f}s for {r.step_images} images | "

@@ -50,9 +50,11 @@ def read_checkpoint(path: "str | Path") -> dict:
             f"re-create it with `snnrobust train`"
         ) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{p} is not an snnrobust checkpoint (no '{FORMAT}' marker); use a file written by `snnrobust train`")
+        raise CheckpointError(f"{p} is not an snnrobust checkpoint (no '{FORMAT}' marker); "
+                              "use a file written by `snnrobust train`")
     if ckpt.get("version") != VERSION:
-        raise CheckpointError(f"{p} has checkpoint version {ckpt.get('version')!r}; this snnrobust reads version {VERSION}")
+        raise CheckpointError(f"{p} has checkpoint version {ckpt.get('version')!r}; "
+                              f"this snnrobust reads version {VERSION}")
     for key in ("model_config", "model_state"):
         if key not in ckpt:
             raise CheckpointError(f"{p} lacks '{key}'; it is incomplete — re-create it with `snnrobust train`")

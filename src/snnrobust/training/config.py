@@ -65,7 +65,8 @@ class TrainConfig:
         check(self.schedule in ("cosine", "step", "none"),
               f"config 'schedule' must be cosine, step or none, got {self.schedule!r}")
         check(is_num(self.gamma) and 0 < self.gamma <= 1, f"config 'gamma' must be in (0, 1], got {self.gamma!r}")
-        check(isinstance(self.device, str) and (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")),
+        check(isinstance(self.device, str)
+              and (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")),
               f"config 'device' must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         check(isinstance(self.download, bool), f"config 'download' must be true or false, got {self.download!r}")
         check(isinstance(self.amp, bool), f"config 'amp' must be true or false, got {self.amp!r}")

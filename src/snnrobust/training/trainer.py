@@ -109,7 +109,8 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler: "torc
         logits = model(x)
         loss = F.cross_entropy(logits.float(), y)
     if not torch.isfinite(loss):
-        raise ConfigError(f"training diverged (loss {float(loss)}){' ' + where if where else ''}; lower the learning rate")
+        raise ConfigError(f"training diverged (loss {float(loss)}){' ' + where if where else ''}; "
+                          "lower the learning rate")
     scaler.scale(loss).backward()
     scaler.step(opt)
     scaler.update()
@@ -137,7 +138,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     state = None
     if ckpt_path.exists():
         if not resume:
-            raise ConfigError(f"{ckpt_path} already exists; pass --resume to continue that run, or choose another --out")
+            raise ConfigError(f"{ckpt_path} already exists; pass --resume to continue that run, "
+                              "or choose another --out")
         state = read_checkpoint(ckpt_path)
         diff = _same_run(state.get("train_config", {}), cfg.to_dict())
         if diff:
