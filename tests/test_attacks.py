@@ -322,3 +322,129 @@ def test_square_l2_shape_bug_is_a_clear_error():
     x, y = torch.rand(16, 1, 12, 12), torch.randint(0, 10, (16,))
     with pytest.raises(_CE, match="square"):
         get_attack("square", n_queries=30).run(v, v.start(x), y)
+
+
+# ----------------------------------------------------------------------------- declared kind and budget
+# what the evaluation needs to know about each attack, declared on its class (never guessed by name)
+DECLARED = {  # name: (kind, steps_option, fixed_steps, restarts_option)
+    "fgsm": ("single-step", None, 1, None), "rfgsm": ("single-step", None, 1, None),
+    "pgd": ("gradient", "steps", None, "restarts"), "mifgsm": ("gradient", "steps", None, None),
+    "sapgd": ("gradient", "steps", None, "restarts"),
+    "apgd-ce": ("gradient", "n_iter", None, "n_restarts"), "apgd-dlr": ("gradient", "n_iter", None, "n_restarts"),
+    "apgd-t": ("gradient", "n_iter", None, "n_restarts"), "fab-t": ("gradient", "n_iter", None, "n_restarts"),
+    "square": ("score", "n_queries", None, "n_restarts"), "noise": ("noise", "draws", None, None),
+    "transfer": ("transfer", None, None, None),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_attack_declares_its_kind_and_budget_options(name):
+    from snnrobust.attacks.base import ATTACK_KINDS
+    from snnrobust.attacks.registry import attack_class, attack_kind
+
+    cls = attack_class(name)
+    assert (cls.kind, cls.steps_option, cls.fixed_steps, cls.restarts_option) == DECLARED[name]
+    assert attack_kind(name) in ATTACK_KINDS
+    for option in (cls.steps_option, cls.restarts_option):   # a declared option is a real one
+        assert option is None or option in attack_options(name)
+
+
+def test_budget_is_read_through_the_declared_options(trained):
+    from snnrobust.attacks.registry import attack_budget
+
+    def budget(name, **options):
+        return attack_budget(get_attack(name, **options).to_dict())
+
+    assert budget("pgd", steps=7, restarts=3) == (7, 3)
+    assert budget("mifgsm", steps=4) == (4, None)
+    assert budget("apgd-t", n_iter=9, n_restarts=2) == (9, 2)
+    assert budget("square", n_queries=40) == (40, 1)
+    assert budget("noise", draws=6) == (6, None)
+    assert budget("fgsm") == budget("rfgsm") == (1, None)
+    # transfer: the budget of the attack crafted on the sources
+    assert budget("transfer", sources=[trained], inner="sapgd", inner_options={"steps": 5, "restarts": 2}) == (5, 2)
+    assert budget("transfer", sources=[trained], inner="fgsm") == (1, None)
+    # a run that failed before its attack was built records only the name
+    assert attack_budget({"name": "fgsm"}) == (1, None) and attack_budget({"name": "pgd"}) == (None, None)
+
+
+def test_steps_and_restarts_are_written_to_the_declared_options():
+    from snnrobust.attacks.registry import with_budget
+
+    assert with_budget("pgd", {"loss": "dlr"}, 20, 2) == {"loss": "dlr", "steps": 20, "restarts": 2}
+    assert with_budget("apgd-ce", {}, 20, 2) == {"n_iter": 20, "n_restarts": 2}
+    assert with_budget("square", {}, 300, None) == {"n_queries": 300}
+    assert with_budget("noise", {}, 8, None) == {"draws": 8}
+    assert with_budget("fgsm", {"loss": "cw"}, None, None) == {"loss": "cw"}
+    assert with_budget("transfer", {"inner": "mifgsm"}, 4, 3) == {"inner": "mifgsm", "inner_options": {"steps": 4}}
+    assert with_budget("transfer", {}, 4, 3)["inner_options"] == {"steps": 4, "restarts": 3}   # inner pgd
+    for name, steps, restarts in (("fgsm", 5, None), ("noise", None, 2), ("mifgsm", None, 2)):
+        with pytest.raises(ConfigError, match=f"attack {name} has no steps/restarts option") as err:
+            with_budget(name, {}, steps, restarts)
+        assert "\n" not in str(err.value)
+
+
+def test_a_new_attack_implements_only_its_search(trained, data):
+    """An attack that declares its options and implements ``_search`` gets the shared run path:
+    the first search on every sample, later ones only on the samples not yet fooled, the best
+    point kept per sample, its own meta, and a re-scored result."""
+    from dataclasses import dataclass
+
+    from snnrobust.attacks.base import Attack, Candidates
+
+    @dataclass
+    class ShiftConfig:
+        tries: int = 3
+        seed: int = 0
+
+        def validate(self, attack):
+            pass
+
+    calls = []
+
+    class Shift(Attack):
+        """Try k: every entry moved by eps * sign of a fresh random draw."""
+        name, Config, kind, restarts_option = "shift", ShiftConfig, "noise", "tries"
+
+        def _search(self, s, zs, ys, start, restart):
+            calls.append((restart, zs.shape[0], start is zs))
+            sign = torch.randn(zs.shape, generator=s.gen).sign()
+            return Candidates(s.victim.project(zs + s.eps * sign, zs), torch.zeros(zs.shape[0]))
+
+        def _meta(self, s):
+            return {"tries_made": s.runs}
+
+    x, y = data
+    x, y = x[:60], y[:60]
+    v = victim(trained, eps=0.3)
+    res = Shift(tries=3).run(v, x, y)
+    assert [c[0] for c in calls] == [0, 1, 2] and all(c[2] for c in calls)   # no random_start option
+    assert calls[0][1] == 60 and 0 < calls[1][1] < 60 and calls[2][1] <= calls[1][1]
+    assert res.meta["tries_made"] == 3 and res.meta["attack"] == "shift" and res.meta["tries"] == 3
+    assert torch.equal(res.success, v.predict(res.z_adv) != y)
+    assert (v.threat.norm_of(res.z_adv - x) <= 0.3 + 1e-6).all() and res.loss_trace is None
+    # the same seed gives the same run
+    calls.clear()
+    again = Shift(tries=3).run(v, x, y)
+    assert torch.equal(again.z_adv, res.z_adv)
+
+
+def test_pgd_and_fgsm_on_the_shared_path_match_their_formulas(trained, data):
+    """The shared run path changes no algorithm: FGSM and PGD from z0 (one restart) equal the
+    textbook updates written out here, bit for bit."""
+    x, y = data
+    x, y = x[:50], y[:50]
+    v = victim(trained, eps=0.1)
+    _, g = v.grad(x, y, loss="ce")
+    fgsm = v.project(x + 0.1 * g.sign(), x)
+    assert torch.equal(run("fgsm", v, x, y).z_adv, v.project(fgsm, x))
+    z, alpha = x, 2.5 * 0.1 / 4
+    for _ in range(4):
+        _, g = v.grad(z, y, loss="ce")
+        z = v.project(z + alpha * g.sign(), z0=x)
+    res = run("pgd", v, x, y, steps=4, random_start=False)
+    clean_wrong = v.predict(x) != y
+    # the kept point is the last iterate, except z0 for clean mistakes the iterate does not fool
+    keep_z0 = clean_wrong & (v.predict(z) == y)
+    expected = torch.where(keep_z0[:, None, None, None], x, z)
+    assert torch.equal(res.z_adv, v.project(expected, x))

@@ -155,6 +155,10 @@ class AutoAttackBase(Attack):
     outer loop with the victim's vote deciding which samples are still to attack (module
     docstring), and score the kept points with a fresh vote."""
 
+    kind = "gradient"
+    steps_option = "n_iter"
+    restarts_option = "n_restarts"
+
     def n_classes(self, victim, z0: torch.Tensor) -> int:
         return int(victim.logits(z0[:1]).shape[-1])
 
@@ -458,6 +462,8 @@ class Square(AutoAttackBase):
     name = "square"
     description = "Square attack (AutoAttack, official code): score-based black-box random search"
     Config = SquareConfig
+    kind = "score"
+    steps_option = "n_queries"
 
     def build(self, module, victim, eps, norm, device, n_classes, shape):
         from pyautoattack.square import SquareAttack

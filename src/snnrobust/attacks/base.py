@@ -18,6 +18,12 @@ Conventions (all attacks):
 - Randomness (random starts, noise draws) comes from a CPU ``torch.Generator`` seeded by the
   attack's ``seed`` option, so a run is reproducible and identical on CPU and GPU, and the
   global torch RNG is left alone.
+
+Each attack class declares what the evaluation needs to know about it, so nothing is guessed
+from its name: ``kind`` (one of :data:`ATTACK_KINDS`), and the options that set its budget,
+``steps_option`` / ``restarts_option`` (None when it has none; ``fixed_steps`` for a step count
+no option sets, FGSM's 1). :meth:`Attack.run` is the one run path of the attacks we implement
+(setup, restarts keeping the best point, finish); each implements only its search.
 """
 
 from __future__ import annotations
@@ -32,6 +38,12 @@ import torch
 from ..errors import ConfigError
 
 NORMS = ("linf", "l2")
+
+#: what an attack needs from the victim, which decides how the evaluation runs and reports it:
+#: "single-step" and "gradient" (white-box: input gradients through an estimator), "score"
+#: (query-only black box: predictions/scores), "transfer" (crafted on other models) and
+#: "noise" (random points: the baseline any attack must beat).
+ATTACK_KINDS = ("single-step", "gradient", "score", "transfer", "noise")
 
 
 # ----------------------------------------------------------------------------- results
@@ -100,12 +112,23 @@ def check_choice(attack: str, name: str, value: Any, choices: Sequence[str]) -> 
 # ----------------------------------------------------------------------------- attack base
 class Attack:
     """Base class. Subclasses set ``name``, ``description``, ``Config`` (a dataclass whose
-    ``validate(attack_name)`` raises ConfigError) and implement :meth:`run`."""
+    ``validate(attack_name)`` raises ConfigError), declare ``kind``, ``steps_option``,
+    ``restarts_option`` (or ``fixed_steps``), and implement :meth:`_search` (plus :meth:`_start`
+    and :meth:`_meta` where the defaults do not fit); attacks whose loop is not ours override
+    :meth:`run` itself."""
 
     name: ClassVar[str] = "attack"
     description: ClassVar[str] = ""
     Config: ClassVar[type] = object
     iterative: ClassVar[bool] = False
+    #: one of ATTACK_KINDS
+    kind: ClassVar[str] = "gradient"
+    #: the option that sets the steps (iterations, queries, draws), or None
+    steps_option: ClassVar[Optional[str]] = None
+    #: the step count of an attack that has no steps option (FGSM: 1), else None
+    fixed_steps: ClassVar[Optional[int]] = None
+    #: the option that sets the restarts, or None
+    restarts_option: ClassVar[Optional[str]] = None
 
     def __init__(self, config=None, **options: Any) -> None:
         if config is None:
@@ -131,6 +154,30 @@ class Attack:
                 )
         return cls.Config(**options)
 
+    # budget, as declared ----------------------------------------------------------------
+    @classmethod
+    def budget(cls, settings: dict) -> tuple[Optional[int], Optional[int]]:
+        """(steps, restarts) of a run from its recorded settings (``to_dict()``; a failed run
+        may record only the name): the declared options' values, ``fixed_steps`` when there is
+        no steps option, None for what the attack does not have or the settings lack."""
+        steps = settings.get(cls.steps_option) if cls.steps_option else cls.fixed_steps
+        restarts = settings.get(cls.restarts_option) if cls.restarts_option else None
+        return steps, restarts
+
+    @classmethod
+    def with_budget(cls, options: dict, steps: Optional[int], restarts: Optional[int]) -> dict:
+        """``options`` with ``steps`` / ``restarts`` (None: leave as is) written to the declared
+        options; a one-line ConfigError when the attack has no such option."""
+        opts = dict(options)
+        for value, key in ((steps, cls.steps_option), (restarts, cls.restarts_option)):
+            if value is None:
+                continue
+            if key is None:
+                raise ConfigError(f"attack {cls.name} has no steps/restarts option to set; "
+                                  f"its options: {', '.join(cls.option_names())}")
+            opts[key] = value
+        return opts
+
     def settings(self) -> dict:
         """The config as JSON-ready data (subclasses with non-data options override)."""
         return dataclasses.asdict(self.config)
@@ -140,12 +187,68 @@ class Attack:
         and are recorded in each result's ``meta``."""
         return {"name": self.name, **self.settings()}
 
-    def run(self, victim, z0: torch.Tensor, y: torch.Tensor) -> AttackResult:  # pragma: no cover
-        raise NotImplementedError
-
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={v!r}" for k, v in self.settings().items())
         return f"{type(self).__name__}({opts})"
+
+    # the shared run path -----------------------------------------------------------------
+    def run(self, victim, z0: torch.Tensor, y: torch.Tensor) -> AttackResult:
+        """Attack z0 (see the module docstring for its shape) with labels y [B].
+
+        Setup (estimator reset, device, the clean vote, the seeded generator), then
+        :meth:`n_searches` searches: the first on every sample, each later one (a restart, or
+        another noise draw) only on the samples no kept point has fooled yet, each from
+        :meth:`_start`; per sample the best point is kept (:class:`BestPoints`); finally the
+        kept points are projected and re-scored by a fresh vote (:func:`finish`)."""
+        begin_run(victim)
+        z0, y = on_device(victim, z0, y)
+        bdim = batch_dim(victim)
+        best = BestPoints(z0, misclassified(victim, z0, y), bdim, self.trace_length())
+        seed = getattr(self.config, "seed", None)
+        s = Search(victim, bdim, float(victim.threat.eps), victim.threat.norm,
+                   make_generator(seed) if seed is not None else None)
+        all_idx = torch.arange(y.shape[0], device=best.success.device)
+        for r in range(self.n_searches()):
+            idx = all_idx if r == 0 else (~best.success).nonzero().squeeze(1)
+            if idx.numel() == 0:
+                break
+            s.runs += 1
+            zs, ys = index_batch(z0, idx, bdim), y[idx]
+            found = self._search(s, zs, ys, self._start(s, zs), r)
+            best.update(idx, found.z, misclassified(victim, found.z, ys), found.loss, found.trace)
+            if found.stop:
+                break
+        meta = self.base_meta(victim)
+        meta.update(self._meta(s))
+        return finish(victim, best, y, meta)
+
+    def n_searches(self) -> int:
+        """How many searches :meth:`run` makes at most: the declared restarts option, else 1."""
+        return int(getattr(self.config, self.restarts_option)) if self.restarts_option else 1
+
+    def trace_length(self) -> Optional[int]:
+        """Rows of the loss trace (the start and one per step) of an iterative attack; None for
+        attacks that record none."""
+        if self.iterative and self.steps_option:
+            return int(getattr(self.config, self.steps_option)) + 1
+        return None
+
+    def _start(self, s: "Search", zs: torch.Tensor) -> torch.Tensor:
+        """The search's first point for the samples zs: a uniform random point in the eps ball
+        when the attack has a ``random_start`` option set, else zs itself."""
+        if getattr(self.config, "random_start", False):
+            return s.victim.project(zs + random_delta(zs, s.norm, s.eps, s.gen, s.bdim), zs)
+        return zs
+
+    def _search(self, s: "Search", zs: torch.Tensor, ys: torch.Tensor, start: torch.Tensor,
+                restart: int) -> "Candidates":  # pragma: no cover
+        """One search (restart number ``restart``) on the samples zs (the batch's clean points,
+        the ball's centres) with labels ys [n], from ``start``: the candidates it offers."""
+        raise NotImplementedError(f"attack {self.name} implements neither _search nor run")
+
+    def _meta(self, s: "Search") -> dict:
+        """Settings the run resolved, recorded in the result's ``meta`` after :meth:`base_meta`."""
+        return {}
 
     # helpers for subclasses ------------------------------------------------------------
     def base_meta(self, victim) -> dict:
@@ -157,6 +260,37 @@ class Attack:
         if callable(describe):
             meta["victim"] = describe()
         return meta
+
+
+@dataclass
+class Search:
+    """What every search of one :meth:`Attack.run` shares: the victim, the batch axis of z, the
+    threat model's eps (z units) and norm, the generator seeded by the attack's ``seed`` option
+    (None for attacks without one), the number of searches made so far (``runs``) and
+    ``stats``, an attack's own bookkeeping across its searches (PGD's zero-gradient count)."""
+
+    victim: Any
+    bdim: int
+    eps: float
+    norm: str
+    gen: Optional[torch.Generator]
+    runs: int = 0
+    stats: dict = field(default_factory=dict)
+
+
+@dataclass
+class Candidates:
+    """What one search offers, batch = its samples (n of them):
+
+    z:     the candidate points, shaped like the search's zs;
+    loss:  float [n], ranks candidates that did not fool the vote (higher is kept);
+    trace: float [n_trace, n] loss per iterate (CPU), or None;
+    stop:  True ends the run after this search (PGD's seed-000 abort rule)."""
+
+    z: torch.Tensor
+    loss: torch.Tensor
+    trace: Optional[torch.Tensor] = None
+    stop: bool = False
 
 
 # ----------------------------------------------------------------------------- tensor helpers
@@ -359,7 +493,7 @@ class BestPoints:
 def stack_trace(losses: list[torch.Tensor], n: int) -> torch.Tensor:
     """Stack per-step losses [B] into [n, B] on the CPU, carrying the last value forward when a
     run stopped early (so the shape is the same for every run)."""
-    rows = [l.detach().float().cpu() for l in losses]
+    rows = [loss.detach().float().cpu() for loss in losses]
     while len(rows) < n:
         rows.append(rows[-1].clone())
     return torch.stack(rows[:n], dim=0)

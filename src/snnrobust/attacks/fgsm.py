@@ -9,14 +9,14 @@ ball around z0, then the victim's bounds). Losses are per-sample losses from ``v
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
 
 from .base import (
-    Attack, AttackResult, BestPoints, batch_dim, begin_run, check_choice, check_float, check_int,
-    finish, make_generator, misclassified, on_device, random_delta, steepest_direction,
+    Attack, Candidates, Search, check_choice, check_float, check_int, random_delta, steepest_direction,
 )
 
 LOSS_CHOICES = ("ce", "dlr", "cw")
@@ -46,44 +46,43 @@ class FGSM(Attack):
     name = "fgsm"
     description = "Fast Gradient Sign Method: one step of size eps along the gradient direction"
     Config = FGSMConfig
+    kind = "single-step"
+    fixed_steps = 1
 
-    def run(self, victim, z0: torch.Tensor, y: torch.Tensor) -> AttackResult:
-        begin_run(victim)
-        bdim = batch_dim(victim)
-        eps, norm = float(victim.threat.eps), victim.threat.norm
-        z0, y = on_device(victim, z0, y)
-        best = BestPoints(z0, misclassified(victim, z0, y), bdim, None)
-        loss0, g = victim.grad(z0, y, loss=self.config.loss)
-        z = victim.project(z0 + eps * steepest_direction(g, norm, bdim), z0)
-        idx = torch.arange(y.shape[0], device=best.success.device)
+    def _search(self, s: Search, zs: torch.Tensor, ys: torch.Tensor, start: torch.Tensor,
+                restart: int) -> Candidates:
+        """One step of length eps from ``start`` (zs: FGSM has no random start)."""
+        loss, g = s.victim.grad(start, ys, loss=self.config.loss)
+        s.stats["zero_grad_fraction"] = float((g == 0).float().mean().item())
+        z = s.victim.project(start + self.step_length(s) * steepest_direction(g, s.norm, s.bdim), zs)
         # the candidate is the attack's only point: keep it for every not-yet-broken sample
-        best.update(idx, z, misclassified(victim, z, y), torch.zeros_like(loss0))
-        meta = self.base_meta(victim)
-        meta.update(steps=1, step_size=eps, random_start=False,
-                    zero_grad_fraction=float((g == 0).float().mean().item()))
-        return finish(victim, best, y, meta)
+        return Candidates(z, torch.zeros_like(loss))
+
+    def step_length(self, s: Search) -> float:
+        return s.eps
+
+    def _meta(self, s: Search) -> dict:
+        return dict(steps=1, step_size=s.eps, random_start=False,
+                    zero_grad_fraction=s.stats.get("zero_grad_fraction", math.nan))
 
 
-class RFGSM(Attack):
+class RFGSM(FGSM):
     name = "rfgsm"
     description = "R-FGSM (Tramer et al.): a random step of size alpha, then an (eps - alpha) gradient step"
     Config = RFGSMConfig
 
-    def run(self, victim, z0: torch.Tensor, y: torch.Tensor) -> AttackResult:
-        begin_run(victim)
-        bdim = batch_dim(victim)
-        eps, norm = float(victim.threat.eps), victim.threat.norm
-        alpha = eps / 2 if self.config.alpha is None else min(float(self.config.alpha), eps)
-        z0, y = on_device(victim, z0, y)
-        best = BestPoints(z0, misclassified(victim, z0, y), bdim, None)
-        gen = make_generator(self.config.seed)
-        # the random step lies on the alpha-sphere of the norm (sign noise for L-inf)
-        z1 = victim.project(z0 + random_delta(z0, norm, alpha, gen, bdim, boundary=True), z0)
-        loss1, g = victim.grad(z1, y, loss=self.config.loss)
-        z = victim.project(z1 + (eps - alpha) * steepest_direction(g, norm, bdim), z0)
-        idx = torch.arange(y.shape[0], device=best.success.device)
-        best.update(idx, z, misclassified(victim, z, y), torch.zeros_like(loss1))
-        meta = self.base_meta(victim)
-        meta.update(steps=1, alpha=alpha, step_size=eps - alpha, random_start=True,
-                    zero_grad_fraction=float((g == 0).float().mean().item()))
-        return finish(victim, best, y, meta)
+    def alpha(self, eps: float) -> float:
+        return eps / 2 if self.config.alpha is None else min(float(self.config.alpha), eps)
+
+    def _start(self, s: Search, zs: torch.Tensor) -> torch.Tensor:
+        """The random step: on the alpha-sphere of the norm (sign noise for L-inf)."""
+        delta = random_delta(zs, s.norm, self.alpha(s.eps), s.gen, s.bdim, boundary=True)
+        return s.victim.project(zs + delta, zs)
+
+    def step_length(self, s: Search) -> float:
+        return s.eps - self.alpha(s.eps)
+
+    def _meta(self, s: Search) -> dict:
+        alpha = self.alpha(s.eps)
+        return dict(steps=1, alpha=alpha, step_size=s.eps - alpha, random_start=True,
+                    zero_grad_fraction=s.stats.get("zero_grad_fraction", math.nan))

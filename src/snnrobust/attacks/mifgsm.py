@@ -16,8 +16,8 @@ from typing import Optional
 import torch
 
 from .base import (
-    Attack, AttackResult, BestPoints, batch_dim, begin_run, check_choice, check_float, check_int,
-    finish, misclassified, on_device, per_sample, sample_norm, stack_trace, steepest_direction,
+    Attack, Candidates, Search, check_choice, check_float, check_int, per_sample, sample_norm, stack_trace,
+    steepest_direction,
 )
 
 LOSS_CHOICES = ("ce", "dlr", "cw")
@@ -42,27 +42,29 @@ class MIFGSM(Attack):
     description = "Momentum iterative FGSM (Dong et al.): momentum mu on the L1-normalised gradient"
     Config = MIFGSMConfig
     iterative = True
+    kind = "gradient"
+    steps_option = "steps"
 
-    def run(self, victim, z0: torch.Tensor, y: torch.Tensor) -> AttackResult:
-        begin_run(victim)
+    def step_size(self, eps: float) -> float:
         c = self.config
-        bdim = batch_dim(victim)
-        eps, norm = float(victim.threat.eps), victim.threat.norm
-        alpha = float(c.step_size) if c.step_size is not None else eps / c.steps
-        z0, y = on_device(victim, z0, y)
-        best = BestPoints(z0, misclassified(victim, z0, y), bdim, c.steps + 1)
-        z = z0
-        loss, g = victim.grad(z, y, loss=c.loss)
+        return float(c.step_size) if c.step_size is not None else eps / c.steps
+
+    def _search(self, s: Search, zs: torch.Tensor, ys: torch.Tensor, start: torch.Tensor,
+                restart: int) -> Candidates:
+        """``steps`` momentum steps from ``start`` (zs); the candidate is the last iterate."""
+        c, victim = self.config, s.victim
+        alpha = self.step_size(s.eps)
+        z = start
+        loss, g = victim.grad(z, ys, loss=c.loss)
         trace = [loss]
-        m = torch.zeros_like(z0)
+        m = torch.zeros_like(zs)
         for _ in range(c.steps):
-            l1 = sample_norm(g, "l1", bdim).clamp_min(1e-12)
-            m = c.mu * m + g / per_sample(l1, g, bdim)
-            z = victim.project(z + alpha * steepest_direction(m, norm, bdim), z0)
-            loss, g = victim.grad(z, y, loss=c.loss)
+            l1 = sample_norm(g, "l1", s.bdim).clamp_min(1e-12)
+            m = c.mu * m + g / per_sample(l1, g, s.bdim)
+            z = victim.project(z + alpha * steepest_direction(m, s.norm, s.bdim), zs)
+            loss, g = victim.grad(z, ys, loss=c.loss)
             trace.append(loss)
-        idx = torch.arange(y.shape[0], device=best.success.device)
-        best.update(idx, z, misclassified(victim, z, y), loss, stack_trace(trace, c.steps + 1))
-        meta = self.base_meta(victim)
-        meta.update(step_size=alpha, random_start=False)
-        return finish(victim, best, y, meta)
+        return Candidates(z, loss, stack_trace(trace, c.steps + 1))
+
+    def _meta(self, s: Search) -> dict:
+        return dict(step_size=self.step_size(s.eps), random_start=False)

@@ -12,10 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import (
-    Attack, AttackResult, BestPoints, batch_dim, begin_run, check_choice, check_int, finish,
-    index_batch, make_generator, misclassified, on_device, random_delta,
-)
+from .base import Attack, Candidates, Search, check_choice, check_int, random_delta
 
 DISTRIBUTIONS = ("uniform", "boundary")
 
@@ -36,28 +33,23 @@ class Noise(Attack):
     name = "noise"
     description = "random-noise baseline: n uniform draws in the eps ball, broken if any draw fools the model"
     Config = NoiseConfig
+    kind = "noise"
+    steps_option = "draws"
 
-    def run(self, victim, z0: torch.Tensor, y: torch.Tensor) -> AttackResult:
-        begin_run(victim)
-        c = self.config
-        bdim = batch_dim(victim)
-        eps, norm = float(victim.threat.eps), victim.threat.norm
-        z0, y = on_device(victim, z0, y)
-        best = BestPoints(z0, misclassified(victim, z0, y), bdim, None)
-        gen = make_generator(c.seed)
-        all_idx = torch.arange(y.shape[0], device=best.success.device)
-        draws_made = 0
-        for d in range(c.draws):
-            idx = all_idx if d == 0 else (~best.success).nonzero().squeeze(1)
-            if idx.numel() == 0:
-                break
-            draws_made += 1
-            zs, ys = index_batch(z0, idx, bdim), y[idx]
-            z = victim.project(zs + random_delta(zs, norm, eps, gen, bdim,
-                                                 boundary=c.distribution == "boundary"), zs)
-            # a later draw replaces an earlier non-fooling one ("else the last draw")
-            order = torch.full((idx.numel(),), float(d), device=best.loss.device)
-            best.update(idx, z, misclassified(victim, z, ys), order)
-        meta = self.base_meta(victim)
-        meta.update(draws_made=draws_made)
-        return finish(victim, best, y, meta)
+    def n_searches(self) -> int:
+        # each search is one draw: the draws are the attack's steps (its budget), and like
+        # restarts each later draw is made only for the samples not broken yet
+        return self.config.draws
+
+    def _start(self, s: Search, zs: torch.Tensor) -> torch.Tensor:
+        delta = random_delta(zs, s.norm, s.eps, s.gen, s.bdim, boundary=self.config.distribution == "boundary")
+        return s.victim.project(zs + delta, zs)
+
+    def _search(self, s: Search, zs: torch.Tensor, ys: torch.Tensor, start: torch.Tensor,
+                restart: int) -> Candidates:
+        """The draw itself is the candidate, ranked by its number so that a later draw replaces
+        an earlier non-fooling one ("else the last draw")."""
+        return Candidates(start, torch.full((zs.shape[s.bdim],), float(restart), device=ys.device))
+
+    def _meta(self, s: Search) -> dict:
+        return dict(draws_made=s.runs)

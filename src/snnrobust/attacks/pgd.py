@@ -20,9 +20,8 @@ from typing import Optional
 import torch
 
 from .base import (
-    Attack, AttackResult, BestPoints, batch_dim, begin_run, check_bool, check_choice, check_float,
-    check_int, finish, index_batch, make_generator, misclassified, on_device, random_delta,
-    stack_trace, steepest_direction,
+    Attack, Candidates, Search, check_bool, check_choice, check_float, check_int, stack_trace,
+    steepest_direction,
 )
 
 LOSS_CHOICES = ("ce", "dlr", "cw")
@@ -53,56 +52,49 @@ class PGD(Attack):
     description = "PGD with random start and restarts, CE or DLR loss, L-inf or L2 (step 2.5*eps/steps by default)"
     Config = PGDConfig
     iterative = True
+    kind = "gradient"
+    steps_option = "steps"
+    restarts_option = "restarts"
 
     def step_size(self, eps: float) -> float:
         c = self.config
         return float(c.step_size) if c.step_size is not None else 2.5 * eps / c.steps
 
-    def run(self, victim, z0: torch.Tensor, y: torch.Tensor) -> AttackResult:
-        begin_run(victim)
-        c = self.config
-        bdim = batch_dim(victim)
-        eps, norm = float(victim.threat.eps), victim.threat.norm
-        alpha = self.step_size(eps)
-        z0, y = on_device(victim, z0, y)
-        best = BestPoints(z0, misclassified(victim, z0, y), bdim, c.steps + 1)
-        gen = make_generator(c.seed)
-        all_idx = torch.arange(y.shape[0], device=best.success.device)
-        aborted, abort_info, restarts_run = False, {}, 0
-        zero_grad, n_grad = torch.zeros((), device=z0.device), 0  # summed on device: no sync per step
-
-        for r in range(c.restarts):
-            idx = all_idx if r == 0 else (~best.success).nonzero().squeeze(1)
-            if idx.numel() == 0:
-                break
-            restarts_run += 1
-            zs, ys = index_batch(z0, idx, bdim), y[idx]
-            z = zs
-            if c.random_start:
-                z = victim.project(zs + random_delta(zs, norm, eps, gen, bdim), zs)
+    def _search(self, s: Search, zs: torch.Tensor, ys: torch.Tensor, start: torch.Tensor,
+                restart: int) -> Candidates:
+        """``steps`` steps from ``start``; the candidate is the last iterate (classic PGD)."""
+        c, victim = self.config, s.victim
+        alpha = self.step_size(s.eps)
+        # summed on the device: no sync per step
+        zero_grad = s.stats.setdefault("zero_grad", torch.zeros((), device=zs.device))
+        z = start
+        loss, g = victim.grad(z, ys, loss=c.loss)
+        trace = [loss]
+        stop = False
+        for k in range(c.steps):
+            zero_grad += (g == 0).float().mean()
+            s.stats["n_grad"] = s.stats.get("n_grad", 0) + 1
+            if c.abort_grad_norm is not None:
+                gnorm = float(g.detach().float().norm().item())
+                if gnorm < c.abort_grad_norm:
+                    stop = True
+                    s.stats["abort_info"] = {"abort_restart": restart, "abort_step": k,
+                                             "abort_grad_norm_value": gnorm}
+                    break
+            z = victim.project(z + alpha * steepest_direction(g, s.norm, s.bdim), zs)
             loss, g = victim.grad(z, ys, loss=c.loss)
-            trace = [loss]
-            for k in range(c.steps):
-                zero_grad += (g == 0).float().mean()
-                n_grad += 1
-                if c.abort_grad_norm is not None:
-                    gnorm = float(g.detach().float().norm().item())
-                    if gnorm < c.abort_grad_norm:
-                        aborted = True
-                        abort_info = {"abort_restart": r, "abort_step": k, "abort_grad_norm_value": gnorm}
-                        break
-                z = victim.project(z + alpha * steepest_direction(g, norm, bdim), zs)
-                loss, g = victim.grad(z, ys, loss=c.loss)
-                trace.append(loss)
-            best.update(idx, z, misclassified(victim, z, ys), loss, stack_trace(trace, c.steps + 1))
-            if aborted:
-                break
+            trace.append(loss)
+        return Candidates(z, loss, stack_trace(trace, c.steps + 1), stop=stop)
 
-        meta = self.base_meta(victim)
-        meta.update(step_size=alpha, restarts_run=restarts_run,
-                    zero_grad_fraction=float(zero_grad.item()) / max(n_grad, 1), aborted=aborted)
+    def _meta(self, s: Search) -> dict:
+        c = self.config
+        zero_grad = s.stats.get("zero_grad")
+        meta = dict(step_size=self.step_size(s.eps), restarts_run=s.runs,
+                    zero_grad_fraction=(float(zero_grad.item()) if zero_grad is not None else 0.0)
+                    / max(s.stats.get("n_grad", 0), 1),
+                    aborted="abort_info" in s.stats)
         if c.abort_grad_norm is not None:
             meta["abort_rule"] = ("seed-000 replication: PGD stops for the batch when the input-gradient "
                                   f"L2 norm < {c.abort_grad_norm:g}")
-            meta.update(abort_info)
-        return finish(victim, best, y, meta)
+            meta.update(s.stats.get("abort_info", {}))
+        return meta

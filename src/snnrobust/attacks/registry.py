@@ -6,12 +6,14 @@
     transfer                                crafted on source models, scored on the target
 
 Options are validated when the attack is built; an unknown name or option is a one-line
-ConfigError naming what exists.
+ConfigError naming what exists. What the evaluation needs to know about an attack (its kind,
+which options set its steps and restarts) is declared on its class and read here
+(:func:`attack_kind`, :func:`attack_budget`, :func:`with_budget`), never guessed from its name.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 from ..errors import ConfigError
 from .autoattack import APGDCE, APGDDLR, APGDT, FABT, Square
@@ -35,10 +37,33 @@ def _key(name: str) -> str:
 
 def get_attack(name: str, **options: Any) -> Attack:
     """Build the attack called ``name`` with validated ``options``."""
+    return attack_class(name)(**options)
+
+
+def attack_class(name: str) -> type[Attack]:
+    """The class of the attack called ``name`` (its declared ``kind``, ``steps_option``,
+    ``restarts_option``, ``fixed_steps``)."""
     key = _key(name)
     if key not in ATTACKS:
         raise ConfigError(f"unknown attack '{name}'; choose one of: {', '.join(ATTACKS)}")
-    return ATTACKS[key](**options)
+    return ATTACKS[key]
+
+
+def attack_kind(name: str) -> str:
+    """The declared kind of the attack called ``name`` (one of ``ATTACK_KINDS``)."""
+    return attack_class(name).kind
+
+
+def attack_budget(settings: dict) -> tuple[Optional[int], Optional[int]]:
+    """(steps, restarts) of a run from its recorded settings ``{"name": ..., **options}`` (an
+    attack's ``to_dict()``), read through the options its class declares."""
+    return attack_class(settings["name"]).budget(settings)
+
+
+def with_budget(name: str, options: dict, steps: Optional[int], restarts: Optional[int]) -> dict:
+    """``options`` of the attack ``name`` with ``steps`` / ``restarts`` (None: unchanged) set on
+    the options it declares; a one-line ConfigError when it has none to set."""
+    return attack_class(name).with_budget(options, steps, restarts)
 
 
 def list_attacks() -> dict[str, str]:
@@ -48,7 +73,4 @@ def list_attacks() -> dict[str, str]:
 
 def attack_options(name: str) -> list[str]:
     """The option names an attack accepts."""
-    key = _key(name)
-    if key not in ATTACKS:
-        raise ConfigError(f"unknown attack '{name}'; choose one of: {', '.join(ATTACKS)}")
-    return ATTACKS[key].option_names()
+    return attack_class(name).option_names()

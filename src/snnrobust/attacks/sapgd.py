@@ -22,9 +22,8 @@ from dataclasses import dataclass
 import torch
 
 from .base import (
-    Attack, AttackResult, BestPoints, batch_dim, begin_run, check_bool, check_choice, check_float,
-    check_int, finish, index_batch, make_generator, misclassified, on_device, per_sample,
-    random_delta, sample_mean, sample_norm, stack_trace,
+    Attack, Candidates, Search, check_bool, check_choice, check_float, check_int, per_sample, sample_mean,
+    sample_norm, stack_trace,
 )
 from ..errors import ConfigError
 
@@ -69,57 +68,43 @@ class SAPGD(Attack):
     description = "SA-PGD (Wang et al. 2025): normalised-moment adaptive steps, eta halving on a fixed schedule"
     Config = SAPGDConfig
     iterative = True
+    kind = "gradient"
+    steps_option = "steps"
+    restarts_option = "restarts"
 
     def settings(self) -> dict:
         s = super().settings()
         s["decay_at"] = list(self.config.decay_at)
         return s
 
-    def run(self, victim, z0: torch.Tensor, y: torch.Tensor) -> AttackResult:
-        begin_run(victim)
-        c = self.config
-        bdim = batch_dim(victim)
-        eps, norm = float(victim.threat.eps), victim.threat.norm
-        etas = eta_schedule(eps, c.steps, c.decay_at)
-        z0, y = on_device(victim, z0, y)
-        best = BestPoints(z0, misclassified(victim, z0, y), bdim, c.steps + 1)
-        gen = make_generator(c.seed)
-        all_idx = torch.arange(y.shape[0], device=best.success.device)
-        restarts_run = 0
-
-        for r in range(c.restarts):
-            idx = all_idx if r == 0 else (~best.success).nonzero().squeeze(1)
-            if idx.numel() == 0:
-                break
-            restarts_run += 1
-            zs, ys = index_batch(z0, idx, bdim), y[idx]
-            z = zs
-            if c.random_start:
-                z = victim.project(zs + random_delta(zs, norm, eps, gen, bdim), zs)
+    def _search(self, s: Search, zs: torch.Tensor, ys: torch.Tensor, start: torch.Tensor,
+                restart: int) -> Candidates:
+        """``steps`` adaptive steps from ``start``; the candidate is each sample's best-loss iterate."""
+        c, victim, bdim = self.config, s.victim, s.bdim
+        z = start
+        loss, g = victim.grad(z, ys, loss=c.loss)
+        trace = [loss]
+        z_best, loss_best = z.clone(), loss.detach().clone()
+        m = torch.zeros_like(zs)
+        v = torch.zeros_like(zs)
+        for eta in eta_schedule(s.eps, c.steps, c.decay_at):
+            m = c.beta1 * m + g / per_sample(sample_mean(g.abs(), bdim) + _TINY, g, bdim)
+            v = c.beta2 * v + g * g / per_sample(sample_mean(g * g, bdim) + _TINY, g, bdim)
+            u = m / (v.sqrt() + _TINY)
+            if s.norm == "linf":
+                step = (eta * u).clamp(-eta, eta)
+            else:
+                step = eta * u / per_sample(sample_norm(u, "l2", bdim) + _TINY, u, bdim)
+            z = victim.project(z + step, zs)
             loss, g = victim.grad(z, ys, loss=c.loss)
-            trace = [loss]
-            z_best, loss_best = z.clone(), loss.detach().clone()
-            m = torch.zeros_like(zs)
-            v = torch.zeros_like(zs)
-            for eta in etas:
-                m = c.beta1 * m + g / per_sample(sample_mean(g.abs(), bdim) + _TINY, g, bdim)
-                v = c.beta2 * v + g * g / per_sample(sample_mean(g * g, bdim) + _TINY, g, bdim)
-                u = m / (v.sqrt() + _TINY)
-                if norm == "linf":
-                    step = (eta * u).clamp(-eta, eta)
-                else:
-                    step = eta * u / per_sample(sample_norm(u, "l2", bdim) + _TINY, u, bdim)
-                z = victim.project(z + step, zs)
-                loss, g = victim.grad(z, ys, loss=c.loss)
-                trace.append(loss)
-                better = loss.detach() > loss_best
-                z_best = torch.where(per_sample(better, z, bdim), z, z_best)
-                loss_best = torch.where(better, loss.detach(), loss_best)
-            best.update(idx, z_best, misclassified(victim, z_best, ys), loss_best,
-                        stack_trace(trace, c.steps + 1))
+            trace.append(loss)
+            better = loss.detach() > loss_best
+            z_best = torch.where(per_sample(better, z, bdim), z, z_best)
+            loss_best = torch.where(better, loss.detach(), loss_best)
+        return Candidates(z_best, loss_best, stack_trace(trace, c.steps + 1))
 
-        meta = self.base_meta(victim)
-        meta.update(eta_start=eps, eta_schedule="halve at " + ", ".join(f"{f:.0%}" for f in c.decay_at)
-                    + " of the steps", eta_final=etas[-1], restarts_run=restarts_run,
-                    keeps="best-loss iterate per restart")
-        return finish(victim, best, y, meta)
+    def _meta(self, s: Search) -> dict:
+        c = self.config
+        return dict(eta_start=s.eps, eta_schedule="halve at " + ", ".join(f"{f:.0%}" for f in c.decay_at)
+                    + " of the steps", eta_final=eta_schedule(s.eps, c.steps, c.decay_at)[-1],
+                    restarts_run=s.runs, keeps="best-loss iterate per restart")

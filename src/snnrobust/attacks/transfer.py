@@ -62,6 +62,30 @@ class Transfer(Attack):
     name = "transfer"
     description = "transfer attack: crafted on source models (ANN twin, other SNNs), scored on the target"
     Config = TransferConfig
+    kind = "transfer"
+
+    @classmethod
+    def budget(cls, settings: dict) -> tuple[Optional[int], Optional[int]]:
+        """The budget of the attack crafted on the sources (``settings["inner"]``)."""
+        from .registry import attack_budget  # late: the registry imports this module
+
+        inner = settings.get("inner")
+        return attack_budget(inner) if isinstance(inner, dict) else (None, None)
+
+    @classmethod
+    def with_budget(cls, options: dict, steps: Optional[int], restarts: Optional[int]) -> dict:
+        """Steps and restarts set the attack crafted on the sources (``inner``, default pgd),
+        where it has such options; the transfer itself has none."""
+        from .registry import attack_class
+
+        opts = dict(options)
+        inner_cls = attack_class(opts.get("inner", "pgd"))
+        inner = dict(opts.get("inner_options") or {})
+        for value, key in ((steps, inner_cls.steps_option), (restarts, inner_cls.restarts_option)):
+            if value is not None and key is not None:
+                inner[key] = value
+        opts["inner_options"] = inner
+        return opts
 
     def __init__(self, config=None, **options: Any) -> None:
         super().__init__(config, **options)
