@@ -36,7 +36,7 @@ from ..spiking.functional import spiking_neurons
 from .diagnostics import AttackRun, run_diagnostics
 from .estimators import get_estimator
 from .metrics import Rate, attack_success_rate, clean_accuracy, robust_accuracy
-from .registry import ATTACKS, attack_options, get_attack
+from .registry import ATTACKS, attack_budget, attack_options, get_attack
 from .results import AttackRecord, CurvePoint, EvaluationResult, WorstCase, failure_reason, json_ready
 from .suites import AttackSpec, Budget, SuiteContext, assign_ids, expand, get_budget, get_suite, own_estimator
 from .threat import ThreatModel, parse_eps
@@ -106,17 +106,6 @@ def _take(z: torch.Tensor, idx: torch.Tensor, bdim: int) -> torch.Tensor:
 def _seed_for(seed: int, *parts: Any) -> int:
     """A seed derived from the run's seed and a label (stable across processes, unlike hash())."""
     return (int(seed) * 1_000_003 + zlib.crc32("|".join(map(str, parts)).encode())) % (2**31 - 1)
-
-
-def _steps_restarts(settings: dict) -> tuple[Optional[int], Optional[int]]:
-    inner = settings.get("inner")
-    if isinstance(inner, dict):  # transfer: the crafting attack's budget
-        return _steps_restarts(inner)
-    steps = next((settings[k] for k in ("steps", "n_iter", "n_queries", "draws") if k in settings), None)
-    if steps is None and settings.get("name") in ("fgsm", "rfgsm"):
-        steps = 1
-    restarts = next((settings[k] for k in ("restarts", "n_restarts") if k in settings), None)
-    return steps, restarts
 
 
 # ----------------------------------------------------------------------------- one attack run
@@ -394,7 +383,7 @@ def run_pass(session: Session, specs: list[AttackSpec], threat: ThreatModel, *, 
             bb_broken[spec.id] = m
         if run.loss_start is not None:
             traces.append((spec.id, idx, run.loss_start, run.loss_end))
-        steps, restarts = _steps_restarts(run.attack)
+        steps, restarts = attack_budget(run.attack)  # read through the options the class declares
         meta = dict(run.meta)
         if run.invalid:
             meta["invalid_points_not_counted"] = run.invalid
@@ -521,31 +510,16 @@ def single_attack_specs(name: str, options: dict, ctx: SuiteContext, estimators:
     """The spec list of one named attack (one spec per estimator for gradient attacks)."""
     if name not in ATTACKS:
         get_attack(name)  # raises the one-line ConfigError listing the attacks
-    allowed = attack_options(name)
-    opts = dict(options or {})
-    if name == "transfer":  # --steps/--restarts set the attack crafted on the sources
-        inner = dict(opts.get("inner_options") or {})
-        inner_name = opts.get("inner", "pgd")
-        for value, keys in ((steps, ("steps", "n_iter")), (restarts, ("restarts", "n_restarts"))):
-            key = next((k for k in keys if k in attack_options(inner_name)), None)
-            if value is not None and key is not None:
-                inner[key] = value
-        opts["inner_options"] = inner
-        steps = restarts = None
-    for value, keys in ((steps, ("steps", "n_iter", "n_queries", "draws")), (restarts, ("restarts", "n_restarts"))):
-        if value is None:
-            continue
-        key = next((k for k in keys if k in allowed), None)
-        if key is None:
-            raise ConfigError(f"attack {name} has no steps/restarts option to set; its options: {', '.join(allowed)}")
-        opts[key] = value
-    if name == "transfer":
+    cls = ATTACKS[name]
+    # --steps/--restarts go to the options the class declares (transfer: its inner attack's)
+    opts = cls.with_budget(dict(options or {}), steps, restarts)
+    kind = cls.kind
+    if kind == "transfer":
         if not ctx.transfer_sources:
             raise ConfigError("attack transfer needs source models: give --transfer-from CKPT or --ann-twin-transfer")
         opts.setdefault("sources", [m for _, m in ctx.transfer_sources])
         labels = ",".join(label for label, _ in ctx.transfer_sources)
         return [AttackSpec("transfer", opts, None, None, "transfer", id=f"transfer[{labels}]")]
-    kind = {"fgsm": "single-step", "rfgsm": "single-step", "square": "score", "noise": "noise"}.get(name, "gradient")
     if kind in ("score", "noise"):
         if estimators:
             raise ConfigError(f"attack {name} uses no gradients, so --estimator does not apply")
