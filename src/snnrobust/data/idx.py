@@ -67,18 +67,3 @@ def read_idx(path: str | Path) -> np.ndarray:
     """Read an IDX file (``.gz`` decompressed on the fly); DatasetError naming the file if malformed."""
     path = Path(path)
     return parse_idx(_read_bytes(path), str(path))
-
-
-def write_idx(path: str | Path, array: np.ndarray) -> None:
-    """Write ``array`` as an IDX file (gzip if the name ends in .gz). Used to make test data."""
-    path = Path(path)
-    arr = np.asarray(array)
-    codes = {v.newbyteorder("="): k for k, v in IDX_DTYPES.items()}
-    code = codes.get(arr.dtype.newbyteorder("="))
-    if code is None:
-        raise ValueError(f"IDX cannot hold dtype {arr.dtype}")
-    payload = struct.pack(f">HBB{arr.ndim}I", 0, code, arr.ndim, *arr.shape)
-    payload += np.ascontiguousarray(arr, dtype=IDX_DTYPES[code]).tobytes()
-    opener = gzip.open if path.name.endswith(".gz") else open
-    with opener(path, "wb") as f:
-        f.write(payload)
