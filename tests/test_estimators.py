@@ -446,3 +446,28 @@ def test_estimators_on_the_neuron_loop_equal_the_old_separate_dynamics(spec, con
         assert 0 < s1.mean() < 1 and 0 < s.mean() < 1  # both layers fire on part of the inputs
         assert torch.allclose(grad, grad_ref, rtol=1e-9, atol=1e-12)
     assert grad.abs().sum() > 0
+
+
+# -- surrogates stay objects from the model to the suite ----------------------------------
+def test_model_surrogate_is_an_object_and_the_width_sweep_keeps_the_stored_strings():
+    from snnrobust.attacks.evaluate import model_surrogate
+    from snnrobust.attacks.suites import SuiteContext, get_budget, reliable_estimators
+    from snnrobust.attacks.threat import ThreatModel
+
+    model = torch.nn.Sequential(IFNode(surrogate="triangle:1:0.3"), LIFNode(surrogate=Surrogate("triangle", 1.0, 0.3)))
+    has_spiking, sg = model_surrogate(model)
+    assert has_spiking and sg == Surrogate("triangle", 1.0, 0.3)
+    assert model_surrogate(torch.nn.Sequential(IFNode(surrogate="atan:2"), IFNode(surrogate="atan:3")))[1] is None
+    assert model_surrogate(torch.nn.Linear(2, 2)) == (False, None)
+
+    def estimators(own):
+        ctx = SuiteContext(budget=get_budget("thorough"), threat=ThreatModel(eps=8 / 255), own_surrogate=own,
+                           has_spiking=True, stochastic=False, num_classes=10)
+        return reliable_estimators(ctx)
+
+    # the same strings as the formatted-and-re-parsed sweep wrote (they are parts of stored attack ids)
+    assert estimators(sg)[:4] == ["bptt:triangle:0.5:0.3", "bptt:triangle:1:0.3", "bptt:triangle:2:0.3",
+                                  "bptt:triangle:4:0.3"]
+    assert estimators("atan:2")[:4] == ["bptt:atan:4", "bptt:atan:2", "bptt:atan:1", "bptt:atan:0.5"]
+    # a constant derivative has no width: only the model's own, once
+    assert [e for e in estimators(Surrogate("straight-through")) if e.startswith("bptt")] == ["bptt:straight-through:1"]

@@ -13,11 +13,10 @@ from torch import nn
 from snnrobust.attacks import evaluate as ev
 from snnrobust.attacks.metrics import Rate, attack_success_rate, majority_vote, wilson_interval
 from snnrobust.attacks.results import read_result, result_path, write_json_atomic, write_result
-from snnrobust.attacks.suites import (SUITES, Budget, SuiteContext, expand, get_budget,
-                                      widened_surrogate)
+from snnrobust.attacks.suites import SUITES, Budget, SuiteContext, expand, get_budget
 from snnrobust.attacks.threat import ThreatModel
 from snnrobust.errors import ConfigError
-from snnrobust.spiking import IFNode, reset_states
+from snnrobust.spiking import IFNode, Surrogate, reset_states
 
 # A small budget so that every suite runs in seconds on synthetic data.
 TINY = Budget(name="tiny", steps=10, restarts=1, surrogate_widths=(1.0, 4.0), extra_estimators=("bptr",),
@@ -176,7 +175,8 @@ def test_reliable_and_standard_expand_by_budget():
     assert [s.attack for s in rand] == ["apgd-ce", "apgd-dlr"] and rand[0].eot == TINY.eot
     std = [s.attack for s in expand("standard", _ctx())]
     assert std == ["apgd-ce", "apgd-t", "fab-t", "square"]
-    assert widened_surrogate("triangle:1:0.3", 2) == "triangle:2:0.3" and widened_surrogate("atan:2", 4) == "atan:0.5"
+    assert Surrogate.parse("triangle:1:0.3").widened(2).spec() == "triangle:2:0.3"
+    assert Surrogate.parse("atan:2").widened(4).spec() == "atan:0.5"
     b = get_budget("quick").override(steps=100, eot=5)
     assert b.steps == 100 and dict(b.overrides) == {"steps": 100, "eot": 5} and not b.below_standard
     assert get_budget("quick").below_standard

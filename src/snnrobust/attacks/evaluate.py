@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from ..errors import ConfigError, SnnRobustError
 from ..spiking.functional import spiking_neurons
+from ..spiking.surrogates import Surrogate
 from .diagnostics import AttackRun, run_diagnostics
 from .estimators import get_estimator
 from .metrics import Rate, attack_success_rate, clean_accuracy, robust_accuracy
@@ -56,17 +57,14 @@ def _say(text: str) -> None:
     tqdm.write(text, file=sys.stderr)
 
 
-def model_surrogate(model: nn.Module) -> tuple[bool, Optional[str]]:
-    """(has spiking neurons, the surrogate spec they all share or None if mixed)."""
+def model_surrogate(model: nn.Module) -> tuple[bool, Optional[Surrogate]]:
+    """(has spiking neurons, the surrogate they all share or None if mixed); two neurons
+    share one when their canonical specs (:meth:`Surrogate.spec`) are equal."""
     neurons = spiking_neurons(model)
     if not neurons:
         return False, None
-    specs = set()
-    for n in neurons:
-        sg = n.surrogate
-        text = f"{sg.kind}:{float(sg.param):.6g}" + (f":{float(sg.scale):.6g}" if sg.scale != 1 else "")
-        specs.add(text)
-    return True, (specs.pop() if len(specs) == 1 else None)
+    shared = {n.surrogate.spec(): n.surrogate for n in neurons}
+    return True, (next(iter(shared.values())) if len(shared) == 1 else None)
 
 
 def transfer_source_list(sources: Any) -> list[tuple[str, nn.Module]]:

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from ..errors import ConfigError
+from ..spiking.surrogates import Surrogate
 
 # ----------------------------------------------------------------------------- budgets
 # "The standard" of a reliable evaluation, per setting. AutoAttack's standard version (Croce & Hein
@@ -263,7 +264,7 @@ class SuiteContext:
 
     budget: Budget
     threat: Any                           # ThreatModel
-    own_surrogate: Optional[str]          # e.g. "atan:2" (None: no spiking neurons, or mixed surrogates)
+    own_surrogate: Optional[Surrogate]    # e.g. Surrogate("atan", 2) (None: no spiking neurons, or mixed)
     has_spiking: bool
     stochastic: bool
     num_classes: int
@@ -272,6 +273,11 @@ class SuiteContext:
     eot: Optional[int] = None                               # user's --eot
     replicate_seed_code: bool = False
     notes: list[str] = field(default_factory=list)          # suites append what they changed and why
+
+    def __post_init__(self) -> None:
+        # the edge: a spec string or dict ("atan:2") is parsed here once; the suites use the object
+        if self.own_surrogate is not None and not isinstance(self.own_surrogate, Surrogate):
+            self.own_surrogate = Surrogate.parse(self.own_surrogate)
 
     def gradient_eot(self) -> Optional[int]:
         """EOT for white-box attacks: the user's, else the budget's for stochastic models, else 1."""
@@ -319,31 +325,9 @@ def list_suites() -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- helpers
-#: Surrogate kinds whose parameter is a sharpness (width ~ 1/param); the others take a width.
-SHARPNESS_KINDS = ("atan", "sigmoid", "fast-sigmoid", "exponential")
-WIDTH_KINDS = ("triangle", "rectangle", "gaussian")
-
-
-def widened_surrogate(surrogate: str, factor: float) -> Optional[str]:
-    """The surrogate spec ``surrogate`` ("kind:param[:scale]") made ``factor`` times wider:
-    param / factor for sharpness kinds, param * factor for width kinds. None when the kind has
-    no width (straight-through)."""
-    from ..spiking.surrogates import Surrogate
-
-    sg = Surrogate.parse(surrogate)
-    if sg.kind in SHARPNESS_KINDS:
-        param = float(sg.param) / factor
-    elif sg.kind in WIDTH_KINDS:
-        param = float(sg.param) * factor
-    else:
-        return None
-    text = f"{sg.kind}:{param:.6g}"
-    return text + (f":{sg.scale:.6g}" if sg.scale != 1 else "")
-
-
 def own_estimator(ctx: SuiteContext) -> str:
     """The model's own training surrogate as an explicit BPTT spec (so labels show it)."""
-    return f"bptt:{ctx.own_surrogate}" if ctx.own_surrogate else "bptt"
+    return f"bptt:{ctx.own_surrogate.spec()}" if ctx.own_surrogate else "bptt"
 
 
 def reliable_estimators(ctx: SuiteContext) -> list[str]:
@@ -364,10 +348,8 @@ def reliable_estimators(ctx: SuiteContext) -> list[str]:
             continue
         if w == 1.0:
             out.append(own_estimator(ctx))
-        else:
-            wide = widened_surrogate(ctx.own_surrogate, w)
-            if wide is not None:
-                out.append(f"bptt:{wide}")
+        elif ctx.own_surrogate.has_width:  # straight-through has no width to sweep
+            out.append(f"bptt:{ctx.own_surrogate.widened(w).spec()}")
     if ctx.own_surrogate is None:
         ctx.notes.append("the model's neurons use different surrogates: surrogate widths are not swept")
     out.extend(ctx.budget.extra_estimators)
