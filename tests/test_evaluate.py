@@ -3,6 +3,7 @@ files and the `snnrobust attack` CLI. Tiny hand-built models, synthetic data, tm
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -337,3 +338,31 @@ def test_cli_end_to_end_writes_json_next_to_checkpoint(tmp_path, capsys, tiny_ch
     d = json.loads(written.read_text())
     assert d["data"]["dataset"] == "mnist5k" and d["data"]["n"] == 8 and len(d["data"]["indices_sha256"]) == 64
     assert d["model"]["sha256"] and d["clean"]["n"] == 8
+
+
+def test_records_list_broken_samples_and_count_compute():
+    """Each record names the samples it broke and counts its compute in images: PGD without
+    restarts takes one input gradient per step per sample (EOT passes each on stochastic
+    models), and scoring passes are forward-only."""
+    model = Linear().eval()
+    x, y = linear_data(24)
+    res = ev.evaluate(model, x, y, attack="pgd", attack_options={"steps": 5, "random_start": False},
+                      threat=ThreatModel(eps=0.1), progress=False)
+    rec = res.attacks[0]
+    per = res.worst_case.per_sample
+    assert sorted(rec.broken) == [i for i, v in enumerate(per) if v == rec.id]
+    assert 0 < len(rec.broken) < rec.n_attacked
+    # 5 steps, each from a gradient, plus the loss (with its gradient) at the last iterate
+    assert rec.gradient_images == (5 + 1) * rec.n_attacked
+    assert rec.forward_images >= rec.n_attacked  # at least the final scoring pass
+    again = type(res).from_dict(json.loads(json.dumps(res.to_dict())))
+    assert again.attacks[0].broken == rec.broken and again.attacks[0].gradient_images == rec.gradient_images
+    # non-cascade (exhaustive-style) budgets: every attack runs on every correct sample, and the
+    # worst case is exactly the union of what the records broke
+    rel = ev.evaluate(model, x, y, suite="reliable", threat=ThreatModel(eps=0.1),
+                      budget=dataclasses.replace(TINY, cascade=False),
+                      progress=False, diagnostics=False)
+    assert all(r.n_attacked == rel.clean.k for r in rel.attacks)
+    union = set().union(*(set(r.broken) for r in rel.attacks))
+    assert union == {i for i, v in enumerate(rel.worst_case.per_sample) if v not in (None, "clean")}
+    assert all(r.gradient_images > 0 for r in rel.attacks if r.kind == "gradient")

@@ -123,6 +123,8 @@ class SpecRun:
     invalid: int = 0                      # returned points outside the ball/bounds (not counted)
     failed: Optional[torch.Tensor] = None  # bool [len(idx)]: samples never attacked (their batch crashed)
     errors: list = field(default_factory=list)  # one line per distinct error of the crashed batches
+    gradient_images: int = 0              # images forwarded with an input-gradient graph (EOT passes each)
+    forward_images: int = 0               # images forwarded without one (scoring, votes, queries)
 
     @property
     def n_failed(self) -> int:
@@ -239,7 +241,8 @@ class Session:
                        trace_mean=trace_mean, attack=json_ready(attack.to_dict()),
                        estimator=victim.estimator.to_dict() if spec.estimator is not None else None,
                        eot=victim.eot, meta=json_ready(meta), time_s=time.perf_counter() - t0, invalid=invalid,
-                       failed=failed, errors=errors)
+                       failed=failed, errors=errors, gradient_images=victim.gradient_images,
+                       forward_images=victim.forward_images)
 
     @staticmethod
     def _valid(victim: Victim, z_adv: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
@@ -399,7 +402,8 @@ def run_pass(session: Session, specs: list[AttackSpec], threat: ThreatModel, *, 
             robust_accuracy=Rate(int(this_robust[sel].sum().item()), n_sel),
             attack_success_rate=attack_success_rate(correct[sel], this_robust[sel]),
             n_attacked=int(idx.numel()) - n_failed, n_broken=int(newly.numel()), time_s=round(run.time_s, 3),
-            loss_trace_mean=run.trace_mean, meta=meta))
+            loss_trace_mean=run.trace_mean, meta=meta, gradient_images=run.gradient_images,
+            forward_images=run.forward_images, broken=newly.tolist()))
         if session.progress:
             _say(f"  {spec.id}: attacked {idx.numel() - n_failed}, broke {newly.numel()}, "
                  f"robust {records[-1].robust_accuracy.percent()} ({run.time_s:.1f}s)"

@@ -6,7 +6,8 @@ JSON schema ``snnrobust.evaluation/1`` (every number travels with its threat mod
      "clean": {k, n, value, ci}, "vote", "eot", "stochastic",
      "attacks": [{"id", "attack", "estimator", "eot", "vote", "steps", "restarts", "kind",
                   "scope", "robust_accuracy", "attack_success_rate", "n_attacked", "n_broken",
-                  "loss_trace_mean", "time_s", "meta"}],
+                  "loss_trace_mean", "time_s", "meta", "gradient_images", "forward_images",
+                  "broken": [sample index]}],
      "worst_case": {"robust_accuracy", "attack_success_rate", "broken_by": {id: count},
                     "per_sample": [id | "clean" | null, ...]},
      "eps_curve": [{"eps", "robust_accuracy", "attacks": {id: rate}}],
@@ -14,6 +15,12 @@ JSON schema ``snnrobust.evaluation/1`` (every number travels with its threat mod
      "replication": [...], "notes": [...], "timing_s", "timing_breakdown_s",
      "complete": bool, "incomplete": [{"attack", "eps", "error", "not_attacked": [sample index],
                                        "n_not_attacked", "n_scheduled", "counted_robust", "reason"}]}
+
+``broken`` lists the samples each attack broke (indices into the evaluated set; in a cascade
+only samples still robust were attacked). ``gradient_images`` / ``forward_images`` are the
+attack's compute in images: forward passes that built an input-gradient graph (each EOT pass
+counted) and forward-only passes (scoring, votes, Square queries); transfer attacks count the
+target's passes only, not the crafting on their sources.
 
 ``scope`` says how an attack's robust accuracy reads: ``standalone`` (the attack alone on
 every sample) or ``cumulative`` (cascade suites: accuracy after this attack and all before it,
@@ -87,6 +94,9 @@ class AttackRecord:
     time_s: float
     loss_trace_mean: Optional[list] = None
     meta: dict = field(default_factory=dict)
+    gradient_images: int = 0       # compute: images forwarded with an input-gradient graph (EOT passes each)
+    forward_images: int = 0        # compute: images forwarded without one (scoring, votes, Square queries)
+    broken: list = field(default_factory=list)  # indices of the samples this attack broke (of those it attacked)
 
     def to_dict(self) -> dict:
         return {"id": self.id, "attack": self.attack, "estimator": self.estimator, "eot": self.eot,
@@ -94,7 +104,8 @@ class AttackRecord:
                 "scope": self.scope, "robust_accuracy": self.robust_accuracy.to_dict(),
                 "attack_success_rate": self.attack_success_rate.to_dict(), "n_attacked": self.n_attacked,
                 "n_broken": self.n_broken, "time_s": self.time_s, "loss_trace_mean": self.loss_trace_mean,
-                "meta": self.meta}
+                "meta": self.meta, "gradient_images": self.gradient_images, "forward_images": self.forward_images,
+                "broken": list(self.broken)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "AttackRecord":
@@ -103,7 +114,8 @@ class AttackRecord:
                    scope=d["scope"], robust_accuracy=Rate.from_dict(d["robust_accuracy"]),
                    attack_success_rate=Rate.from_dict(d["attack_success_rate"]), n_attacked=d["n_attacked"],
                    n_broken=d["n_broken"], time_s=d.get("time_s", 0.0), loss_trace_mean=d.get("loss_trace_mean"),
-                   meta=d.get("meta") or {})
+                   meta=d.get("meta") or {}, gradient_images=int(d.get("gradient_images") or 0),
+                   forward_images=int(d.get("forward_images") or 0), broken=list(d.get("broken") or []))
 
     @property
     def estimator_label(self) -> str:
