@@ -303,6 +303,24 @@ class Suite:
         the cascade off (exhaustive: every attack on every clean-correct sample)."""
         return self.cascade and budget.cascade
 
+    def refuse_settings(self, *, steps: Optional[int] = None, restarts: Optional[int] = None,
+                        eot: Optional[int] = None, estimators: Any = None, budget: Optional[Budget] = None,
+                        replicate_seed_code: bool = False) -> None:
+        """The one rule of which caller settings this suite accepts: a suite that fixes a
+        paper's protocol refuses ``--steps/--restarts/--eot/--estimator`` and a budget carrying
+        overrides; only a suite with ``replication_options`` takes ``replicate_seed_code``.
+        Raises the one-line ConfigError; used by the evaluation request and by :func:`expand`."""
+        if self.fixed_protocol:
+            given = [flag for flag, v in (("--steps", steps), ("--restarts", restarts), ("--eot", eot),
+                                          ("--estimator", estimators)) if v]
+            if budget is not None and budget.overrides:
+                given.append("the budget's overrides (" + ", ".join(f"{k}={v}" for k, v in budget.overrides) + ")")
+            if given:
+                raise ConfigError(f"suite {self.name} reproduces a paper's protocol and fixes its settings; "
+                                  f"drop {', '.join(given)} or use --attack pgd with your own settings")
+        if replicate_seed_code and not self.replication_options:
+            raise ConfigError("--replicate-seed-code applies to suite seed-luu2025 only")
+
 
 SUITES: dict[str, Suite] = {}
 
@@ -537,14 +555,8 @@ register_suite(Suite("reliable", "per-sample worst case over estimators x surrog
 def expand(suite: "str | Suite", ctx: SuiteContext) -> list[AttackSpec]:
     """The suite's attack list for this model and budget, each with a unique ``id``."""
     s = get_suite(suite)
-    if s.fixed_protocol:
-        given = [k for k, v in (("--steps/--restarts", ctx.budget.overrides), ("--estimator", ctx.estimators),
-                                ("--eot", ctx.eot)) if v]
-        if given:
-            raise ConfigError(f"suite {s.name} reproduces a paper's protocol and fixes its settings; "
-                              f"drop {', '.join(given)} or use --attack pgd with your own settings")
-    if ctx.replicate_seed_code and not s.replication_options:
-        raise ConfigError(f"--replicate-seed-code applies to suite seed-luu2025 only, not {s.name}")
+    s.refuse_settings(eot=ctx.eot, estimators=ctx.estimators, budget=ctx.budget,
+                      replicate_seed_code=ctx.replicate_seed_code)
     specs = assign_ids(s.build(ctx))
     if ctx.transfer_sources and not any(sp.kind == "transfer" for sp in specs):
         # the sources are recorded with the model (CLI); say plainly that no attack used them
