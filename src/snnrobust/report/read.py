@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from ..attacks.metrics import Z95  # rates: Wilson; means: mean ± Z95·SE
 from ..attacks.metrics import wilson_interval as wilson
-from ..attacks.threat import format_eps  # re-exported: sections use R.format_eps ("?" when unknown)
+from ..attacks.threat import format_eps  # noqa: F401  (re-exported: sections use R.format_eps, "?" when unknown)
 
 import math
 from dataclasses import dataclass
