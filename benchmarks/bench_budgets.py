@@ -6,8 +6,8 @@
 For every model, the ``reliable`` suite runs under each budget (``--budgets``, default quick,
 thorough, exhaustive) on the first ``--n`` test images of the checkpoint's own split, with the
 same seed, no eps curve and no diagnostics (only the attacks are compared). Each (model,
-budget) result is written to ``OUT/<model>.<budget>.json`` as soon as it is done, and a re-run
-reuses it: a long exhaustive run can be interrupted and continued.
+budget) result is written to ``OUT/<model>.<budget>[.<overrides>].n<N>.eps<EPS>.seed<S>.json`` as soon
+as it is done, and a re-run with the same settings reuses it: a long exhaustive run can be interrupted and continued.
 
 Printed per model:
 
@@ -117,7 +117,8 @@ def main() -> None:
         results: dict[str, EvaluationResult] = {}
         model = x = y = None
         for name in args.budgets:
-            file = out / f"{label}.{name}.json"
+            over = "".join(f".{k}{v}" for k, v in sorted(overrides.get(name, {}).items()))
+            file = out / f"{label}.{name}{over}.n{args.n}.eps{args.eps.replace('/', '_')}.seed{args.seed}.json"
             if file.exists():
                 results[name] = EvaluationResult.from_dict(json.loads(file.read_text()))
                 continue
