@@ -295,6 +295,7 @@ def _evaluation(robust_k: int, incomplete: bool, n: int = 400, clean_k: int = 39
            "threat_model": {"norm": "linf", "eps": 8 / 255, "perturb": "pixels", "bn_mode": "eval"},
            "clean": _rate(clean_k, n),
            "attacks": [{"id": "apgd-ce/bptt", "attack": {"name": "apgd-ce"}, "scope": "cumulative",
+                        "kind": "gradient", "n_attacked": clean_k, "n_broken": clean_k - robust_k,
                         "robust_accuracy": _rate(robust_k, n),
                         "attack_success_rate": _rate(clean_k - robust_k, clean_k),
                         "meta": {"error": "OutOfMemoryError: CUDA out of memory", "not_attacked": 100}

@@ -11,6 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from snnrobust.attacks.diagnostics import DiagnosticResult
+from snnrobust.attacks.metrics import Rate
+from snnrobust.attacks.results import AttackRecord, CurvePoint, EvaluationResult, WorstCase
+from snnrobust.attacks.suites import BUDGETS
+from snnrobust.attacks.threat import ThreatModel
 from snnrobust.errors import ConfigError
 from snnrobust.report import SECTION_IDS, build_sections, claim_verdict, model_verdict, write_report
 from snnrobust.report import read as R
@@ -26,32 +31,31 @@ def rate(k: int, n: int) -> dict:
 
 def evaluation(clean_k: int, robust_k: int, n: int, *, eps: float = 6 / 255, perturb: str = "pixels",
                bn_mode: str = "eval", suite: str = "reliable", diagnostics=None, curve=True) -> dict:
+    """The stored JSON of an evaluation, written by the typed objects (so it follows the schema)."""
+    est = {"name": "bptt", "label": "BPTT[atan:2]"}
     attacks = [
-        {"id": "fgsm/bptt", "attack": {"name": "fgsm"}, "estimator": {"name": "bptt", "label": "BPTT[atan:2]"},
-         "eot": 1, "steps": 1, "restarts": 1, "scope": "standalone",
-         "robust_accuracy": rate(min(n, robust_k + 10), n),
-         "attack_success_rate": rate(max(0, clean_k - robust_k - 10), clean_k)},
-        {"id": "pgd/bptt", "attack": {"name": "pgd", "steps": 7, "step_size": 0.01, "abort_grad_norm": None},
-         "estimator": {"name": "bptt", "label": "BPTT[atan:2]"}, "eot": 1, "steps": 7, "restarts": 1,
-         "scope": "standalone", "robust_accuracy": rate(robust_k, n),
-         "attack_success_rate": rate(clean_k - robust_k, clean_k)},
+        AttackRecord("fgsm/bptt", {"name": "fgsm"}, est, eot=1, vote=1, steps=1, restarts=1, kind="single-step",
+                     scope="standalone", robust_accuracy=Rate(min(n, robust_k + 10), n),
+                     attack_success_rate=Rate(max(0, clean_k - robust_k - 10), clean_k), n_attacked=clean_k,
+                     n_broken=max(0, clean_k - robust_k - 10), time_s=0.1),
+        AttackRecord("pgd/bptt", {"name": "pgd", "steps": 7, "step_size": 0.01, "abort_grad_norm": None}, est,
+                     eot=1, vote=1, steps=7, restarts=1, kind="gradient", scope="standalone",
+                     robust_accuracy=Rate(robust_k, n), attack_success_rate=Rate(clean_k - robust_k, clean_k),
+                     n_attacked=clean_k, n_broken=clean_k - robust_k, time_s=0.2),
     ]
-    label = f"Linf eps={round(eps * 255)}/255 ({eps:.4f}) on {'SPIKE TENSOR' if perturb == 'spikes' else 'pixels'}"
-    res = {
-        "schema": "snnrobust.evaluation/1", "suite": suite, "budget": "quick", "seed": 0,
-        "data": {"dataset": "mnist5k", "n": n},
-        "threat_model": {"norm": "linf", "eps": eps, "perturb": perturb, "bn_mode": bn_mode, "label": label},
-        "clean": rate(clean_k, n), "vote": 1, "eot": 1, "attacks": attacks,
-        "worst_case": {"robust_accuracy": rate(robust_k, n), "attack_success_rate": rate(clean_k - robust_k, clean_k),
-                       "broken_by": {"fgsm/bptt": max(0, clean_k - robust_k - 3), "pgd/bptt": 3},
-                       "per_sample": (["clean"] * (n - clean_k) + [None] * robust_k
-                                      + ["pgd/bptt"] * (clean_k - robust_k))},
-        "eps_curve": ([{"eps": e / 255, "robust_accuracy": rate(max(0, robust_k - 30 * i), n)}
-                       for i, e in enumerate((2, 6, 16))] if curve else []),
-        "diagnostics": diagnostics or [],
-        "replication": ["perturbation on SPIKE TENSOR"] if perturb == "spikes" else [],
-    }
-    return res
+    worst = WorstCase(Rate(robust_k, n), Rate(clean_k - robust_k, clean_k),
+                      {"fgsm/bptt": max(0, clean_k - robust_k - 3), "pgd/bptt": 3},
+                      ["clean"] * (n - clean_k) + [None] * robust_k + ["pgd/bptt"] * (clean_k - robust_k))
+    curve_pts = ([CurvePoint(e / 255, Rate(max(0, robust_k - 30 * i), n)) for i, e in enumerate((2, 6, 16))]
+                 if curve else [])
+    res = EvaluationResult(
+        model={"class": "SEWResNet"}, data={"dataset": "mnist5k", "n": n},
+        threat_model=ThreatModel(norm="linf", eps=eps, perturb=perturb, bn_mode=bn_mode), suite=suite, attack=None,
+        budget=BUDGETS["quick"], seed=0, clean=Rate(clean_k, n), vote=1, eot=1, stochastic=False, attacks=attacks,
+        worst_case=worst, eps_curve=curve_pts,
+        diagnostics=[DiagnosticResult.from_dict(d) for d in diagnostics or []],
+        replication=["perturbation on SPIKE TENSOR"] if perturb == "spikes" else [])
+    return res.to_dict()
 
 
 def diag(name: str, status: str) -> dict:
@@ -324,11 +328,75 @@ def test_compare_rules():
     m1, m2 = R.mean(0.7, 0.01), R.mean(0.2, 0.01)
     assert compare(m2, m1, "less") == HOLDS
     assert compare(R.mean(0.7, 0.1), R.mean(0.5, 0.1), "greater") == INCONCLUSIVE  # 0.7±0.196 vs 0.5±0.196
-    # robust accuracy falls back to the minimum over attacks without a worst case
-    res = evaluation(190, 100, 200)
-    del res["worst_case"]
-    est, how = R.robust_accuracy(res)
-    assert est.k == 100 and "pgd/bptt" in how
+    # robust accuracy is the worst case the typed result records
+    est, how = R.robust_accuracy(evaluation(190, 100, 200))
+    assert est.k == 100 and est.n == 200 and how == "per-sample worst case over 2 attack(s)"
+
+
+def test_unreadable_result_is_listed_and_no_verdict_rests_on_it(tmp_path):
+    study = make_study()
+    del study["evaluations"][3]["result"]["worst_case"]       # avg-pool / reliable: half-written
+    study["sparsity"][0]["result"]["schema"] = "someone.else/1"  # max-pool sparsity: a foreign file
+    st = R.load(study)
+    assert [(u.kind, u.model, u.what) for u in st.unreadable] == [("evaluation", "avg-pool", "reliable"),
+                                                                  ("sparsity", "max-pool", "attack")]
+    assert "worst_case" in st.unreadable[0].reason and len(st.evaluations) == 3 and len(st.sparsity) == 1
+    v = model_verdict(study, "avg-pool")  # robust when readable (see above); now not established
+    assert v.status == NOT_ESTABLISHED and "reliable evaluation could not be read" in v.text
+    md = Path(write_report(study, tmp_path)["markdown"]).read_text(encoding="utf-8")
+    assert "UNREADABLE RESULTS" in md and "evaluation avg-pool / reliable: missing key 'worst_case'" in md
+
+
+# -- typed reading ---------------------------------------------------------------------------
+def _markdown(study, folder) -> str:
+    text = Path(write_report(study, folder)["markdown"]).read_text(encoding="utf-8")
+    return "\n".join(line for line in text.splitlines() if "report generated" not in line)
+
+
+def test_report_reads_each_stored_result_once_through_its_typed_reader(tmp_path, monkeypatch):
+    from snnrobust.analysis.results import VulnerabilityResult
+    from snnrobust.analysis.sparsity import SparsityReport
+
+    reference = _markdown(make_study(), tmp_path / "ref")
+    calls = {}
+    for cls in (EvaluationResult, SparsityReport, VulnerabilityResult):
+        real = cls.from_dict
+
+        def spy(klass, d, real=real, name=cls.__name__):
+            out = real(d)
+            calls[name] = calls.get(name, 0) + 1
+            d.clear()  # the stored JSON is gone once read: any later look-up by key would find nothing
+            return out
+
+        monkeypatch.setattr(cls, "from_dict", classmethod(spy))
+    assert _markdown(make_study(), tmp_path / "typed") == reference
+    assert calls == {"EvaluationResult": 4, "SparsityReport": 2, "VulnerabilityResult": 2}
+
+
+def test_unknown_keys_and_legacy_results_read_through_the_typed_loader(tmp_path):
+    reference = _markdown(make_study(), tmp_path / "ref")
+    # a newer writer's extra keys change nothing
+    newer = make_study()
+    for e in newer["evaluations"]:
+        e["result"]["written_by_a_future_version"] = {"x": 1}
+        e["result"]["attacks"][0]["future_attack_field"] = [1, 2]
+        e["result"]["worst_case"]["future_worst_case_field"] = "y"
+    assert _markdown(newer, tmp_path / "newer") == reference
+    # a file written before ``complete`` / ``incomplete`` existed: complete, it reads the same
+    legacy = make_study()
+    for e in legacy["evaluations"]:
+        del e["result"]["complete"], e["result"]["incomplete"]
+    assert _markdown(legacy, tmp_path / "legacy") == reference
+    # ... and one whose attack crashed (recorded then as breaking nothing) reads as INCOMPLETE
+    res = legacy["evaluations"][3]["result"]  # avg-pool / reliable, robust when complete
+    res["attacks"][1]["meta"] = {"error": "RuntimeError: CUDA out of memory"}
+    assert R.load(legacy).evaluations[3].result.complete is False
+    v = model_verdict(legacy, "avg-pool")
+    assert v.status == NOT_ESTABLISHED and "INCOMPLETE" in v.text
+    md = _markdown(legacy, tmp_path / "crashed")
+    assert ("avg-pool / reliable: attack pgd/bptt failed (RuntimeError: CUDA out of memory); it broke nothing it "
+            "was meant to attack") in md
+    assert "pgd/bptt **INCOMPLETE** failed on - samples: RuntimeError: CUDA out of memory" in md
 
 
 # -- missing parts -------------------------------------------------------------------------

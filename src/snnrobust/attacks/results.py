@@ -123,6 +123,18 @@ class AttackRecord:
             return "-"
         return str(self.estimator.get("label") or self.estimator.get("name"))
 
+    @property
+    def error(self) -> Optional[str]:
+        """Why this attack failed on some samples (``meta["error"]``), None when it did not."""
+        err = self.meta.get("error")
+        return str(err) if err else None
+
+    @property
+    def n_not_attacked(self) -> Optional[int]:
+        """Samples a failed attack never attacked (``meta["not_attacked"]``), None when unrecorded."""
+        n = self.meta.get("not_attacked")
+        return n if isinstance(n, int) and not isinstance(n, bool) else None
+
 
 @dataclass
 class WorstCase:
@@ -213,6 +225,10 @@ class EvaluationResult:
         return "; ".join(f"{f.get('attack', '?')} at eps={format_eps(f['eps']) if _is_num(f.get('eps')) else '?'} "
                          f"did not attack {f.get('n_not_attacked', '?')} samples "
                          f"({f.get('error') or 'no error recorded'})" for f in self.incomplete)
+
+    def incomplete_reasons(self) -> list[str]:
+        """One sentence per failed attack run, saying what was not attacked ([] when complete)."""
+        return [f.get("reason") or failure_reason(f, self.clean.n) for f in self.incomplete]
 
     @property
     def diagnostics_status(self) -> str:
@@ -357,7 +373,9 @@ def incomplete_from_dict(d: dict) -> list[dict]:
             f = {"attack": a.get("id", "?"), "eps": eps, "error": meta["error"],
                  "n_not_attacked": meta.get("not_attacked", a.get("n_attacked", "?")), "not_attacked": None,
                  "n_scheduled": a.get("n_attacked", "?") if "not_attacked" not in meta else "?"}
-            f["reason"] = failure_reason(f, (d.get("clean") or {}).get("n", "?"))
+            # before the fix a crashed attack was recorded as breaking nothing (its finished
+            # batches were thrown away), so failure_reason's "what it broke counts" would be wrong
+            f["reason"] = f"attack {f['attack']} failed ({f['error']}); it broke nothing it was meant to attack"
             listed.append(f)
     if not listed and d.get("complete") is False:
         listed.append({"attack": "?", "eps": eps, "error": None, "reason": "INCOMPLETE: the result says it is "

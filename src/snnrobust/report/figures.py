@@ -1,8 +1,8 @@
 """Matplotlib figures of the report, returned as PNG bytes.
 
 Uses the object API with an Agg canvas (no pyplot, no global backend switch), so it works
-headless and leaves any interactive session alone. Every function takes plain numbers (no
-study dict) and returns ``None`` when there is nothing to draw. Figures are ~8-10 inches wide
+headless and leaves any interactive session alone. Every function takes plain numbers or
+typed rows (no study dict) and returns ``None`` when there is nothing to draw. Figures are ~8-10 inches wide
 at 110 dpi, so a PNG is typically 40-120 kB and the HTML report stays small.
 
 Accuracies are drawn in percent; each model keeps its colour across all figures
@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
+
+from ..analysis.sparsity import OpRow
 
 DPI = 110
 
@@ -149,7 +151,7 @@ class OpSeries:
     label: str
     color: str
     n_samples: Optional[int]
-    ops: list[dict]                 # rows {name, kind, <metric>, <metric>_se}
+    ops: list[OpRow]                # per-operation rows: name, kind, <metric>, <metric>_se
     pixel: Optional[tuple[float, Optional[float]]] = None  # (value, se) of the input pixels
 
 
@@ -159,9 +161,9 @@ def _aligned_names(series: list[OpSeries], metric: str) -> list[str]:
     for s in series:
         pos = 0
         for r in s.ops:
-            if not _finite(r.get(metric)):
+            if not _finite(getattr(r, metric)):
                 continue
-            name = r["name"]
+            name = r.name
             if name in names:
                 pos = names.index(name) + 1
             else:
@@ -199,8 +201,8 @@ def sparsity_bars(series: list[OpSeries], metric: str, subtitle: str) -> Optiona
         kinds = []
         for s in series:
             for r in s.ops:
-                k = r.get("kind")
-                if r["name"] == name and isinstance(k, str) and k not in kinds:
+                k = r.kind
+                if r.name == name and isinstance(k, str) and k not in kinds:
                     kinds.append(k)
         short = name[len(prefix):]
         labels[i + (1 if with_pixels else 0)] = f"{short} ({'|'.join(kinds)})" if kinds else short
@@ -211,15 +213,15 @@ def sparsity_bars(series: list[OpSeries], metric: str, subtitle: str) -> Optiona
     x = np.arange(len(groups))
     smallest = math.inf
     for i, s in enumerate(series):
-        by_name = {r["name"]: r for r in s.ops}
+        by_name = {r.name: r for r in s.ops}
         vals, errs = [], []
         if with_pixels:
             v, se = s.pixel if s.pixel else (math.nan, None)
             vals.append(v if _finite(v) else math.nan)
             errs.append(abs(se) if _finite(se) else 0.0)
         for name in names:
-            r = by_name.get(name, {})
-            v, se = r.get(metric), r.get(metric + "_se")
+            r = by_name.get(name)
+            v, se = (getattr(r, metric), getattr(r, metric + "_se", None)) if r is not None else (None, None)
             vals.append(v if _finite(v) else math.nan)
             errs.append(abs(se) if _finite(se) else 0.0)
         v = np.asarray(vals, float) * scale

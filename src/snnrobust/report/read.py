@@ -1,23 +1,35 @@
-"""Defensive readers for the ``study`` dict a report is built from.
+"""Typed views of the ``study`` dict a report is built from.
 
 A study dict is assembled by the study runner from pieces written by different parts of
-snnrobust (evaluation JSON ``snnrobust.evaluation/1``, ``SparsityReport.to_dict()``,
-``VulnerabilityReport.to_dict()``, training metrics). Any piece may be missing or partial
-(an interrupted run, an older schema), so every reader here returns ``None`` / an empty
-list instead of raising, and the report says "not measured" for what it cannot read.
+snnrobust: evaluation JSON (``snnrobust.evaluation/1``), ``SparsityReport.to_dict()``,
+``VulnerabilityReport.to_dict()``, model entries with training metrics. :func:`load` reads
+every stored result exactly once through its own typed reader
+(:meth:`EvaluationResult.from_dict`, :meth:`SparsityReport.from_dict`,
+:meth:`VulnerabilityResult.from_dict`), so the report works on attributes and the JSON schema
+is known in one place. A result its reader rejects (a half-written or foreign file) is kept
+as :class:`Unreadable`: the report lists it, and no verdict is given from a model whose
+non-weak evaluation could not be read. Study-level parts written by the runner itself
+(model entries, dataset, claims) are plain mappings and are read defensively: what is
+missing renders as "not measured".
 
 Accuracies and zero fractions are fractions in [0, 1]; they are shown in percent.
 """
 
 from __future__ import annotations
 
-from ..attacks.metrics import Z95  # rates: Wilson; means: mean ± Z95·SE
-from ..attacks.metrics import wilson_interval as wilson
-from ..attacks.threat import format_eps  # noqa: F401  (re-exported: sections use R.format_eps, "?" when unknown)
-
 import math
-from dataclasses import dataclass
-from typing import Any, Optional
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from ..analysis.results import VulnerabilityResult
+from ..analysis.sparsity import OpRow, SparsityReport
+from ..attacks.metrics import Z95  # rates: Wilson; means: mean ± Z95·SE
+from ..attacks.metrics import Rate
+from ..attacks.metrics import wilson_interval as wilson
+from ..attacks.results import EvaluationResult
+from ..attacks.threat import format_eps  # noqa: F401  (re-exported: sections use R.format_eps, "?" when unknown)
+from ..attacks.threat import ThreatModel
+from ..errors import SnnRobustError
 
 
 # -- scalars -------------------------------------------------------------------------------
@@ -90,8 +102,18 @@ class Estimate:
         return s
 
 
+def estimate(r: Optional[Rate]) -> Optional[Estimate]:
+    """A typed :class:`Rate` as an Estimate with its Wilson interval (None when n = 0)."""
+    if r is None or not r.n:
+        return None
+    lo, hi = r.ci
+    return Estimate(r.value, lo, hi, "rate", r.k, r.n)
+
+
 def rate(d: Any) -> Optional[Estimate]:
-    """A rate dict ``{k, n, value, ci: [lo, hi]}`` (or a bare fraction) as an Estimate."""
+    """A rate mapping ``{k, n, value, ci: [lo, hi]}`` (or a bare fraction) of a study-level
+    part (a model entry's clean accuracy, a table cell) as an Estimate. Stored results are
+    typed: use :func:`estimate` on their :class:`Rate`."""
     if num(d) is not None:
         return Estimate(num(d))
     d = as_dict(d)
@@ -127,55 +149,161 @@ def pct(e: Optional[Estimate], missing: str = "not measured") -> str:
     return missing if e is None else e.text()
 
 
+# -- typed study ---------------------------------------------------------------------------
+#: what a typed reader raises on a malformed result (ConfigError for a wrong schema)
+_READ_ERRORS = (SnnRobustError, KeyError, TypeError, ValueError, AttributeError, IndexError)
+
+
+@dataclass
+class Evaluation:
+    """One evaluation of a study: ``model`` label, ``protocol`` name, the entry's ``weak``
+    flag (None when the entry has none) and the typed ``result``."""
+
+    model: str
+    protocol: str
+    weak: Optional[bool]
+    result: EvaluationResult
+
+
+@dataclass
+class SparsityEntry:
+    model: str
+    source: str                 # "attack" | "train": which loss the gradient is of
+    result: SparsityReport
+
+
+@dataclass
+class VulnerabilityEntry:
+    model: str
+    result: VulnerabilityResult
+
+
+@dataclass
+class Unreadable:
+    """A stored result its typed reader rejected: ``kind`` ("evaluation", "sparsity",
+    "vulnerability"), the entry's model and protocol/source (``what``), and why."""
+
+    kind: str
+    model: str
+    what: str
+    reason: str
+    weak: Optional[bool] = None
+
+    def line(self) -> str:
+        return f"{self.kind} {self.model or '?'} / {self.what}: {self.reason}"
+
+
+@dataclass
+class Study:
+    """A study dict with every stored result read once into its typed object.
+
+    ``raw`` is the study dict itself, for the parts the runner writes (name, dataset,
+    models, claims)."""
+
+    raw: dict
+    evaluations: list[Evaluation] = field(default_factory=list)
+    sparsity: list[SparsityEntry] = field(default_factory=list)
+    vulnerability: list[VulnerabilityEntry] = field(default_factory=list)
+    unreadable: list[Unreadable] = field(default_factory=list)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A study-level field (``study``, ``dataset``, ``models``, ``claims`` ...)."""
+        return self.raw.get(key, default)
+
+
+StudyLike = Union[Study, dict]
+
+
+def _why(e: BaseException) -> str:
+    msg = str(e).strip() or type(e).__name__
+    return f"missing key {msg}" if isinstance(e, KeyError) else msg
+
+
+def evaluation_result(d: Union[EvaluationResult, dict]) -> EvaluationResult:
+    """An evaluation result as its typed object (read with :meth:`EvaluationResult.from_dict`
+    when given the stored JSON)."""
+    return d if isinstance(d, EvaluationResult) else EvaluationResult.from_dict(d)
+
+
+def load(study: StudyLike) -> Study:
+    """Read every stored result of ``study`` once (a :class:`Study` is returned as it is)."""
+    if isinstance(study, Study):
+        return study
+    out = Study(study if isinstance(study, dict) else {})
+    for i, e in enumerate(as_list(out.raw.get("evaluations"))):
+        e = as_dict(e)
+        model, weak = text(e.get("model")), e.get("weak") if isinstance(e.get("weak"), bool) else None
+        try:
+            if not isinstance(e.get("result"), dict):
+                raise TypeError(f"entry {i} has no result mapping")
+            res = EvaluationResult.from_dict(e["result"])
+        except _READ_ERRORS as err:
+            out.unreadable.append(Unreadable("evaluation", model, text(e.get("protocol"), "unnamed protocol"),
+                                             _why(err), weak))
+            continue
+        protocol = text(e.get("protocol")) or text(res.suite) or "unnamed protocol"
+        out.evaluations.append(Evaluation(model, protocol, weak, res))
+    for i, e in enumerate(as_list(out.raw.get("sparsity"))):
+        e = as_dict(e)
+        model = text(e.get("model"))
+        try:
+            if not isinstance(e.get("result"), dict):
+                raise TypeError(f"entry {i} has no result mapping")
+            rep = SparsityReport.from_dict(e["result"])
+        except _READ_ERRORS as err:
+            out.unreadable.append(Unreadable("sparsity", model, text(e.get("source"), "?"), _why(err)))
+            continue
+        out.sparsity.append(SparsityEntry(model, text(e.get("source")) or text(rep.source) or "attack", rep))
+    for i, e in enumerate(as_list(out.raw.get("vulnerability"))):
+        e = as_dict(e)
+        model = text(e.get("model"))
+        try:
+            vul = VulnerabilityResult.from_dict(e.get("result"))
+        except _READ_ERRORS as err:
+            out.unreadable.append(Unreadable("vulnerability", model, "ρ", _why(err)))
+            continue
+        out.vulnerability.append(VulnerabilityEntry(model, vul))
+    return out
+
+
 # -- study structure -----------------------------------------------------------------------
-def models(study: dict) -> list[dict]:
+def models(study: StudyLike) -> list[dict]:
     """Model entries that have a label, in study order."""
     return [m for m in as_list(study.get("models")) if isinstance(m, dict) and text(m.get("label"))]
 
 
-def model_labels(study: dict) -> list[str]:
-    """Every model label, from the model list first, then any that only appear in results."""
-    labels = [m["label"] for m in models(study)]
-    for key in ("evaluations", "sparsity", "vulnerability"):
-        for e in as_list(study.get(key)):
-            lab = text(as_dict(e).get("model"))
-            if lab and lab not in labels:
-                labels.append(lab)
+def model_labels(study: StudyLike) -> list[str]:
+    """Every model label, from the model list first, then any that only appear in results
+    (unreadable ones too: their model still gets a verdict, "not established")."""
+    st = load(study)
+    labels = [m["label"] for m in models(st)]
+    for lab in ([e.model for e in st.evaluations] + [e.model for e in st.sparsity]
+                + [e.model for e in st.vulnerability] + [u.model for u in st.unreadable]):
+        if lab and lab not in labels:
+            labels.append(lab)
     return labels
 
 
-def model_entry(study: dict, label: str) -> dict:
+def model_entry(study: StudyLike, label: str) -> dict:
     for m in models(study):
         if m["label"] == label:
             return m
     return {}
 
 
-def evaluations(study: dict, model: Optional[str] = None, protocol: Optional[str] = None) -> list[dict]:
-    """Evaluation entries ``{model, protocol, weak, result}`` that have a dict result."""
-    out = []
-    for e in as_list(study.get("evaluations")):
-        if not isinstance(e, dict) or not isinstance(e.get("result"), dict):
-            continue
-        if model is not None and e.get("model") != model:
-            continue
-        if protocol is not None and protocol_of(e) != protocol:
-            continue
-        out.append(e)
-    return out
+def evaluations(study: StudyLike, model: Optional[str] = None, protocol: Optional[str] = None) -> list[Evaluation]:
+    """The readable evaluations, optionally of one model and/or protocol, in study order."""
+    return [e for e in load(study).evaluations
+            if (model is None or e.model == model) and (protocol is None or e.protocol == protocol)]
 
 
-def protocol_of(e: dict) -> str:
-    return text(e.get("protocol")) or text(as_dict(e.get("result")).get("suite")) or "unnamed protocol"
-
-
-def protocol_is_weak(study: dict, protocol: str) -> Optional[bool]:
+def protocol_is_weak(study: StudyLike, protocol: str) -> Optional[bool]:
     """Whether ``protocol`` is a weak (seed-paper) protocol: the ``weak`` flag its evaluations
     carry; lacking one, names starting with "seed-" are weak and "reliable"/"standard" are not;
     None when unknown."""
     for e in evaluations(study, protocol=protocol):
-        if isinstance(e.get("weak"), bool):
-            return e["weak"]
+        if e.weak is not None:
+            return e.weak
     if protocol.startswith("seed-"):
         return True
     if protocol in ("reliable", "standard"):
@@ -183,116 +311,68 @@ def protocol_is_weak(study: dict, protocol: str) -> Optional[bool]:
     return None
 
 
-def evaluation_is_weak(study: dict, e: dict) -> bool:
-    if isinstance(e.get("weak"), bool):
-        return e["weak"]
-    return bool(protocol_is_weak(study, protocol_of(e)))
+def evaluation_is_weak(study: StudyLike, e: "Evaluation | Unreadable") -> bool:
+    if e.weak is not None:
+        return e.weak
+    return bool(protocol_is_weak(study, e.protocol if isinstance(e, Evaluation) else e.what))
 
 
-def clean_accuracy(study: dict, label: str) -> Optional[Estimate]:
+def unreadable(study: StudyLike, kind: Optional[str] = None, model: Optional[str] = None) -> list[Unreadable]:
+    return [u for u in load(study).unreadable
+            if (kind is None or u.kind == kind) and (model is None or u.model == model)]
+
+
+def clean_accuracy(study: StudyLike, label: str) -> Optional[Estimate]:
     """From ``models[].clean_accuracy``; lacking it, from the first evaluation's clean rate."""
     est = rate(model_entry(study, label).get("clean_accuracy"))
     if est is not None:
         return est
     for e in evaluations(study, model=label):
-        est = rate(e["result"].get("clean"))
+        est = estimate(e.result.clean)
         if est is not None:
             return est
     return None
 
 
-def attack_rows(result: dict) -> list[dict]:
-    return [a for a in as_list(result.get("attacks")) if isinstance(a, dict)]
-
-
-def attack_id(a: dict) -> str:
-    att = as_dict(a.get("attack"))
-    return text(a.get("id")) or text(att.get("name")) or "attack"
-
-
-def robust_accuracy(result: dict) -> tuple[Optional[Estimate], str]:
-    """(robust accuracy, where it comes from): the per-sample worst case when recorded,
-    else the minimum over the attacks' robust accuracies."""
-    wc = rate(as_dict(result.get("worst_case")).get("robust_accuracy"))
-    n_att = len(attack_rows(result))
-    if wc is not None:
-        return wc, f"per-sample worst case over {n_att} attack(s)" if n_att else "per-sample worst case"
-    best: Optional[tuple[Estimate, str]] = None
-    for a in attack_rows(result):
-        est = rate(a.get("robust_accuracy"))
-        if est is not None and (best is None or est.value < best[0].value):
-            best = (est, attack_id(a))
-    if best is None:
+def robust_accuracy(result: Union[EvaluationResult, dict]) -> tuple[Optional[Estimate], str]:
+    """(robust accuracy, where it comes from): the per-sample worst case over the attacks
+    (every evaluation result records one); None when it counts no sample."""
+    res = evaluation_result(result)
+    wc = estimate(res.worst_case.robust_accuracy)
+    if wc is None:
         return None, "no robust accuracy recorded"
-    return best[0], f"minimum over attacks ({best[1]})"
+    n_att = len(res.attacks)
+    return wc, f"per-sample worst case over {n_att} attack(s)" if n_att else "per-sample worst case"
 
 
-def incomplete_reasons(result: dict) -> list[str]:
+def incomplete_reasons(result: Union[EvaluationResult, dict]) -> list[str]:
     """Why an evaluation is incomplete (an attack crashed and left samples unattacked, so its
-    robust accuracy is only an upper bound); [] when it is complete. Reads ``complete`` /
-    ``incomplete`` of the evaluation JSON; a result written before those keys existed is
-    incomplete when an attack record carries an ``error``."""
-    out = []
-    for f in as_list(result.get("incomplete")):
-        f = as_dict(f)
-        why = text(f.get("reason")) or (f"attack {text(f.get('attack'), '?')} failed: "
-                                        f"{text(f.get('error'), 'no error recorded')}")
-        out.append(why)
-    if not out:
-        for a in attack_rows(result):
-            err = as_dict(a.get("meta")).get("error")
-            if err:
-                out.append(f"attack {attack_id(a)} failed ({err}); it broke nothing it was meant to attack")
-    if not out and result.get("complete") is False:
-        out.append("the evaluation says it is incomplete without giving the reason")
-    return out
-
-
-def diagnostics(result: dict) -> list[dict]:
-    """Diagnostic rows ``{name, status, summary, numbers}``; status upper-cased."""
-    out = []
-    for d in as_list(result.get("diagnostics")):
-        if not isinstance(d, dict):
-            continue
-        out.append({"name": text(d.get("name"), "unnamed check"),
-                    "status": text(d.get("status"), "SKIP").upper(),
-                    "summary": text(d.get("summary")),
-                    "numbers": as_dict(d.get("numbers"))})
-    return out
+    robust accuracy is only an upper bound); [] when it is complete. A result written before
+    ``complete`` / ``incomplete`` existed is incomplete when an attack record carries an
+    ``error`` (:func:`snnrobust.attacks.results.incomplete_from_dict`)."""
+    return evaluation_result(result).incomplete_reasons()
 
 
 # -- threat model --------------------------------------------------------------------------
-def threat(result: dict) -> dict:
-    """Threat model of an evaluation: norm, eps, perturb, bn_mode (defaults for missing
-    keys are the library defaults) and a label."""
-    t = as_dict(result.get("threat_model"))
-    norm = text(t.get("norm"), "linf").lower()
-    eps = num(t.get("eps"))
-    perturb = text(t.get("perturb"), "pixels")
-    bn_mode = text(t.get("bn_mode"), "eval")
-    label = text(t.get("label"))
-    if not label:
-        label = f"{'Linf' if norm == 'linf' else 'L2'} eps={format_eps(eps)} on " \
-                f"{'SPIKE TENSOR' if perturb == 'spikes' else 'pixels'}"
-        if bn_mode == "train":
-            label += ", BN in TRAIN mode while crafting"
-    return {"norm": norm, "eps": eps, "perturb": perturb, "bn_mode": bn_mode, "label": label,
-            "recorded": bool(t)}
+def threat(result: Union[EvaluationResult, dict]) -> ThreatModel:
+    """The evaluation's threat model (norm, eps, perturb, bn_mode; ``label()`` for tables)."""
+    return evaluation_result(result).threat_model
 
 
-def replication_flags(result: dict) -> list[str]:
+def replication_flags(result: Union[EvaluationResult, dict]) -> list[str]:
     """Every option in force that replicates a seed paper's weak protocol rather than a
     valid input-level threat model (perturbation on spike tensors, BatchNorm in train mode
     while crafting, PGD that aborts on a small gradient norm)."""
-    t = threat(result)
-    flags = [f for f in as_list(result.get("replication")) if isinstance(f, str) and f]
+    res = evaluation_result(result)
+    t = res.threat_model
+    flags = [f for f in res.replication if isinstance(f, str) and f]
     said = " ".join(flags).lower()
-    if t["perturb"] == "spikes" and "spike" not in said:
+    if t.perturb == "spikes" and "spike" not in said:
         flags.append("perturbation added to the encoded SPIKE TENSOR, not to pixels")
-    if t["bn_mode"] == "train" and "bn" not in said and "batchnorm" not in said:
+    if t.bn_mode == "train" and "bn" not in said and "batchnorm" not in said:
         flags.append("attacks crafted with BatchNorm in TRAIN mode (batch statistics)")
-    aborting = sorted({attack_id(a) for a in attack_rows(result)
-                       if num(as_dict(a.get("attack")).get("abort_grad_norm")) is not None})
+    # the attack's settings (Attack.to_dict()) are a free-form mapping by design
+    aborting = sorted({a.id for a in res.attacks if num(a.attack.get("abort_grad_norm")) is not None})
     if aborting and "abort" not in said:
         flags.append("attack aborts when the gradient norm is tiny (masking treated as an error): "
                      + ", ".join(aborting))
@@ -308,78 +388,37 @@ def eps_units(norm: str, perturb: str) -> tuple[float, str]:
 
 
 # -- sparsity ------------------------------------------------------------------------------
-def sparsity_entries(study: dict, model: Optional[str] = None, source: Optional[str] = None) -> list[dict]:
-    out = []
-    for e in as_list(study.get("sparsity")):
-        if not isinstance(e, dict) or not isinstance(e.get("result"), dict):
-            continue
-        if model is not None and e.get("model") != model:
-            continue
-        if source is not None and sparsity_source(e) != source:
-            continue
-        out.append(e)
-    return out
+def sparsity_entries(study: StudyLike, model: Optional[str] = None,
+                     source: Optional[str] = None) -> list[SparsityEntry]:
+    return [e for e in load(study).sparsity
+            if (model is None or e.model == model) and (source is None or e.source == source)]
 
 
-def sparsity_source(e: dict) -> str:
-    return text(e.get("source")) or text(as_dict(e.get("result")).get("source")) or "attack"
+def sparsity_ops(rep: SparsityReport) -> list[OpRow]:
+    return [r for r in rep.rows if r.name]
 
 
-def sparsity_ops(result: dict) -> list[dict]:
-    return [r for r in as_list(result.get("ops")) if isinstance(r, dict) and text(r.get("name"))]
-
-
-def input_zero_fraction(result: dict) -> tuple[Optional[Estimate], str]:
+def input_zero_fraction(rep: SparsityReport) -> tuple[Optional[Estimate], str]:
     """Pixel-level input-gradient sparsity of a sparsity result: the fraction of exactly-zero
-    entries of d loss / d pixels, mean ± SE over samples (``result["input"]``). Lacking the
-    pixel-level number, the mean over operations of each op's input-gradient zero fraction,
-    with SE = sqrt(sum SE_i²) / n_ops (treating ops as independent). Returns (estimate, how)."""
-    inp = as_dict(result.get("input"))
-    est = mean(inp.get("zero_frac"), inp.get("zero_frac_se"), result.get("n_samples"))
+    entries of d loss / d pixels, mean ± SE over samples. Lacking the pixel-level number, the
+    mean over operations of each op's input-gradient zero fraction, with SE = sqrt(sum SE_i²)
+    / n_ops (treating ops as independent). Returns (estimate, how)."""
+    est = mean(rep.input_zero_frac, rep.input_zero_frac_se, rep.n_samples)
     if est is not None:
         return est, "pixel-level input-gradient zero fraction"
     vals, ses = [], []
-    for r in sparsity_ops(result):
-        v = num(r.get("in_zero_frac"))
+    for r in sparsity_ops(rep):
+        v = num(r.in_zero_frac)
         if v is not None:
             vals.append(v)
-            ses.append(num(r.get("in_zero_frac_se")))
+            ses.append(num(r.in_zero_frac_se))
     if not vals:
         return None, "no input-gradient zero fraction recorded"
     m = sum(vals) / len(vals)
     se = None if any(s is None for s in ses) else math.sqrt(sum(s * s for s in ses)) / len(vals)
-    return mean(m, se, result.get("n_samples")), f"mean over {len(vals)} operations' input-gradient zero fraction"
+    return mean(m, se, rep.n_samples), f"mean over {len(vals)} operations' input-gradient zero fraction"
 
 
 # -- vulnerability -------------------------------------------------------------------------
-def vulnerability_entries(study: dict, model: Optional[str] = None) -> list[dict]:
-    out = []
-    for e in as_list(study.get("vulnerability")):
-        if not isinstance(e, dict) or not isinstance(e.get("result"), dict):
-            continue
-        if model is not None and e.get("model") != model:
-            continue
-        out.append(e)
-    return out
-
-
-def vulnerability_summary(result: dict) -> dict:
-    """The summary numbers of a ``VulnerabilityReport.to_dict()`` (``result["summary"]``, or
-    the top level for a flat dict): rho_rand, rho_adv (with ``*_se``), ratio, l0, bound_model,
-    frac_bound_holds, ... — only the keys present."""
-    s = as_dict(result.get("summary")) or result
-    return {k: v for k, v in s.items() if not isinstance(v, (list, dict)) or k == "adv_from"}
-
-
-def vulnerability_per_sample(result: dict) -> tuple[list[float], list[float]]:
-    """Per-sample (bound sqrt(2 L0), ratio adv/rand), only pairs where both are finite."""
-    ps = as_dict(result.get("per_sample"))
-    bounds, ratios = as_list(ps.get("bound")), as_list(ps.get("ratio"))
-    if not bounds and as_list(ps.get("l0")):
-        bounds = [math.sqrt(2 * v) if num(v) is not None and v >= 0 else None for v in as_list(ps.get("l0"))]
-    out_b, out_r = [], []
-    for b, r in zip(bounds, ratios):
-        if num(b) is not None and num(r) is not None:
-            out_b.append(float(b))
-            out_r.append(float(r))
-    return out_b, out_r
+def vulnerability_entries(study: StudyLike, model: Optional[str] = None) -> list[VulnerabilityEntry]:
+    return [e for e in load(study).vulnerability if model is None or e.model == model]

@@ -1,4 +1,8 @@
-"""The report's sections, built from a study dict as renderer-neutral blocks (:mod:`.doc`).
+"""The report's sections, built from a study as renderer-neutral blocks (:mod:`.doc`).
+
+The study dict is read once (:func:`read.load`): every section works on the typed results
+(:class:`~snnrobust.attacks.results.EvaluationResult`, :class:`~snnrobust.analysis.sparsity.SparsityReport`,
+:class:`~snnrobust.analysis.results.VulnerabilityResult`), never on their JSON.
 
 Section ids (stable anchors in the HTML, headings in markdown), in order: ``summary``,
 ``setup``, ``threat-models``, ``accuracy``, ``eps-curves``, ``sparsity``, ``tradeoff``,
@@ -15,7 +19,9 @@ from typing import Any, Optional
 
 from . import figures as F
 from . import read as R
+from ..attacks.results import AttackRecord, EvaluationResult
 from .doc import Badge, Bullets, Callout, Code, Figure, Heading, Para, Section, Table, badge
+from .read import Study
 from .verdicts import ROBUST_FRACTION, ClaimVerdict, ModelVerdict, all_verdicts
 
 SECTION_IDS = ("summary", "setup", "threat-models", "accuracy", "eps-curves", "sparsity", "tradeoff",
@@ -60,53 +66,58 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "x"
 
 
-def _protocol_badge(study: dict, protocol: str) -> Badge:
+def _protocol_badge(study: Study, protocol: str) -> Badge:
     weak = R.protocol_is_weak(study, protocol)
     return badge("weak" if weak else "reliable") if weak is not None else badge("unknown")
 
 
-def _protocol_cell(study: dict, protocol: str) -> list:
+def _protocol_cell(study: Study, protocol: str) -> list:
     b = _protocol_badge(study, protocol)
     return [b] if b.text == protocol else [protocol, " ", b]
 
 
-def _protocols(study: dict) -> list[str]:
+def _protocols(study: Study) -> list[str]:
     out: list[str] = []
     for e in R.evaluations(study):
-        p = R.protocol_of(e)
+        p = e.protocol
         if p not in out:
             out.append(p)
     return out
 
 
-def _rate_cell(d: Any) -> str:
-    return R.pct(R.rate(d), "-")
+def _rate_cell(r: Any) -> str:
+    return R.pct(R.estimate(r), "-")
 
 
-def _robust_cell(res: dict) -> Any:
+def _robust_cell(res: EvaluationResult) -> Any:
     """An evaluation's robust accuracy, with a red INCOMPLETE badge when an attack crashed."""
     text = R.pct(R.robust_accuracy(res)[0], "-")
-    return [text, " ", badge("INCOMPLETE")] if R.incomplete_reasons(res) else text
+    return [text, " ", badge("INCOMPLETE")] if not res.complete else text
 
 
 # -- summary -------------------------------------------------------------------------------
-def summary_section(study: dict, verdicts: list[ModelVerdict], claims: list[ClaimVerdict]) -> Section:
+def summary_section(study: Study, verdicts: list[ModelVerdict], claims: list[ClaimVerdict]) -> Section:
     s = Section("summary", "Summary at a glance")
     head = R.text(study.get("description"))
     if head:
         s.add(Para(head))
-    broken = [f"{e.get('model')} / {R.protocol_of(e)}: {why}" for e in R.evaluations(study)
-              for why in R.incomplete_reasons(e["result"])]
+    broken = [f"{e.model} / {e.protocol}: {why}" for e in R.evaluations(study)
+              for why in e.result.incomplete_reasons()]
     if broken:
         s.add(Callout("INCOMPLETE EVALUATIONS — an attack crashed and left samples unattacked; these robust "
                       "accuracies are upper bounds, no verdict rests on them; re-run the study to retry them",
                       broken, "bad"))
+    lost = R.unreadable(study)
+    if lost:
+        s.add(Callout("UNREADABLE RESULTS — these stored results could not be read and are missing from every "
+                      "table; no verdict rests on them; re-run the study to recompute them",
+                      [u.line() for u in lost], "bad"))
     protocols = _protocols(study)
     headers = ["model", "clean accuracy"]
     for p in protocols:
-        tm = R.threat(R.evaluations(study, protocol=p)[0]["result"])
+        tm = R.evaluations(study, protocol=p)[0].result.threat_model
         weak = " weak protocol," if R.protocol_is_weak(study, p) else ""
-        headers.append(f"robust accuracy, {p} ({weak} {tm['label']})".replace("( ", "("))
+        headers.append(f"robust accuracy, {p} ({weak} {tm.label()})".replace("( ", "("))
     headers += ["input-gradient zero fraction", "diagnostics", "verdict"]
     rows = []
     by_model = {v.model: v for v in verdicts}
@@ -114,11 +125,11 @@ def summary_section(study: dict, verdicts: list[ModelVerdict], claims: list[Clai
         row: list = [lab, R.pct(R.clean_accuracy(study, lab))]
         for p in protocols:
             evs = R.evaluations(study, model=lab, protocol=p)
-            row.append(_robust_cell(evs[0]["result"]) if evs else NOT_MEASURED)
+            row.append(_robust_cell(evs[0].result) if evs else NOT_MEASURED)
         ent = R.sparsity_entries(study, model=lab, source="attack") or R.sparsity_entries(study, model=lab)
-        izf = R.input_zero_fraction(ent[0]["result"])[0] if ent else None
+        izf = R.input_zero_fraction(ent[0].result)[0] if ent else None
         row.append(NOT_MEASURED if izf is None else f"{100 * izf.value:.1f}%" + (f" ± {100 * izf.se:.1f}" if izf.se is not None else ""))
-        statuses = [d["status"] for e in R.evaluations(study, model=lab) for d in R.diagnostics(e["result"])]
+        statuses = [d.status for e in R.evaluations(study, model=lab) for d in e.result.diagnostics]
         if statuses:
             row.append(_status_counts(statuses))
         else:
@@ -154,13 +165,13 @@ _TRAIN_KEYS = ["epochs", "batch_size", "optimizer", "lr", "weight_decay", "momen
                "augment", "max_train_samples", "device"]
 
 
-def setup_section(study: dict, colors: dict[str, str]) -> Section:
+def setup_section(study: Study, colors: dict[str, str]) -> Section:
     s = Section("setup", "Setup")
     facts = [f"study: {R.text(study.get('study'), 'unnamed')}", f"size: {R.text(study.get('size'), '-')}"]
     if R.text(study.get("created")):
-        facts.append(f"created: {study['created']}")
+        facts.append(f"created: {study.get('created')}")
     if R.num(study.get("seconds")) is not None:
-        facts.append(f"run time: {study['seconds'] / 60:.1f} min")
+        facts.append(f"run time: {study.get('seconds') / 60:.1f} min")
     s.add(Bullets(facts))
     s.add(Heading("Dataset and split"))
     ds = R.as_dict(study.get("dataset"))
@@ -206,22 +217,21 @@ def setup_section(study: dict, colors: dict[str, str]) -> Section:
 
 
 # -- threat models -------------------------------------------------------------------------
-def _estimators(result: dict) -> list[str]:
+def _estimators(result: EvaluationResult) -> list[str]:
     out = []
-    for a in R.attack_rows(result):
-        est = R.as_dict(a.get("estimator"))
-        lab = R.text(est.get("label")) or R.text(est.get("name"))
+    for a in result.attacks:
+        lab = a.estimator_label if a.estimator else ""
         if lab and lab not in out:
             out.append(lab)
     return out
 
 
-def _attack_settings(a: dict) -> str:
-    att = R.as_dict(a.get("attack"))
-    return _kv(att, skip=("name",))
+def _attack_settings(a: AttackRecord) -> str:
+    # the attack's settings (Attack.to_dict()) are a free-form mapping by design
+    return _kv(a.attack, skip=("name",))
 
 
-def threat_section(study: dict) -> Section:
+def threat_section(study: Study) -> Section:
     s = Section("threat-models", "Threat models")
     evs = R.evaluations(study)
     if not evs:
@@ -232,25 +242,23 @@ def threat_section(study: dict) -> Section:
                "cases over many estimators and attacks."))
     flagged = []
     for e in evs:
-        for flag in R.replication_flags(e["result"]):
-            flagged.append(f"{e.get('model')} / {R.protocol_of(e)}: {flag}")
+        for flag in R.replication_flags(e.result):
+            flagged.append(f"{e.model} / {e.protocol}: {flag}")
     if flagged:
         s.add(Callout("REPLICATION OPTIONS IN FORCE — these settings inflate robustness and are not a valid "
                       "input-level threat model; they only reproduce a seed paper's code", flagged, "bad"))
     rows = []
     for e in evs:
-        res = e["result"]
-        t = R.threat(res)
+        res = e.result
+        t = res.threat_model
         flags = R.replication_flags(res)
-        n = R.integer(R.as_dict(res.get("data")).get("n")) or R.as_dict(res.get("clean")).get("n")
         rows.append([
-            str(e.get("model")), _protocol_cell(study, R.protocol_of(e)),
-            t["label"] if t["recorded"] else "not recorded",
-            "L∞" if t["norm"] == "linf" else "L2", R.format_eps(t["eps"]),
-            badge("SPIKE TENSOR") if t["perturb"] == "spikes" else "pixels",
-            badge("TRAIN (replication)") if t["bn_mode"] == "train" else "eval",
+            e.model, _protocol_cell(study, e.protocol), t.label(),
+            "L∞" if t.norm == "linf" else "L2", R.format_eps(t.eps),
+            badge("SPIKE TENSOR") if t.perturb == "spikes" else "pixels",
+            badge("TRAIN (replication)") if t.bn_mode == "train" else "eval",
             ", ".join(_estimators(res)) or "-",
-            _fmt(res.get("eot")), _fmt(res.get("vote")), _fmt(n), R.text(res.get("budget"), "-"),
+            _fmt(res.eot), _fmt(res.vote), _fmt(res.clean.n), res.budget.name or "-",
             [badge("WARN"), " " + "; ".join(flags)] if flags else "none",
         ])
     s.add(Table(["model", "protocol", "threat model", "norm", "ε", "perturbation on", "BatchNorm while crafting",
@@ -259,14 +267,10 @@ def threat_section(study: dict) -> Section:
     for p in _protocols(study):
         seen: dict[str, list] = {}
         for e in R.evaluations(study, protocol=p):
-            for a in R.attack_rows(e["result"]):
-                aid = R.attack_id(a)
-                if aid not in seen:
-                    est = R.as_dict(a.get("estimator"))
-                    seen[aid] = [aid, R.text(R.as_dict(a.get("attack")).get("name"), "-"),
-                                 R.text(est.get("label")) or R.text(est.get("name"), "-"),
-                                 _fmt(a.get("steps")), _fmt(a.get("restarts")), _fmt(a.get("eot")),
-                                 _attack_settings(a) or "-"]
+            for a in e.result.attacks:
+                if a.id not in seen:
+                    seen[a.id] = [a.id, R.text(a.attack.get("name"), "-"), a.estimator_label,
+                                  _fmt(a.steps), _fmt(a.restarts), _fmt(a.eot), _attack_settings(a) or "-"]
         if seen:
             s.add(Heading(f"Attacks of the {p} protocol"))
             s.add(Table(["attack id", "attack", "estimator", "steps", "restarts", "EOT", "all settings"],
@@ -275,7 +279,7 @@ def threat_section(study: dict) -> Section:
 
 
 # -- accuracy ------------------------------------------------------------------------------
-def accuracy_section(study: dict) -> Section:
+def accuracy_section(study: Study) -> Section:
     s = Section("accuracy", "Clean and robust accuracy per attack")
     evs = R.evaluations(study)
     if not evs:
@@ -284,33 +288,29 @@ def accuracy_section(study: dict) -> Section:
                "rate counts flipped samples over the initially correct ones. Brackets: 95 % Wilson intervals. "
                "Scope 'cumulative' means the attack ran only on samples earlier attacks had not broken."))
     for e in evs:
-        res = e["result"]
-        p = R.protocol_of(e)
-        s.add(Heading(f"{e.get('model')} — {p} ({'weak' if R.evaluation_is_weak(study, e) else 'reliable'} protocol), "
-                      f"{R.threat(res)['label']}"))
-        broken = R.incomplete_reasons(res)
+        res = e.result
+        p = e.protocol
+        s.add(Heading(f"{e.model} — {p} ({'weak' if R.evaluation_is_weak(study, e) else 'reliable'} protocol), "
+                      f"{res.threat_model.label()}"))
+        broken = res.incomplete_reasons()
         if broken:
             s.add(Callout("INCOMPLETE — the worst case below is an upper bound", broken, "bad"))
-        rows = [["clean (no attack)", "-", "-", "-", "-", _rate_cell(res.get("clean")), "-", "-"]]
-        for a in R.attack_rows(res):
-            est = R.as_dict(a.get("estimator"))
-            err = R.as_dict(a.get("meta")).get("error")
-            skipped = _fmt(R.as_dict(a.get("meta")).get("not_attacked"))
-            aid = [R.attack_id(a), " ", badge("INCOMPLETE"), f" failed on {skipped} samples: {err}"] if err \
-                else R.attack_id(a)
-            rows.append([aid, R.text(est.get("label")) or R.text(est.get("name"), "-"), _fmt(a.get("steps")),
-                         _fmt(a.get("restarts")), _fmt(a.get("eot")), _rate_cell(a.get("robust_accuracy")),
-                         _rate_cell(a.get("attack_success_rate")), R.text(a.get("scope"), "-")])
-        wc = R.as_dict(res.get("worst_case"))
+        rows = [["clean (no attack)", "-", "-", "-", "-", _rate_cell(res.clean), "-", "-"]]
+        for a in res.attacks:
+            aid = [a.id, " ", badge("INCOMPLETE"), f" failed on {_fmt(a.n_not_attacked)} samples: {a.error}"] \
+                if a.error else a.id
+            rows.append([aid, a.estimator_label, _fmt(a.steps), _fmt(a.restarts), _fmt(a.eot),
+                         _rate_cell(a.robust_accuracy), _rate_cell(a.attack_success_rate), a.scope or "-"])
+        wc = res.worst_case
         _, how = R.robust_accuracy(res)
         rows.append([f"WORST CASE ({how})", "-", "-", "-", "-", _robust_cell(res),
-                     _rate_cell(wc.get("attack_success_rate")), "per sample"])
+                     _rate_cell(wc.attack_success_rate), "per sample"])
         s.add(Table(["attack", "estimator", "steps", "restarts", "EOT", "robust accuracy (95 % CI)",
                      "attack success rate (95 % CI)", "scope"], rows))
-        broken = R.as_dict(wc.get("broken_by"))
+        broken = wc.broken_by
         if broken:
-            n = R.as_dict(res.get("clean")).get("n")
-            per = R.as_list(wc.get("per_sample"))
+            n = res.clean.n
+            per = wc.per_sample
             extra = []
             if per:
                 extra.append(["misclassified without attack", _fmt(sum(1 for v in per if v == "clean"))])
@@ -319,49 +319,48 @@ def accuracy_section(study: dict) -> Section:
                         [[k, _fmt(v)] for k, v in sorted(broken.items(), key=lambda kv: -(R.num(kv[1]) or 0))] + extra,
                         f"Which attack broke each sample first (of n = {_fmt(n)}); attacks later in the suite only "
                         f"ran on samples still robust."))
-        notes = [x for x in R.as_list(res.get("notes")) if isinstance(x, str)]
+        notes = [x for x in res.notes if isinstance(x, str)]
         if notes:
             s.add(Bullets(["note: " + x for x in notes]))
     return s
 
 
 # -- eps curves ----------------------------------------------------------------------------
-def _curve_points(res: dict) -> list[tuple[float, R.Estimate]]:
+def _curve_points(res: EvaluationResult) -> list[tuple[float, R.Estimate]]:
     pts = []
-    for p in R.as_list(res.get("eps_curve")):
-        p = R.as_dict(p)
-        eps, est = R.num(p.get("eps")), R.rate(p.get("robust_accuracy"))
+    for p in res.eps_curve:
+        eps, est = R.num(p.eps), R.estimate(p.robust_accuracy)
         if eps is not None and est is not None:
             pts.append((eps, est))
     if not pts:
-        eps, (est, _) = R.threat(res)["eps"], R.robust_accuracy(res)
+        eps, (est, _) = R.num(res.threat_model.eps), R.robust_accuracy(res)
         if eps is not None and est is not None:
             pts.append((eps, est))
     if pts and not any(e == 0 for e, _ in pts):
-        clean = R.rate(res.get("clean"))
+        clean = R.estimate(res.clean)
         if clean is not None:
             pts.append((0.0, clean))
     return sorted(pts, key=lambda t: t[0])
 
 
-def eps_section(study: dict, colors: dict[str, str]) -> Section:
+def eps_section(study: Study, colors: dict[str, str]) -> Section:
     s = Section("eps-curves", "Robust accuracy against ε")
     protocols = _protocols(study)
     groups: dict[tuple[str, str], list] = {}
     table = []
     for e in R.evaluations(study):
-        res = e["result"]
+        res = e.result
         pts = _curve_points(res)
         if len(pts) < 2:
             continue
-        t = R.threat(res)
-        ls, mk = F.style_for(protocols.index(R.protocol_of(e)))
-        label = f"{e.get('model')} · {R.protocol_of(e)}"
-        groups.setdefault((t["norm"], t["perturb"]), []).append(F.Curve(
-            label, colors.get(str(e.get("model")), "#333333"), ls, mk, [p for p, _ in pts], [x.value for _, x in pts],
+        t = res.threat_model
+        ls, mk = F.style_for(protocols.index(e.protocol))
+        label = f"{e.model} · {e.protocol}"
+        groups.setdefault((t.norm, t.perturb), []).append(F.Curve(
+            label, colors.get(e.model, "#333333"), ls, mk, [p for p, _ in pts], [x.value for _, x in pts],
             [x.lo for _, x in pts], [x.hi for _, x in pts]))
-        scale, _ = R.eps_units(t["norm"], t["perturb"])
-        table.append([str(e.get("model")), R.protocol_of(e),
+        scale, _ = R.eps_units(t.norm, t.perturb)
+        table.append([e.model, e.protocol,
                       "; ".join(f"ε={_fmt(eps * scale, '.3g')}: {x.text()}" for eps, x in pts)])
     if not groups:
         return s.add(Para(f"ε curves: {NOT_MEASURED} (no evaluation recorded robust accuracy at more than one ε)."))
@@ -383,7 +382,7 @@ _SOURCE_TEXT = {"attack": "gradient of the loss of an FGSM step, eval mode",
                 "train": "gradient of the training loss, train mode"}
 
 
-def sparsity_section(study: dict, colors: dict[str, str]) -> Section:
+def sparsity_section(study: Study, colors: dict[str, str]) -> Section:
     s = Section("sparsity", "Per-operation gradient sparsity")
     entries = R.sparsity_entries(study)
     if not entries:
@@ -394,37 +393,32 @@ def sparsity_section(study: dict, colors: dict[str, str]) -> Section:
                "from hard or detached resets. 'input pixels' is the gradient an attacker sees."))
     rows = []
     for e in entries:
-        res = e["result"]
-        inp = R.as_dict(res.get("input"))
-        izf, _ = R.input_zero_fraction(res)
-        rows.append([str(e.get("model")), R.sparsity_source(e), R.text(res.get("estimator"), "-"),
-                     _fmt(res.get("n_samples")), "-" if izf is None else f"{100 * izf.value:.2f}%"
+        rep = e.result
+        izf, _ = R.input_zero_fraction(rep)
+        rows.append([e.model, e.source, R.text(rep.estimator, "-"),
+                     _fmt(rep.n_samples), "-" if izf is None else f"{100 * izf.value:.2f}%"
                      + (f" ± {100 * izf.se:.2f}" if izf.se is not None else ""),
-                     _fmt(R.num(inp.get("norm"))) + (f" ± {_fmt(R.num(inp.get('norm_se')), '.2g')}"
-                                                      if R.num(inp.get("norm_se")) is not None else ""),
-                     _fmt(len(R.sparsity_ops(res)))])
+                     _fmt(R.num(rep.input_norm)) + (f" ± {_fmt(R.num(rep.input_norm_se), '.2g')}"
+                                                    if R.num(rep.input_norm_se) is not None else ""),
+                     _fmt(len(R.sparsity_ops(rep)))])
     s.add(Table(["model", "loss source", "gradient estimator", "samples", "input-pixel zero fraction (± SE)",
                  "input-pixel gradient L2 norm (± SE)", "operations"], rows))
     sources = []
     for e in entries:
-        if R.sparsity_source(e) not in sources:
-            sources.append(R.sparsity_source(e))
+        if e.source not in sources:
+            sources.append(e.source)
     for src in sources:
-        series = []
-        for e in R.sparsity_entries(study, source=src):
-            res = e["result"]
-            inp = R.as_dict(res.get("input"))
-            series.append((e, res, inp))
+        series = R.sparsity_entries(study, source=src)
         for metric in F.SPARSITY_METRICS:
             ops_series = []
-            for e, res, inp in series:
-                pix = None
-                if metric == "in_zero_frac" and R.num(inp.get("zero_frac")) is not None:
-                    pix = (inp["zero_frac"], R.num(inp.get("zero_frac_se")))
-                elif metric == "in_norm" and R.num(inp.get("norm")) is not None:
-                    pix = (inp["norm"], R.num(inp.get("norm_se")))
-                ops_series.append(F.OpSeries(str(e.get("model")), colors.get(str(e.get("model")), "#333333"),
-                                             R.integer(res.get("n_samples")), R.sparsity_ops(res), pix))
+            for e in series:
+                rep, pix = e.result, None
+                if metric == "in_zero_frac" and R.num(rep.input_zero_frac) is not None:
+                    pix = (rep.input_zero_frac, R.num(rep.input_zero_frac_se))
+                elif metric == "in_norm" and R.num(rep.input_norm) is not None:
+                    pix = (rep.input_norm, R.num(rep.input_norm_se))
+                ops_series.append(F.OpSeries(e.model, colors.get(e.model, "#333333"),
+                                             R.integer(rep.n_samples), R.sparsity_ops(rep), pix))
             png = F.sparsity_bars(ops_series, metric, _SOURCE_TEXT.get(src, f"source {src}"))
             if png:
                 title = F.SPARSITY_METRICS[metric][0]
@@ -432,44 +426,43 @@ def sparsity_section(study: dict, colors: dict[str, str]) -> Section:
                              f"{title} ({_SOURCE_TEXT.get(src, src)}), models side by side.",
                              f"bar chart: {title.lower()} per operation"))
     for e in entries:
-        res = e["result"]
-        ops = R.sparsity_ops(res)
+        ops = R.sparsity_ops(e.result)
         if not ops:
             continue
         rows = []
-        for i, r in enumerate(ops):
+        for r in ops:
             def z(key):
-                v, se = R.num(r.get(key)), R.num(r.get(key + "_se"))
+                v, se = R.num(getattr(r, key)), R.num(getattr(r, key + "_se"))
                 return "-" if v is None else f"{100 * v:.1f}%" + (f" ± {100 * se:.1f}" if se is not None else "")
 
             def nrm(key):
-                v, se = R.num(r.get(key)), R.num(r.get(key + "_se"))
+                v, se = R.num(getattr(r, key)), R.num(getattr(r, key + "_se"))
                 return "-" if v is None else f"{v:.3g}" + (f" ± {se:.2g}" if se is not None else "")
 
-            wd = R.num(r.get("weight_density"))
-            rows.append([_fmt(r.get("index", i)), r["name"], R.text(r.get("kind"), "-"), z("in_zero_frac"),
-                         z("out_zero_frac"), nrm("in_norm"), nrm("out_norm"), "-" if wd is None else f"{100 * wd:.1f}%"])
+            wd = R.num(r.weight_density)
+            rows.append([_fmt(r.index), r.name, R.text(r.kind, "-"), z("in_zero_frac"), z("out_zero_frac"),
+                         nrm("in_norm"), nrm("out_norm"), "-" if wd is None else f"{100 * wd:.1f}%"])
         s.add(Table(["#", "operation", "kind", "input-gradient zeros", "output-gradient zeros", "input-gradient norm",
                      "output-gradient norm", "weight-gradient density"], rows,
-                    f"{e.get('model')}, {R.sparsity_source(e)} loss: per-operation numbers (mean ± SE)", fold=True))
+                    f"{e.model}, {e.source} loss: per-operation numbers (mean ± SE)", fold=True))
     return s
 
 
 # -- trade-off -----------------------------------------------------------------------------
-def tradeoff_section(study: dict, colors: dict[str, str]) -> Section:
+def tradeoff_section(study: Study, colors: dict[str, str]) -> Section:
     s = Section("tradeoff", "Clean vs robust accuracy trade-off")
     protocols = _protocols(study)
     points, rows = [], []
     for e in R.evaluations(study):
-        lab, p = str(e.get("model")), R.protocol_of(e)
-        clean = R.clean_accuracy(study, lab) or R.rate(e["result"].get("clean"))
-        robust, _ = R.robust_accuracy(e["result"])
+        lab, p = e.model, e.protocol
+        clean = R.clean_accuracy(study, lab) or R.estimate(e.result.clean)
+        robust, _ = R.robust_accuracy(e.result)
         if clean is None or robust is None:
             continue
         _, mk = F.style_for(protocols.index(p))
         points.append(F.TradeoffPoint(f"{lab} · {p}", colors.get(lab, "#333333"), mk, (clean.value, clean.lo, clean.hi),
                                       (robust.value, robust.lo, robust.hi)))
-        rows.append([lab, p, clean.text(), _robust_cell(e["result"]), R.threat(e["result"])["label"]])
+        rows.append([lab, p, clean.text(), _robust_cell(e.result), e.result.threat_model.label()])
     png = F.tradeoff(points, "Clean accuracy vs robust accuracy (one point per model and protocol)")
     if not png:
         return s.add(Para(f"Trade-off: {NOT_MEASURED} (no model has both a clean and a robust accuracy)."))
@@ -481,9 +474,9 @@ def tradeoff_section(study: dict, colors: dict[str, str]) -> Section:
 
 
 # -- diagnostics ---------------------------------------------------------------------------
-def diagnostics_section(study: dict) -> Section:
+def diagnostics_section(study: Study) -> Section:
     s = Section("diagnostics", "Gradient-masking diagnostics")
-    evs = [e for e in R.evaluations(study) if R.diagnostics(e["result"])]
+    evs = [e for e in R.evaluations(study) if e.result.diagnostics]
     if not evs:
         return s.add(Para(f"Masking diagnostics: {NOT_MEASURED} (they run with reliable evaluations only)."))
     s.add(Para("Each check looks for a symptom of gradient masking (Athalye et al. 2018; Carlini et al. 2019). "
@@ -491,24 +484,24 @@ def diagnostics_section(study: dict) -> Section:
                "check could not run. A model is never called robust while any check warns."))
     names: list[str] = []
     for e in evs:
-        for d in R.diagnostics(e["result"]):
-            if d["name"] not in names:
-                names.append(d["name"])
+        for d in e.result.diagnostics:
+            if d.name not in names:
+                names.append(d.name)
     matrix = []
     for e in evs:
-        by = {d["name"]: d["status"] for d in R.diagnostics(e["result"])}
-        matrix.append([str(e.get("model")), R.protocol_of(e)] + [badge(by[n]) if n in by else "-" for n in names])
+        by = {d.name: d.status for d in e.result.diagnostics}
+        matrix.append([e.model, e.protocol] + [badge(by[n]) if n in by else "-" for n in names])
     s.add(Table(["model", "protocol"] + names, matrix, "Status of every check, per model and protocol."))
     for e in evs:
-        s.add(Heading(f"{e.get('model')} — {R.protocol_of(e)}"))
+        s.add(Heading(f"{e.model} — {e.protocol}"))
         s.add(Table(["check", "status", "summary", "numbers"],
-                    [[d["name"], badge(d["status"]), d["summary"] or "-", _kv(d["numbers"]) or "-"]
-                     for d in R.diagnostics(e["result"])]))
+                    [[d.name, badge(d.status), d.summary or "-", _kv(d.numbers) or "-"]
+                     for d in e.result.diagnostics]))
     return s
 
 
 # -- vulnerability -------------------------------------------------------------------------
-def vulnerability_section(study: dict, colors: dict[str, str]) -> Section:
+def vulnerability_section(study: Study, colors: dict[str, str]) -> Section:
     s = Section("vulnerability", "Random vs adversarial vulnerability")
     entries = R.vulnerability_entries(study)
     if not entries:
@@ -519,28 +512,24 @@ def vulnerability_section(study: dict, colors: dict[str, str]) -> Section:
                "random noise to be nearly as damaging as the worst case."))
     rows, series = [], []
     for e in entries:
-        res = e["result"]
-        sm = R.vulnerability_summary(res)
+        v = e.result
 
-        def pm(key):
-            v, se = R.num(sm.get(key)), R.num(sm.get(key + "_se"))
-            return "-" if v is None else f"{v:.3g}" + (f" ± {se:.2g}" if se is not None else "")
+        def pm(value, se):
+            return "-" if value is None else f"{value:.3g}" + (f" ± {se:.2g}" if se is not None else "")
 
-        l0, frac = R.num(sm.get("l0")), R.num(sm.get("l0_fraction"))
         # the bound check means nothing when the ratio is undefined (f_y never changed)
-        within = sm.get("ratio_within_model_bound") if R.num(sm.get("ratio")) is not None else None
-        rows.append([str(e.get("model")), R.format_eps(R.num(sm.get("eps"))), _fmt(sm.get("n")), pm("rho_rand"),
-                     pm("rho_adv"),
-                     "undefined (ρ_rand = 0)" if R.num(sm.get("ratio")) is None and R.num(sm.get("rho_rand")) == 0
-                     else _fmt(R.num(sm.get("ratio"))),
-                     "-" if l0 is None else f"{l0:.1f}" + (f" ({100 * frac:.1f}% of inputs)" if frac is not None else ""),
-                     _fmt(R.num(sm.get("bound_model"))),
+        within = v.ratio_within_model_bound if v.ratio is not None else None
+        rows.append([e.model, R.format_eps(v.eps), _fmt(v.n), pm(v.rho_rand, v.rho_rand_se),
+                     pm(v.rho_adv, v.rho_adv_se),
+                     "undefined (ρ_rand = 0)" if v.ratio is None and v.rho_rand == 0 else _fmt(v.ratio),
+                     "-" if v.l0 is None else f"{v.l0:.1f}"
+                     + (f" ({100 * v.l0_fraction:.1f}% of inputs)" if v.l0_fraction is not None else ""),
+                     _fmt(v.bound_model),
                      badge("holds") if within is True else badge("fails") if within is False else "-",
-                     "-" if R.num(sm.get("frac_bound_holds")) is None else f"{100 * sm['frac_bound_holds']:.1f}%"])
-        bounds, ratios = R.vulnerability_per_sample(res)
-        lab = str(e.get("model"))
-        series.append(F.VulnerabilitySeries(lab, colors.get(lab, "#333333"), bounds, ratios,
-                                            R.num(sm.get("bound_model")), R.num(sm.get("ratio"))))
+                     "-" if v.frac_bound_holds is None else f"{100 * v.frac_bound_holds:.1f}%"])
+        bounds, ratios = v.per_sample_pairs()
+        series.append(F.VulnerabilitySeries(e.model, colors.get(e.model, "#333333"), bounds, ratios,
+                                            v.bound_model, v.ratio))
     s.add(Table(["model", "ε", "samples", "ρ_rand (± SE)", "ρ_adv (± SE)", "ratio ρ_adv/ρ_rand", "mean L0 of ∇ₓf_y",
                  "bound √(2·max L0)", "ratio within bound", "samples within their bound"], rows))
     png = F.vulnerability(series, "Adversarial/random vulnerability ratio against the gradient-sparsity bound")
@@ -595,8 +584,10 @@ def claim_verdict_section(claims: list[ClaimVerdict]) -> Section:
 
 
 # -- all -----------------------------------------------------------------------------------
-def build_sections(study: dict) -> list[Section]:
-    """Every section of the report, in order (ids: :data:`SECTION_IDS`)."""
+def build_sections(study: "dict | Study") -> list[Section]:
+    """Every section of the report, in order (ids: :data:`SECTION_IDS`). Every stored result of
+    ``study`` is read once, here (:func:`read.load`)."""
+    study = R.load(study)
     colors = F.model_colors(R.model_labels(study))
     verdicts, claims = all_verdicts(study)
     return [

@@ -1,8 +1,8 @@
 """Verdicts generated from the numbers: one per model, one per seed-paper claim.
 
 Model verdict (:func:`model_verdict`), per evaluation under a non-weak protocol
-(``reliable``, ``standard``), with r = its robust accuracy (per-sample worst case; lacking
-it, the minimum over attacks) and c = the model's clean accuracy:
+(``reliable``, ``standard``), with r = its robust accuracy (the per-sample worst case over
+its attacks) and c = the model's clean accuracy:
 
 0. the evaluation is incomplete (an attack crashed and left samples unattacked, see
    :func:`read.incomplete_reasons`)  ->  **robustness not established**, whatever r is: the
@@ -20,6 +20,9 @@ it, the minimum over attacks) and c = the model's clean accuracy:
    robust at eps under the <protocol> suite (<budget>)**; otherwise (r above the threshold
    but its interval reaches below it) robustness not established (too few samples).
 
+A non-weak evaluation whose stored result could not be read (:class:`read.Unreadable`) gives
+"robustness not established" too: no verdict is built around a result that was not read.
+
 A model without any non-weak evaluation is "robustness not established" (weak protocols
 overestimate robustness and cannot support the claim either way). Statuses: ``ROBUST``,
 ``NOT_ROBUST``, ``NOT_ESTABLISHED``; a model is ``ROBUST`` only if every non-weak
@@ -29,7 +32,7 @@ Claim verdict (:func:`claim_verdict`): each check compares metric(a) with metric
 
 - ``clean_accuracy``: ``models[].clean_accuracy`` (rate with Wilson interval);
 - ``robust_accuracy`` (needs ``protocol``; optional ``eps`` selects among several
-  evaluations): the evaluation's worst case, else the minimum attack robust accuracy;
+  evaluations): the evaluation's per-sample worst case;
 - ``attack_success_rate`` (needs ``protocol``): the worst case's attack success rate;
 - ``input_zero_fraction`` (optional ``source``, default "attack", falling back to any):
   the fraction of exactly-zero entries of the loss gradient w.r.t. the input pixels, mean
@@ -58,7 +61,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from . import read as R
-from .read import Estimate
+from .read import Estimate, Evaluation, StudyLike
 
 #: A model may be called robust only if its reliable robust accuracy (lower end of the 95 %
 #: Wilson interval) is at least this fraction of its clean accuracy. One half: an attacker
@@ -92,31 +95,31 @@ class ModelVerdict:
                 "warnings": list(self.warnings)}
 
 
-def _warn_names(study: dict, label: str) -> list[str]:
-    evs = [e for e in R.evaluations(study, model=label) if R.diagnostics(e["result"])]
+def _warn_names(study: StudyLike, label: str) -> list[str]:
+    evs = [e for e in R.evaluations(study, model=label) if e.result.diagnostics]
     names = []
     for e in evs:
-        for d in R.diagnostics(e["result"]):
-            if d["status"] == "WARN":
-                name = d["name"] if len(evs) == 1 else f"{d['name']} under {R.protocol_of(e)}"
+        for d in e.result.diagnostics:
+            if d.status == "WARN":
+                name = d.name if len(evs) == 1 else f"{d.name} under {e.protocol}"
                 if name not in names:
                     names.append(name)
     return names
 
 
-def _one_evaluation(study: dict, e: dict, clean: Optional[Estimate], warns: list[str]) -> tuple[str, str]:
+def _one_evaluation(study: StudyLike, e: Evaluation, clean: Optional[Estimate], warns: list[str]) -> tuple[str, str]:
     """(status, sentence) of one non-weak evaluation."""
-    res = e["result"]
-    protocol = R.protocol_of(e)
-    at = f"at {R.threat(res)['label']}"
+    res = e.result
+    protocol = e.protocol
+    at = f"at {res.threat_model.label()}"
     r, _ = R.robust_accuracy(res)
-    broken = R.incomplete_reasons(res)
+    broken = res.incomplete_reasons()
     if broken:
         return NOT_ESTABLISHED, (f"robustness not established {at}: the {protocol} evaluation is INCOMPLETE "
                                  f"({'; '.join(broken)}); its robust accuracy {R.pct(r)} is only an upper bound, "
                                  f"so no verdict rests on it (re-run it)")
     if clean is None:
-        clean = R.rate(res.get("clean"))
+        clean = R.estimate(res.clean)
     if r is None or clean is None:
         return NOT_ESTABLISHED, (f"robustness not established {at}: the {protocol} evaluation recorded "
                                  f"no {'robust' if r is None else 'clean'} accuracy")
@@ -136,11 +139,11 @@ def _one_evaluation(study: dict, e: dict, clean: Optional[Estimate], warns: list
     if flags:
         return NOT_ESTABLISHED, (f"robustness not established {at}: the {protocol} evaluation used "
                                  f"replication options ({'; '.join(flags)})")
-    diags = R.diagnostics(res)
+    diags = res.diagnostics
     if not diags:
         return NOT_ESTABLISHED, (f"robustness not established {at}: no masking diagnostics were recorded, so "
                                  f"the {protocol} robust accuracy {r.text()} may be inflated by masking")
-    not_pass = [d["name"] for d in diags if d["status"] != "PASS"]
+    not_pass = [d.name for d in diags if d.status != "PASS"]
     if not_pass:
         return NOT_ESTABLISHED, (f"robustness not established {at}: diagnostics did not run "
                                  f"({', '.join(not_pass)}: SKIP), so masking was not ruled out "
@@ -148,30 +151,34 @@ def _one_evaluation(study: dict, e: dict, clean: Optional[Estimate], warns: list
     if r.lo is None or r.lo < threshold:
         return NOT_ESTABLISHED, (f"robustness not established {at}: {protocol} robust accuracy {r.text()} "
                                  f"is not clearly above {rule} (its 95 % interval reaches below it)")
-    budget = R.text(res.get("budget"), "unrecorded")
+    budget = res.budget.name or "unrecorded"
     return ROBUST, (f"empirically robust {at} under the {protocol} suite ({budget} budget): robust accuracy "
                     f"{r.text()} >= {rule}, and all {len(diags)} masking diagnostics PASS")
 
 
-def model_verdict(study: dict, label: str) -> ModelVerdict:
+def model_verdict(study: StudyLike, label: str) -> ModelVerdict:
     """The verdict on one model, from its evaluations (rules in the module docstring)."""
+    study = R.load(study)
     clean = R.clean_accuracy(study, label)
     evs = R.evaluations(study, model=label)
     warns = _warn_names(study, label)
     numbers = [f"clean accuracy {R.pct(clean)}"]
     for e in evs:
-        r, how = R.robust_accuracy(e["result"])
+        r, how = R.robust_accuracy(e.result)
         kind = "weak protocol" if R.evaluation_is_weak(study, e) else "reliable protocol"
-        numbers.append(f"{R.protocol_of(e)} ({kind}; {R.threat(e['result'])['label']}): robust accuracy "
+        numbers.append(f"{e.protocol} ({kind}; {e.result.threat_model.label()}): robust accuracy "
                        f"{R.pct(r)} ({how})"
-                       + (" INCOMPLETE (upper bound)" if R.incomplete_reasons(e["result"]) else ""))
+                       + (" INCOMPLETE (upper bound)" if not e.result.complete else ""))
     for e in evs:
-        for d in R.diagnostics(e["result"]):
-            numbers.append(f"diagnostic {d['name']} ({R.protocol_of(e)}): {d['status']}"
-                           + (f" - {d['summary']}" if d["summary"] else ""))
+        for d in e.result.diagnostics:
+            numbers.append(f"diagnostic {d.name} ({e.protocol}): {d.status}"
+                           + (f" - {d.summary}" if d.summary else ""))
+    lost = [u for u in R.unreadable(study, "evaluation", label) if not R.evaluation_is_weak(study, u)]
+    for u in lost:
+        numbers.append(f"{u.what}: result UNREADABLE ({u.reason})")
     strong = [e for e in evs if not R.evaluation_is_weak(study, e)]
-    if not strong:
-        weak = sorted({R.protocol_of(e) for e in evs})
+    if not strong and not lost:
+        weak = sorted({e.protocol for e in evs})
         why = (f"only weak protocol(s) were run ({', '.join(weak)}), which overestimate robustness"
                if weak else "the model was not attacked")
         text = f"robustness not established: {why}"
@@ -179,6 +186,8 @@ def model_verdict(study: dict, label: str) -> ModelVerdict:
             text += f"; diagnostics warn of gradient masking ({', '.join(warns)})"
         return ModelVerdict(label, NOT_ESTABLISHED, text + ".", numbers, warns)
     parts = [_one_evaluation(study, e, clean, warns) for e in strong]
+    parts += [(NOT_ESTABLISHED, f"robustness not established: the stored {u.what} evaluation could not be read "
+                                f"({u.reason}), so no verdict rests on it (re-run it)") for u in lost]
     statuses = [s for s, _ in parts]
     if NOT_ROBUST in statuses:
         status = NOT_ROBUST
@@ -217,58 +226,57 @@ class CheckResult:
                 "b": None if self.value_b is None else self.value_b.text()}
 
 
-def _pick_eval(study: dict, model: str, check: dict) -> tuple[Optional[dict], str]:
+def _pick_eval(study: StudyLike, model: str, check: dict) -> tuple[Optional[Evaluation], str]:
     protocol = R.text(check.get("protocol"))
     if not protocol:
         return None, "the check names no protocol"
     evs = R.evaluations(study, model=model, protocol=protocol)
     eps = R.num(check.get("eps"))
     if eps is not None:
-        evs = [e for e in evs if R.threat(e["result"])["eps"] is not None
-               and abs(R.threat(e["result"])["eps"] - eps) < 1e-9]
+        evs = [e for e in evs if abs(e.result.threat_model.eps - eps) < 1e-9]
     if not evs:
         return None, f"no {protocol} evaluation of {model}" + (f" at eps {R.format_eps(eps)}" if eps is not None else "")
     return evs[0], ""
 
 
-def _clean(study: dict, model: str, check: dict) -> tuple[Optional[Estimate], str]:
+def _clean(study: StudyLike, model: str, check: dict) -> tuple[Optional[Estimate], str]:
     est = R.clean_accuracy(study, model)
     return est, "" if est is not None else f"no clean accuracy of {model}"
 
 
-def _robust(study: dict, model: str, check: dict) -> tuple[Optional[Estimate], str]:
+def _robust(study: StudyLike, model: str, check: dict) -> tuple[Optional[Estimate], str]:
     e, why = _pick_eval(study, model, check)
     if e is None:
         return None, why
-    est, how = R.robust_accuracy(e["result"])
+    est, how = R.robust_accuracy(e.result)
     return est, how
 
 
-def _success(study: dict, model: str, check: dict) -> tuple[Optional[Estimate], str]:
+def _success(study: StudyLike, model: str, check: dict) -> tuple[Optional[Estimate], str]:
     e, why = _pick_eval(study, model, check)
     if e is None:
         return None, why
-    est = R.rate(R.as_dict(e["result"].get("worst_case")).get("attack_success_rate"))
-    return est, "" if est is not None else f"no attack success rate in {model}'s {R.protocol_of(e)} evaluation"
+    est = R.estimate(e.result.worst_case.attack_success_rate)
+    return est, "" if est is not None else f"no attack success rate in {model}'s {e.protocol} evaluation"
 
 
-def _zero_fraction(study: dict, model: str, check: dict) -> tuple[Optional[Estimate], str]:
+def _zero_fraction(study: StudyLike, model: str, check: dict) -> tuple[Optional[Estimate], str]:
     source = R.text(check.get("source"))
     entries = R.sparsity_entries(study, model=model, source=source or "attack")
     if not entries and not source:
         entries = R.sparsity_entries(study, model=model)
     if not entries:
         return None, f"no sparsity measurement of {model}" + (f" (source {source})" if source else "")
-    return R.input_zero_fraction(entries[0]["result"])
+    return R.input_zero_fraction(entries[0].result)
 
 
 #: metrics read from an evaluation result (inconclusive when that evaluation is incomplete)
 _FROM_EVALUATION = ("robust_accuracy", "attack_success_rate")
 
 
-def _reads_incomplete(study: dict, model: str, check: dict) -> bool:
+def _reads_incomplete(study: StudyLike, model: str, check: dict) -> bool:
     e, _ = _pick_eval(study, model, check)
-    return e is not None and bool(R.incomplete_reasons(e["result"]))
+    return e is not None and not e.result.complete
 
 
 #: metric name -> (reader(study, model, check) -> (estimate, note), noun for sentences)
@@ -301,8 +309,9 @@ def _show(e: Optional[Estimate]) -> str:
     return e.text()
 
 
-def evaluate_check(study: dict, check: dict) -> CheckResult:
+def evaluate_check(study: StudyLike, check: dict) -> CheckResult:
     """Read both numbers of one check and compare them."""
+    study = R.load(study)
     check = R.as_dict(check)
     metric = R.text(check.get("metric"), "?")
     a, b = R.text(check.get("a"), "?"), R.text(check.get("b"), "?")
@@ -400,8 +409,9 @@ def decide(results: list[CheckResult]) -> tuple[str, str]:
     return CLAIM_INCONCLUSIVE, text
 
 
-def claim_verdict(study: dict, claim: dict) -> ClaimVerdict:
+def claim_verdict(study: StudyLike, claim: dict) -> ClaimVerdict:
     """Evaluate every check of one claim ``{id, seed, text, checks: [...]}`` and decide."""
+    study = R.load(study)
     claim = R.as_dict(claim)
     results = [evaluate_check(study, c) for c in R.as_list(claim.get("checks")) if isinstance(c, dict)]
     verdict, explanation = decide(results)
@@ -409,6 +419,7 @@ def claim_verdict(study: dict, claim: dict) -> ClaimVerdict:
                         verdict, explanation, results)
 
 
-def all_verdicts(study: dict) -> tuple[list[ModelVerdict], list[ClaimVerdict]]:
+def all_verdicts(study: StudyLike) -> tuple[list[ModelVerdict], list[ClaimVerdict]]:
+    study = R.load(study)
     return ([model_verdict(study, m) for m in R.model_labels(study)],
             [claim_verdict(study, c) for c in R.as_list(study.get("claims")) if isinstance(c, dict)])
