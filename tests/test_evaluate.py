@@ -13,6 +13,7 @@ from torch import nn
 
 from snnrobust.attacks import evaluate as ev
 from snnrobust.attacks.metrics import Rate, attack_success_rate, majority_vote, wilson_interval
+from snnrobust.attacks.request import EvaluationRequest
 from snnrobust.attacks.results import read_result, result_path, write_json_atomic, write_result
 from snnrobust.attacks.suites import SUITES, Budget, SuiteContext, expand, get_budget
 from snnrobust.attacks.threat import ThreatModel
@@ -366,3 +367,115 @@ def test_records_list_broken_samples_and_count_compute():
     union = set().union(*(set(r.broken) for r in rel.attacks))
     assert union == {i for i, v in enumerate(rel.worst_case.per_sample) if v not in (None, "clean")}
     assert all(r.gradient_images > 0 for r in rel.attacks if r.kind == "gradient")
+
+
+# ----------------------------------------------------------------------------- the request
+BAD_REQUESTS = [  # (keywords, the start of the one-line error), each found without a model or data
+    (dict(), "give exactly one of a suite"),
+    (dict(suite="reliable", attack="pgd"), "give exactly one of a suite"),
+    (dict(suite="nope"), "unknown suite 'nope'"),
+    (dict(attack="nope"), "unknown attack 'nope'"),
+    (dict(suite="reliable", budget="huge"), "unknown budget 'huge'"),
+    (dict(attack="fgsm", batch_size=0), "batch size must be a positive integer, got 0"),
+    (dict(attack="fgsm", batch_size=True), "batch size must be a positive integer, got True"),
+    (dict(suite="seed-luu2025", steps=3, restarts=2), "suite seed-luu2025 reproduces a paper's protocol and fixes "
+                                                      "its settings; drop --steps, --restarts or use --attack pgd"),
+    (dict(suite="seed-sharmin2020", estimators=["ste"]), "suite seed-sharmin2020 reproduces a paper's protocol and "
+                                                         "fixes its settings; drop --estimator"),
+    (dict(suite="seed-luu2025", eot=2), "suite seed-luu2025 reproduces a paper's protocol and fixes its settings; "
+                                        "drop --eot"),
+    (dict(suite="seed-luu2025", budget=get_budget("quick").override(diag_n=8)),
+     "suite seed-luu2025 reproduces a paper's protocol and fixes its settings; drop the budget's overrides (diag_n=8)"),
+    (dict(suite="reliable", replicate_seed_code=True), "--replicate-seed-code applies to suite seed-luu2025 only"),
+    (dict(attack="pgd", replicate_seed_code=True), "--replicate-seed-code applies to suite seed-luu2025 only"),
+    (dict(attack="pgd", estimators=["nope"]), "unknown gradient estimator 'nope'"),
+    (dict(suite="reliable", steps=0), "--steps must be a positive integer, got 0"),
+    (dict(attack="pgd", eot=-1), "--eot must be a positive integer, got -1"),
+    (dict(attack="pgd", vote=0), "vote must be a positive integer"),
+    (dict(attack="pgd", steps=True), "attack pgd: option 'steps' must be an integer >= 1, got True"),
+    (dict(attack="fgsm", steps=5), "attack fgsm has no steps/restarts option to set"),
+    (dict(attack="transfer"), "attack transfer needs source models"),
+    (dict(attack="noise", estimators=["ste"]), "attack noise uses no gradients, so --estimator does not apply"),
+    (dict(attack="pgd", attack_options={"nope": 1}), "attack pgd has no option 'nope'"),
+    (dict(attack="pgd", threat={"norm": "l7", "eps": 0.1}), "threat model norm must be one of linf, l2"),
+    (dict(attack="pgd", threat={"eps": -1}), "eps must be finite and >= 0"),
+    (dict(attack="pgd", eps_sweep=["abc"]), "eps 'abc' is not a number"),
+    (dict(attack="pgd", transfer_sources=[3]), "transfer source source0 is a int, not a torch nn.Module"),
+]
+
+
+@pytest.mark.parametrize("kw,message", BAD_REQUESTS, ids=[str(i) for i in range(len(BAD_REQUESTS))])
+def test_every_bad_request_is_its_one_line_error_without_a_model(kw, message):
+    with pytest.raises(ConfigError) as err:
+        EvaluationRequest(**kw)
+    text = str(err.value)
+    assert text.startswith(message) and "\n" not in text
+    # evaluate() gives the same error (before its clean pass: the model is never called)
+    with pytest.raises(ConfigError) as again:
+        ev.evaluate(_NeverCalled(), *linear_data(4), progress=False, **kw)
+    assert str(again.value) == text
+
+
+class _NeverCalled(nn.Module):
+    def forward(self, x):
+        raise AssertionError("a bad request must be refused before the model runs")
+
+
+def test_the_request_decides_the_suite_defaults():
+    plan = EvaluationRequest(suite="seed-luu2025").plan
+    assert plan.threat.eps == pytest.approx(6 / 255) and plan.eps_curve == () and not plan.diagnostics
+    assert not plan.cascade and plan.replication == () and plan.budget_notes == ()
+    # a threat model without eps (the CLI without --eps) also takes the protocol's eps; a given eps wins
+    assert EvaluationRequest(suite="seed-luu2025", threat={"norm": "linf"}).plan.threat.eps == pytest.approx(6 / 255)
+    assert EvaluationRequest(suite="seed-luu2025", threat={"eps": 0.1}).plan.threat.eps == 0.1
+    assert EvaluationRequest(attack="pgd", threat={"norm": "l2"}).plan.threat == ThreatModel(norm="l2")
+    sh = EvaluationRequest(suite="seed-sharmin2020").plan
+    assert sh.threat.eps == pytest.approx(8 / 255)
+    assert [round(e * 255) for e in sh.eps_curve] == [2, 4, 6, 8, 16]
+    assert EvaluationRequest(suite="seed-sharmin2020", eps_sweep=[]).plan.eps_curve == ()
+    assert EvaluationRequest(attack="pgd", eps_sweep=[0.3, "8/255", 0.3]).plan.eps_curve == (8 / 255, 0.3)
+    rel = EvaluationRequest(suite="reliable").plan
+    assert rel.threat == ThreatModel() and rel.diagnostics and rel.cascade and rel.budget.name == "quick"
+    assert rel.budget_notes and rel.budget_notes[0].startswith("budget 'quick' is below the standard")
+    assert not EvaluationRequest(suite="reliable", diagnostics=False).plan.diagnostics
+    assert not EvaluationRequest(suite="reliable", budget="exhaustive").plan.cascade
+    assert not EvaluationRequest(suite="standard").plan.diagnostics and EvaluationRequest(suite="standard").plan.cascade
+    single = EvaluationRequest(attack="pgd").plan
+    assert not single.cascade and not single.diagnostics and single.budget_notes == ()
+    assert EvaluationRequest(attack="pgd", diagnostics=True).plan.diagnostics
+    # --steps/--restarts: a suite's budget; a single attack's own declared options (budget unchanged)
+    over = EvaluationRequest(suite="reliable", steps=7, restarts=2, eot=3).plan
+    assert (over.budget.steps, over.budget.restarts, over.budget.eot) == (7, 2, 3)
+    assert "budget overridden: eot=3, restarts=2, steps=7" in over.budget_notes
+    pgd = EvaluationRequest(attack="pgd", steps=7, restarts=2, eot=3).plan
+    assert pgd.attack_options == {"steps": 7, "restarts": 2} and pgd.budget.steps == get_budget("quick").steps
+    assert pgd.budget.eot == 3 and pgd.attack_kind == "gradient"
+    apgd = EvaluationRequest(attack="apgd-ce", steps=7).plan
+    assert apgd.attack_options == {"n_iter": 7}
+    # a seed suite names only overrides; the replication switches the threat model and is labelled
+    rep = EvaluationRequest(suite="seed-luu2025", replicate_seed_code=True).plan
+    assert (rep.threat.perturb, rep.threat.bn_mode) == ("spikes", "train") and len(rep.replication) == 3
+    # sources in every accepted form, and a transfer attack gets them as its own
+    src = Linear()
+    assert EvaluationRequest(attack="pgd", transfer_sources={"a": src}).plan.transfer_sources == [("a", src)]
+    tr = EvaluationRequest(attack="transfer", transfer_sources=src).plan
+    assert tr.transfer_sources == [("source0", src)] and tr.attack_options["sources"] == [src]
+    # generators are read once and kept
+    gen = EvaluationRequest(attack="pgd", estimators=(e for e in ["bptt", "ste"]), eps_sweep=iter([0.1]))
+    assert gen.plan.estimators == ["bptt", "ste"] and gen.plan.eps_curve == (0.1,)
+
+
+def test_evaluate_is_run_evaluation_of_its_request():
+    model = Linear().eval()
+    x, y = linear_data(16)
+    kw = dict(suite="reliable", threat=ThreatModel(eps=0.1), budget=TINY, eps_sweep=[0.05, 0.1], seed=3,
+              progress=False)
+
+    def untimed(d):
+        if isinstance(d, dict):
+            return {k: untimed(v) for k, v in d.items() if not k.startswith("tim")}
+        return [untimed(v) for v in d] if isinstance(d, list) else d
+
+    a = ev.evaluate(model, x, y, **kw).to_dict()
+    b = ev.run_evaluation(model, x, y, EvaluationRequest(**kw)).to_dict()
+    assert untimed(a) == untimed(b) and a["diagnostics"] and len(a["eps_curve"]) == 2

@@ -1,6 +1,12 @@
 """Run a suite or one attack on a model and data: clean pass, attacks in batches, per-sample
 worst case, eps sweep, masking diagnostics, timing -> :class:`EvaluationResult`.
 
+What to run is an :class:`~snnrobust.attacks.request.EvaluationRequest`, validated and with
+the suite's defaults (eps, curve, diagnostics, cascade, budget) decided when it is built;
+:func:`run_evaluation` runs its plan in stages (:func:`clean_pass` -> :class:`Session`,
+:func:`main_pass`, :func:`eps_curve_pass`, :func:`diagnostics_pass`, :func:`assemble_result`).
+:func:`evaluate` takes the request's fields as keywords.
+
 ``evaluate(model, x, y, suite="reliable", threat=ThreatModel("linf", 8/255))`` takes any
 ``nn.Module`` mapping images [B, C, H, W] in [0, 1] to logits [B, K] that follows the reset
 convention (a snnrobust ``SpikingClassifier`` or a foreign module). Data ``x`` [N, C, H, W]
@@ -24,7 +30,7 @@ import math
 import sys
 import time
 import zlib
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
 import torch
@@ -35,12 +41,12 @@ from ..errors import ConfigError, SnnRobustError
 from ..spiking.functional import spiking_neurons
 from ..spiking.surrogates import Surrogate
 from .diagnostics import AttackRun, run_diagnostics
-from .estimators import get_estimator
 from .metrics import Rate, attack_success_rate, clean_accuracy, robust_accuracy
-from .registry import ATTACKS, attack_budget, attack_options, get_attack
+from .registry import attack_budget, attack_options, get_attack
+from .request import EvaluationPlan, EvaluationRequest
 from .results import AttackRecord, CurvePoint, EvaluationResult, WorstCase, failure_reason, json_ready
-from .suites import AttackSpec, Budget, SuiteContext, assign_ids, expand, get_budget, get_suite, own_estimator
-from .threat import ThreatModel, parse_eps
+from .suites import AttackSpec, Budget, SuiteContext, assign_ids, expand, own_estimator
+from .threat import ThreatModel
 from .victim import Victim
 
 #: Slack allowed when checking that a returned point lies in the eps ball and bounds.
@@ -65,27 +71,6 @@ def model_surrogate(model: nn.Module) -> tuple[bool, Optional[Surrogate]]:
         return False, None
     shared = {n.surrogate.spec(): n.surrogate for n in neurons}
     return True, (next(iter(shared.values())) if len(shared) == 1 else None)
-
-
-def transfer_source_list(sources: Any) -> list[tuple[str, nn.Module]]:
-    """Accept None, a module, a list of modules or (label, module) pairs, or {label: module}."""
-    if sources is None:
-        return []
-    if isinstance(sources, nn.Module):
-        sources = [sources]
-    if isinstance(sources, dict):
-        items = list(sources.items())
-    else:
-        items = []
-        for i, s in enumerate(sources):
-            if isinstance(s, (tuple, list)) and len(s) == 2:
-                items.append((str(s[0]), s[1]))
-            else:
-                items.append((f"source{i}", s))
-    for label, m in items:
-        if not isinstance(m, nn.Module):
-            raise ConfigError(f"transfer source {label} is a {type(m).__name__}, not a torch nn.Module")
-    return [(str(k), v) for k, v in items]
 
 
 def describe_model(model: nn.Module) -> dict:
@@ -133,15 +118,23 @@ class SpecRun:
 
 class Session:
     """Shared state of one evaluation: the model, the clean points z0 [N, ...], labels, the
-    clean-correct mask, and how to build victims and run attack specs in batches."""
+    clean-correct mask, what the clean pass learnt about the model (classes, the victim's
+    input bounds, stochasticity, its spiking neurons' shared surrogate), and how to build
+    victims and run attack specs in batches."""
 
     def __init__(self, model: nn.Module, z0: torch.Tensor, y: torch.Tensor, correct: torch.Tensor, *,
                  vote: Optional[int], batch_size: int, device: Any, progress: bool, seed: int,
-                 bdim: int, vote_used: int = 1) -> None:
+                 bdim: int, vote_used: int = 1, num_classes: int = 0, stochastic: bool = False,
+                 bounds: tuple[float, float] = (0.0, 1.0), has_spiking: bool = False,
+                 own_surrogate: Optional[Surrogate] = None) -> None:
         self.model, self.z0, self.y, self.correct = model, z0, y, correct
         self.vote_used = vote_used  # the vote actually applied (the Victim's default when vote is None)
         self.vote, self.batch_size, self.device = vote, batch_size, device
         self.progress, self.seed, self.bdim = progress, seed, bdim
+        self.num_classes, self.stochastic, self.bounds = num_classes, stochastic, bounds
+        self.has_spiking, self.own_surrogate = has_spiking, own_surrogate
+        #: perturbed entries per sample (the eps-ball check's dimension)
+        self.dims = int(z0.numel() // max(correct.numel(), 1))
 
     def victim(self, threat: ThreatModel, estimator: Any = None, eot: Optional[int] = None) -> Victim:
         return Victim(self.model, threat, estimator=estimator, eot=eot, vote=self.vote, device=self.device)
@@ -506,28 +499,235 @@ class _DiagRunner:
         return torch.cat(out, 0)
 
 
-# ----------------------------------------------------------------------------- the entry point
-def single_attack_specs(name: str, options: dict, ctx: SuiteContext, estimators: Optional[list[str]],
-                        steps: Optional[int], restarts: Optional[int]) -> list[AttackSpec]:
-    """The spec list of one named attack (one spec per estimator for gradient attacks)."""
-    if name not in ATTACKS:
-        get_attack(name)  # raises the one-line ConfigError listing the attacks
-    cls = ATTACKS[name]
-    # --steps/--restarts go to the options the class declares (transfer: its inner attack's)
-    opts = cls.with_budget(dict(options or {}), steps, restarts)
-    kind = cls.kind
+# ----------------------------------------------------------------------------- the stages
+def check_data(x: Any, y: Any) -> torch.Tensor:
+    """Labels [N] as a CPU long tensor, after checking that ``x`` holds N >= 1 images and ``y``
+    one label per image (one-line ConfigError otherwise)."""
+    if not isinstance(x, torch.Tensor) or x.dim() < 2:
+        raise ConfigError("x must be a tensor of images [N, C, H, W] with pixels in [0, 1]")
+    y = torch.as_tensor(y).long().cpu()
+    if y.dim() != 1 or y.numel() != x.shape[0]:
+        raise ConfigError(f"y must hold one label per image: x has {x.shape[0]} images, y has shape {list(y.shape)}")
+    if x.shape[0] == 0:
+        raise ConfigError("nothing to evaluate: the data has no samples")
+    return y
+
+
+def clean_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor, plan: EvaluationPlan) -> Session:
+    """Stage 1: encode and classify every sample at its clean point (in batches) and learn what
+    the attacks need about the model (classes, bounds, stochasticity, its surrogate)."""
+    base = Victim(model, plan.threat, vote=plan.vote, device=plan.device)
+    bdim = base.batch_dim
+    zs, preds, k_classes = [], [], None
+    for lo in range(0, x.shape[0], plan.batch_size):
+        zb = base.start(x[lo:lo + plan.batch_size])
+        if k_classes is None:
+            k_classes = int(base.logits(zb.narrow(bdim, 0, 1)).shape[-1])
+        preds.append(base.predict(zb).cpu())
+        zs.append(zb.detach().cpu())
+    z0 = torch.cat(zs, bdim)
+    correct = torch.cat(preds) == y
+    if y.max().item() >= k_classes or y.min().item() < 0:
+        raise ConfigError(f"labels must be in 0..{k_classes - 1} (the model has {k_classes} classes), "
+                          f"got {y.min().item()}..{y.max().item()}")
+    has_spiking, own_sg = model_surrogate(model)
+    return Session(model, z0, y, correct, vote=plan.vote, batch_size=plan.batch_size, device=plan.device,
+                   progress=plan.progress, seed=plan.seed, bdim=bdim, vote_used=base.vote, num_classes=k_classes,
+                   stochastic=base.stochastic, bounds=base.bounds, has_spiking=has_spiking, own_surrogate=own_sg)
+
+
+def suite_context(plan: EvaluationPlan, threat: ThreatModel, *, has_spiking: bool, own_surrogate: Optional[Surrogate],
+                  stochastic: bool, num_classes: int) -> SuiteContext:
+    """What a suite needs to expand itself at ``threat``: the plan's settings and the model's."""
+    return SuiteContext(budget=plan.budget, threat=threat, own_surrogate=own_surrogate, has_spiking=has_spiking,
+                        stochastic=stochastic, num_classes=num_classes, transfer_sources=plan.transfer_sources,
+                        estimators=plan.estimators, eot=plan.eot, replicate_seed_code=plan.replicate_seed_code)
+
+
+def session_context(session: Session, plan: EvaluationPlan, threat: ThreatModel) -> SuiteContext:
+    return suite_context(plan, threat, has_spiking=session.has_spiking, own_surrogate=session.own_surrogate,
+                         stochastic=session.stochastic, num_classes=session.num_classes)
+
+
+def single_attack_specs(plan: EvaluationPlan, ctx: SuiteContext) -> list[AttackSpec]:
+    """The spec list of the plan's single attack (one spec per estimator for gradient attacks);
+    its options, kind and sources were settled by the request."""
+    opts, kind = dict(plan.attack_options), plan.attack_kind
     if kind == "transfer":
-        if not ctx.transfer_sources:
-            raise ConfigError("attack transfer needs source models: give --transfer-from CKPT or --ann-twin-transfer")
-        opts.setdefault("sources", [m for _, m in ctx.transfer_sources])
         labels = ",".join(label for label, _ in ctx.transfer_sources)
         return [AttackSpec("transfer", opts, None, None, "transfer", id=f"transfer[{labels}]")]
     if kind in ("score", "noise"):
-        if estimators:
-            raise ConfigError(f"attack {name} uses no gradients, so --estimator does not apply")
-        return [AttackSpec(name, opts, None, ctx.gradient_eot(), kind)]
-    ests = list(estimators) if estimators else [own_estimator(ctx)]
-    return [AttackSpec(name, opts, e, ctx.gradient_eot(), kind) for e in ests]
+        return [AttackSpec(plan.attack, opts, None, ctx.gradient_eot(), kind)]
+    ests = list(plan.estimators) if plan.estimators else [own_estimator(ctx)]
+    return [AttackSpec(plan.attack, opts, e, ctx.gradient_eot(), kind) for e in ests]
+
+
+def attack_specs(plan: EvaluationPlan, ctx: SuiteContext) -> list[AttackSpec]:
+    """The ordered attack list of the plan (its suite expanded, or its single attack) for the
+    model and threat model ``ctx`` describes, each with a unique id."""
+    if plan.suite is not None:
+        return expand(plan.suite, ctx)
+    return assign_ids(single_attack_specs(plan, ctx))
+
+
+def main_pass(session: Session, plan: EvaluationPlan, specs: list[AttackSpec]) -> tuple[PassOutcome, list[str]]:
+    """Stage 2: every attack at the plan's eps (cascading or not); (outcome, notes on retries
+    and overflowed gradients)."""
+    main = run_pass(session, specs, plan.threat, cascade=plan.cascade)
+    notes = []
+    for rec in main.records:
+        retried = rec.meta.get("out_of_memory_retries")
+        if retried:
+            notes.append(f"attack {rec.id} ran out of memory at batch size {retried['batch_sizes'][0]}; those "
+                         f"batches were retried in halves (down to {retried['smallest_tried']})")
+        if rec.meta.get("nonfinite_gradients"):
+            notes.append(f"attack {rec.id}: {rec.meta['nonfinite_gradients']} input gradients overflowed; their "
+                         "non-finite entries were replaced by the limit direction (sign of inf, NaN -> 0)")
+    return main, notes
+
+
+def eps_curve_pass(session: Session, plan: EvaluationPlan, main: PassOutcome, specs: list[AttackSpec],
+                   main_covers_all: bool) -> tuple[list[CurvePoint], list[dict], list[str]]:
+    """Stage 3: robust accuracy at each eps of the plan's curve (the main pass is reused at its
+    own eps); (curve, failures of the extra passes, notes). Under a cascade, samples broken at
+    a smaller eps count as broken at larger ones and are not attacked again."""
+    threat = plan.threat
+    curve: list[CurvePoint] = []
+    failures: list[dict] = []
+    notes: list[str] = []
+    carried: Optional[torch.Tensor] = None
+    carried_from = ""
+    for e in plan.eps_curve:
+        if abs(e - threat.eps) < 1e-12:
+            outcome = main
+        else:
+            th = threat.with_eps(e)
+            specs_e = attack_specs(plan, session_context(session, plan, th))
+            if plan.progress:
+                _say(f"eps sweep: {th.label()}")
+            outcome = run_pass(session, specs_e, th, cascade=plan.cascade,
+                               initial_robust=carried if plan.cascade else None, initial_label=carried_from)
+            failures.extend(outcome.failures)
+        n_carried = 0 if carried is None or not plan.cascade or outcome is main else \
+            int((session.correct & ~carried).sum().item())
+        curve.append(CurvePoint(eps=e, robust_accuracy=robust_accuracy(outcome.robust),
+                                attacks={r.id: r.robust_accuracy for r in outcome.records}, carried_over=n_carried))
+        # a point that fools the model at eps also lies in every larger ball (same norm, same z0)
+        carried = outcome.robust.clone()
+        carried_from = f"broken at eps={e:.4g}"
+    if plan.eps_curve and plan.cascade:
+        notes.append("eps curve: samples broken at a smaller eps count as broken at larger ones "
+                     "(the same point lies in the larger ball) and are not attacked again")
+    covering = [e for e in plan.eps_curve if ball_covers_everything(threat.norm, e, session.bounds, session.dims)]
+    if covering and not main_covers_all:
+        notes.append(f"WARNING: the eps curve's points {', '.join(f'{e:g}' for e in covering)} hold every valid "
+                     "input in their ball, so robust accuracy there says nothing about the model")
+    return curve, failures, notes
+
+
+def diagnostics_pass(session: Session, plan: EvaluationPlan, specs: list[AttackSpec], main: PassOutcome,
+                     ctx: SuiteContext) -> list:
+    """Stage 4: the masking diagnostics (when the plan runs them) on the first ``diag_n`` samples."""
+    if not plan.diagnostics:
+        return []
+    # The checks attack with the suite's most successful estimator (the one the reported
+    # number rests on; ties -> the earlier, i.e. the model's own) and measure all of them.
+    broke: dict[str, int] = {}
+    for s_, rec in zip(specs, main.records):
+        if s_.kind in WHITE_BOX and s_.estimator is not None:
+            broke[s_.estimator] = broke.get(s_.estimator, 0) + rec.n_broken
+    ests = sorted(broke, key=lambda e: -broke[e]) if broke else [own_estimator(ctx)]
+    b = plan.budget
+    transfer_spec = next((s for s in specs if s.kind == "transfer"), None)
+    if transfer_spec is None and plan.transfer_sources:
+        transfer_spec = AttackSpec("transfer", {"sources": [m for _, m in plan.transfer_sources], "inner": "pgd",
+                                                "inner_options": {"steps": b.transfer_steps}},
+                                   None, None, "transfer", id="transfer")
+    if plan.progress:
+        _say(f"masking diagnostics on {min(b.diag_n, session.correct.numel())} samples")
+    runner = _DiagRunner(session, plan.threat, b, ests, ctx.gradient_eot(), transfer_spec, main, session.bounds)
+    return run_diagnostics(runner)
+
+
+def assemble_result(model: nn.Module, session: Session, plan: EvaluationPlan, specs: list[AttackSpec],
+                    ctx: SuiteContext, main: PassOutcome, curve: list[CurvePoint], diagnostics: list,
+                    failures: list[dict], notes: list[str], timing: dict[str, float],
+                    total_s: float) -> EvaluationResult:
+    """Stage 5: the :class:`EvaluationResult` (worst case, records, curve, diagnostics; the
+    reasons of an incomplete run first in the notes)."""
+    correct = session.correct
+    incomplete = [dict(f, reason=failure_reason(f, correct.numel())) for f in failures]
+    notes = [f["reason"] for f in incomplete] + notes  # first: the most important thing to read
+    if incomplete and plan.progress:
+        _say(f"INCOMPLETE: {len(incomplete)} attack run(s) left samples unattacked; see the notes")
+    broken_counts = {s.id: sum(1 for v in main.broken_by if v == s.id) for s in specs}
+    worst = WorstCase(robust_accuracy=robust_accuracy(main.robust),
+                      attack_success_rate=attack_success_rate(correct, main.robust),
+                      broken_by=broken_counts, per_sample=list(main.broken_by))
+    suite = plan.suite
+    protocol = {"suite": suite.name if suite else None,
+                "description": suite.description if suite else f"single attack {plan.attack}",
+                "cascade": plan.cascade,
+                "estimators": list(dict.fromkeys(s.estimator for s in specs if s.estimator)),
+                "attack_ids": [s.id for s in specs]}
+    minfo = dict(plan.model_info) if plan.model_info else describe_model(model)
+    dinfo = dict(plan.data_info or {})
+    dinfo.setdefault("n", int(correct.numel()))
+    return EvaluationResult(
+        model=minfo, data=dinfo, threat_model=plan.threat, suite=suite.name if suite else None,
+        attack=plan.attack if suite is None else None, budget=plan.budget, seed=plan.seed,
+        clean=clean_accuracy(correct), vote=session.vote_used, eot=ctx.gradient_eot(), stochastic=session.stochastic,
+        attacks=main.records, worst_case=worst, eps_curve=curve, diagnostics=diagnostics,
+        replication=list(plan.replication), notes=notes, protocol=protocol, timing_s=round(total_s, 3),
+        incomplete=incomplete, timing_breakdown_s={k: round(v, 3) for k, v in timing.items()})
+
+
+# ----------------------------------------------------------------------------- the entry points
+def run_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   request: "EvaluationRequest | EvaluationPlan") -> EvaluationResult:
+    """Evaluate ``model`` on images ``x`` [N, C, H, W] in [0, 1] with labels ``y`` [N] as a
+    validated ``request`` (or its plan) says: clean pass, attacks, eps curve, diagnostics,
+    result. See :func:`evaluate` for the meaning of the settings and of ``result.complete``."""
+    plan = request.plan if isinstance(request, EvaluationRequest) else request
+    t_start = time.perf_counter()
+    y = check_data(x, y)
+    timing: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    session = clean_pass(model, x, y, plan)
+    timing["clean"] = time.perf_counter() - t0
+
+    threat = plan.threat
+    ctx = session_context(session, plan, threat)
+    specs = attack_specs(plan, ctx)
+    notes = list(plan.budget_notes) + ctx.notes
+    reach = ball_covers_everything(threat.norm, float(threat.eps), session.bounds, session.dims)
+    if reach:
+        notes.insert(0, reach)
+        if plan.progress:
+            _say(reach)
+    if plan.progress:
+        _say(f"{threat.label()} | {plan.name} | budget {plan.budget.name} | "
+             f"{x.shape[0]} samples, clean accuracy {clean_accuracy(session.correct).percent()}")
+
+    t0 = time.perf_counter()
+    main, more = main_pass(session, plan, specs)
+    notes += more
+    failures = list(main.failures)
+    timing["attacks"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    curve, more_failures, more = eps_curve_pass(session, plan, main, specs, main_covers_all=bool(reach))
+    failures += more_failures
+    notes += more
+    timing["eps_sweep"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    diag = diagnostics_pass(session, plan, specs, main, ctx)
+    timing["diagnostics"] = time.perf_counter() - t0
+
+    return assemble_result(model, session, plan, specs, ctx, main, curve, diag, failures, notes, timing,
+                           time.perf_counter() - t_start)
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optional[str] = None,
@@ -539,208 +739,27 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
              seed: int = 0, diagnostics: Optional[bool] = None, replicate_seed_code: bool = False,
              model_info: Optional[dict] = None, data_info: Optional[dict] = None,
              device: Any = None) -> EvaluationResult:
-    """Evaluate ``model`` on images ``x`` [N, C, H, W] in [0, 1] with labels ``y`` [N].
+    """Evaluate ``model`` on images ``x`` [N, C, H, W] in [0, 1] with labels ``y`` [N]:
+    ``run_evaluation(model, x, y, EvaluationRequest(**keywords))``.
 
     Give exactly one of ``suite`` (a name from ``SUITES``) or ``attack`` (a name from
     ``ATTACKS``, with ``attack_options``). ``threat`` defaults to the suite's protocol eps
-    (seed suites) or L-inf 8/255. ``estimators`` (specs) replace the suite's list; ``eot``,
-    ``steps``, ``restarts`` override the budget; ``vote`` sets the forward passes per
-    prediction (default 1, or 10 for stochastic models). ``eps_sweep`` (values or "8/255"
-    strings) adds the robustness curve (a suite's own default curve when None; ``[]`` for none).
-    ``diagnostics`` defaults to on for the reliable suite. ``replicate_seed_code`` (seed-luu2025
-    only) perturbs spikes, crafts with BN in train mode and lets PGD abort at gradient norm
-    < 1e-6, labelled in the result.
+    (seed suites) or L-inf 8/255 (also where ``threat`` is a mapping without ``eps``).
+    ``estimators`` (specs) replace the suite's list; ``eot``, ``steps``, ``restarts`` override
+    the budget; ``vote`` sets the forward passes per prediction (default 1, or 10 for
+    stochastic models). ``eps_sweep`` (values or "8/255" strings) adds the robustness curve (a
+    suite's own default curve when None; ``[]`` for none). ``diagnostics`` defaults to on for
+    the reliable suite. ``replicate_seed_code`` (seed-luu2025 only) perturbs spikes, crafts
+    with BN in train mode and lets PGD abort at gradient norm < 1e-6, labelled in the result.
 
     Check ``result.complete``: it is False when an attack crashed on some samples even at
     batch size 1 (``result.incomplete`` says which attack, which samples and the error); the
     robust accuracy is then an upper bound (the CLI exits non-zero). An eps ball that holds
     every valid input (L-inf eps >= 1 on pixels) gives a ``WARNING`` note."""
-    t_start = time.perf_counter()
-    if (suite is None) == (attack is None):
-        raise ConfigError("give exactly one of a suite (--suite NAME) or an attack (--attack NAME)")
-    if not isinstance(x, torch.Tensor) or x.dim() < 2:
-        raise ConfigError("x must be a tensor of images [N, C, H, W] with pixels in [0, 1]")
-    y = torch.as_tensor(y).long().cpu()
-    if y.dim() != 1 or y.numel() != x.shape[0]:
-        raise ConfigError(f"y must hold one label per image: x has {x.shape[0]} images, y has shape {list(y.shape)}")
-    if x.shape[0] == 0:
-        raise ConfigError("nothing to evaluate: the data has no samples")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch size must be a positive integer, got {batch_size!r}")
-    the_suite = get_suite(suite) if suite is not None else None
-    b = get_budget(budget)
-    if the_suite is not None and the_suite.fixed_protocol:
-        given = [flag for flag, v in (("--steps", steps), ("--restarts", restarts), ("--eot", eot),
-                                      ("--estimator", estimators)) if v]
-        if given:
-            raise ConfigError(f"suite {the_suite.name} reproduces a paper's protocol and fixes its settings; "
-                              f"drop {', '.join(given)} or use --attack pgd with your own settings")
-    elif the_suite is not None:
-        b = b.override(steps=steps, restarts=restarts, eot=eot)
-    else:
-        b = b.override(eot=eot)
-    if threat is None:
-        threat = ThreatModel(eps=the_suite.eps) if the_suite is not None and the_suite.eps is not None else ThreatModel()
-    threat = ThreatModel.from_dict(threat)
-    replication: list[str] = []
-    if replicate_seed_code:
-        if the_suite is None or not the_suite.replication_options:
-            raise ConfigError("--replicate-seed-code applies to suite seed-luu2025 only")
-        threat = replace(threat, perturb="spikes", bn_mode="train")
-        replication.append("PGD aborts when the input-gradient L2 norm < 1e-6 (seed 000 code)")
-    replication = threat.replication_options + replication
-    est_list = [get_estimator(e).spec() if not isinstance(e, str) else e for e in estimators] if estimators else None
-    if est_list:
-        for e in est_list:
-            get_estimator(e)  # validate early, one-line errors
-
-    # -- clean pass -----------------------------------------------------------------------
-    t0 = time.perf_counter()
-    base = Victim(model, threat, vote=vote, device=device)
-    bdim = base.batch_dim
-    zs, preds, k_classes = [], [], None
-    for lo in range(0, x.shape[0], batch_size):
-        xb = x[lo:lo + batch_size]
-        zb = base.start(xb)
-        if k_classes is None:
-            k_classes = int(base.logits(zb.narrow(bdim, 0, 1)).shape[-1])
-        preds.append(base.predict(zb).cpu())
-        zs.append(zb.detach().cpu())
-    z0 = torch.cat(zs, bdim)
-    correct = torch.cat(preds) == y
-    if y.max().item() >= k_classes or y.min().item() < 0:
-        raise ConfigError(f"labels must be in 0..{k_classes - 1} (the model has {k_classes} classes), "
-                          f"got {y.min().item()}..{y.max().item()}")
-    t_clean = time.perf_counter() - t0
-    session = Session(model, z0, y, correct, vote=vote, batch_size=batch_size, device=device, progress=progress,
-                      seed=seed, bdim=bdim, vote_used=base.vote)
-
-    has_spiking, own_sg = model_surrogate(model)
-    sources = transfer_source_list(transfer_sources)
-    notes: list[str] = list(b.notes()) if the_suite is not None and the_suite.name in ("reliable", "standard") else []
-    if b.overrides and the_suite is not None and the_suite.name not in ("reliable", "standard"):
-        notes.extend(n for n in b.notes() if n.startswith("budget overridden"))
-
-    def make_ctx(th: ThreatModel) -> SuiteContext:
-        return SuiteContext(budget=b, threat=th, own_surrogate=own_sg, has_spiking=has_spiking,
-                            stochastic=base.stochastic, num_classes=k_classes, transfer_sources=sources,
-                            estimators=est_list, eot=eot, replicate_seed_code=replicate_seed_code)
-
-    def make_specs(th: ThreatModel) -> tuple[list[AttackSpec], SuiteContext]:
-        ctx = make_ctx(th)
-        if the_suite is not None:
-            return expand(the_suite, ctx), ctx
-        return assign_ids(single_attack_specs(attack, attack_options or {}, ctx, est_list, steps, restarts)), ctx
-
-    specs, ctx = make_specs(threat)
-    notes.extend(ctx.notes)
-    dims = int(z0.numel() // max(x.shape[0], 1))
-    reach = ball_covers_everything(threat.norm, float(threat.eps), base.bounds, dims)
-    if reach:
-        notes.insert(0, reach)
-        if progress:
-            _say(reach)
-    cascade = the_suite.cascades(b) if the_suite is not None else False
-    if progress:
-        _say(f"{threat.label()} | {the_suite.name if the_suite else attack} | budget {b.name} | "
-                   f"{x.shape[0]} samples, clean accuracy {clean_accuracy(correct).percent()}")
-
-    # -- main pass ------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    main = run_pass(session, specs, threat, cascade=cascade)
-    failures = list(main.failures)
-    for rec in main.records:
-        retried = rec.meta.get("out_of_memory_retries")
-        if retried:
-            notes.append(f"attack {rec.id} ran out of memory at batch size {retried['batch_sizes'][0]}; those "
-                         f"batches were retried in halves (down to {retried['smallest_tried']})")
-        if rec.meta.get("nonfinite_gradients"):
-            notes.append(f"attack {rec.id}: {rec.meta['nonfinite_gradients']} input gradients overflowed; their "
-                         "non-finite entries were replaced by the limit direction (sign of inf, NaN -> 0)")
-    t_attacks = time.perf_counter() - t0
-
-    # -- eps sweep ------------------------------------------------------------------------
-    t0 = time.perf_counter()
-    sweep = list(eps_sweep) if eps_sweep is not None else list(the_suite.eps_sweep or []) if the_suite else []
-    sweep_eps = sorted({parse_eps(e) for e in sweep})
-    curve: list[CurvePoint] = []
-    carried: Optional[torch.Tensor] = None
-    carried_from = ""
-    for e in sweep_eps:
-        if abs(e - threat.eps) < 1e-12:
-            outcome, specs_e = main, specs
-        else:
-            th = threat.with_eps(e)
-            specs_e, _ = make_specs(th)
-            if progress:
-                _say(f"eps sweep: {th.label()}")
-            outcome = run_pass(session, specs_e, th, cascade=cascade,
-                               initial_robust=carried if cascade else None, initial_label=carried_from)
-            failures.extend(outcome.failures)
-        n_carried = 0 if carried is None or not cascade or outcome is main else \
-            int((correct & ~carried).sum().item())
-        curve.append(CurvePoint(eps=e, robust_accuracy=robust_accuracy(outcome.robust),
-                                attacks={r.id: r.robust_accuracy for r in outcome.records}, carried_over=n_carried))
-        # a point that fools the model at eps also lies in every larger ball (same norm, same z0)
-        carried = outcome.robust.clone()
-        carried_from = f"broken at eps={e:.4g}"
-    if sweep_eps and cascade:
-        notes.append("eps curve: samples broken at a smaller eps count as broken at larger ones "
-                     "(the same point lies in the larger ball) and are not attacked again")
-    covering = [e for e in sweep_eps if ball_covers_everything(threat.norm, e, base.bounds, dims)]
-    if covering and not reach:
-        notes.append(f"WARNING: the eps curve's points {', '.join(f'{e:g}' for e in covering)} hold every valid "
-                     "input in their ball, so robust accuracy there says nothing about the model")
-    t_sweep = time.perf_counter() - t0
-
-    # -- diagnostics ----------------------------------------------------------------------
-    t0 = time.perf_counter()
-    run_diag = diagnostics if diagnostics is not None else bool(the_suite and the_suite.diagnostics)
-    diag_results = []
-    if run_diag:
-        # The checks attack with the suite's most successful estimator (the one the reported
-        # number rests on; ties -> the earlier, i.e. the model's own) and measure all of them.
-        broke: dict[str, int] = {}
-        for s_, rec in zip(specs, main.records):
-            if s_.kind in WHITE_BOX and s_.estimator is not None:
-                broke[s_.estimator] = broke.get(s_.estimator, 0) + rec.n_broken
-        ests = sorted(broke, key=lambda e: -broke[e]) if broke else [own_estimator(ctx)]
-        transfer_spec = next((s for s in specs if s.kind == "transfer"), None)
-        if transfer_spec is None and sources:
-            transfer_spec = AttackSpec("transfer", {"sources": [m for _, m in sources], "inner": "pgd",
-                                                    "inner_options": {"steps": b.transfer_steps}},
-                                       None, None, "transfer", id="transfer")
-        if progress:
-            _say(f"masking diagnostics on {min(b.diag_n, x.shape[0])} samples")
-        runner = _DiagRunner(session, threat, b, ests, ctx.gradient_eot(), transfer_spec,
-                             main, base.bounds)
-        diag_results = run_diagnostics(runner)
-    t_diag = time.perf_counter() - t0
-
-    # -- result ---------------------------------------------------------------------------
-    incomplete = [dict(f, reason=failure_reason(f, correct.numel())) for f in failures]
-    notes[:0] = [f["reason"] for f in incomplete]  # first: the most important thing to read
-    if incomplete and progress:
-        _say(f"INCOMPLETE: {len(incomplete)} attack run(s) left samples unattacked; see the notes")
-    broken_counts: dict[str, int] = {}
-    for s in specs:
-        broken_counts[s.id] = sum(1 for v in main.broken_by if v == s.id)
-    worst = WorstCase(robust_accuracy=robust_accuracy(main.robust),
-                      attack_success_rate=attack_success_rate(correct, main.robust),
-                      broken_by=broken_counts, per_sample=list(main.broken_by))
-    protocol = {"suite": the_suite.name if the_suite else None,
-                "description": the_suite.description if the_suite else f"single attack {attack}",
-                "cascade": cascade, "estimators": list(dict.fromkeys(s.estimator for s in specs if s.estimator)),
-                "attack_ids": [s.id for s in specs]}
-    minfo = dict(model_info) if model_info else describe_model(model)
-    dinfo = dict(data_info or {})
-    dinfo.setdefault("n", int(x.shape[0]))
-    total = time.perf_counter() - t_start
-    return EvaluationResult(
-        model=minfo, data=dinfo, threat_model=threat, suite=the_suite.name if the_suite else None,
-        attack=attack if the_suite is None else None, budget=b, seed=seed, clean=clean_accuracy(correct),
-        vote=base.vote, eot=ctx.gradient_eot(), stochastic=base.stochastic, attacks=main.records,
-        worst_case=worst, eps_curve=curve, diagnostics=diag_results, replication=replication, notes=notes,
-        protocol=protocol, timing_s=round(total, 3), incomplete=incomplete,
-        timing_breakdown_s={"clean": round(t_clean, 3), "attacks": round(t_attacks, 3),
-                            "eps_sweep": round(t_sweep, 3), "diagnostics": round(t_diag, 3)})
+    request = EvaluationRequest(
+        suite=suite, attack=attack, attack_options=attack_options, threat=threat, budget=budget,
+        estimators=estimators, eot=eot, vote=vote, steps=steps, restarts=restarts, batch_size=batch_size,
+        eps_sweep=eps_sweep, transfer_sources=transfer_sources, progress=progress, seed=seed,
+        diagnostics=diagnostics, replicate_seed_code=replicate_seed_code, model_info=model_info,
+        data_info=data_info, device=device)
+    return run_evaluation(model, x, y, request)

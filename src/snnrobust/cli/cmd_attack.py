@@ -175,7 +175,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..attacks.evaluate import evaluate
+    from ..attacks.evaluate import run_evaluation
+    from ..attacks.request import EvaluationRequest
     from ..attacks.results import result_path, write_result
     from ..attacks.threat import ThreatModel
     from ..data import get_dataset
@@ -183,16 +184,11 @@ def run(args: argparse.Namespace) -> int:
     from .options import parse_key_values
 
     ckpt_path = Path(args.checkpoint)
-    threat_kwargs = {"norm": args.norm, "perturb": args.perturb, "bn_mode": args.bn_mode}
+    # without --eps the request takes the suite's protocol eps (else 8/255): decided there, once
+    threat = {"norm": args.norm, "perturb": args.perturb, "bn_mode": args.bn_mode}
     if args.eps is not None:
-        threat_kwargs["eps"] = args.eps
-    elif args.suite is not None:
-        from ..attacks.suites import get_suite
-
-        suite_eps = get_suite(args.suite).eps
-        if suite_eps is not None:
-            threat_kwargs["eps"] = suite_eps
-    threat = ThreatModel(**threat_kwargs)
+        threat["eps"] = args.eps
+    ThreatModel.from_dict(threat)  # a bad --eps/--norm fails before the checkpoint is loaded
     eps_sweep = parse_eps_list(args.eps_sweep)
     attack_options = parse_key_values(args.attack_option, "--attack-option")
 
@@ -224,12 +220,13 @@ def run(args: argparse.Namespace) -> int:
                  "indices": f"first {n} of the test split",
                  "indices_sha256": indices_sha256(np.arange(n)),
                  "info": splits.info.to_dict()}
-    result = evaluate(model, x, y, suite=args.suite, attack=args.attack, attack_options=attack_options,
-                      threat=threat, budget=args.budget, estimators=args.estimator, eot=args.eot, vote=args.vote,
-                      steps=args.steps, restarts=args.restarts, batch_size=args.batch_size, eps_sweep=eps_sweep,
-                      transfer_sources=sources or None, progress=not args.no_progress, seed=args.seed,
-                      diagnostics=args.diagnostics, replicate_seed_code=args.replicate_seed_code,
-                      model_info=model_info, data_info=data_info, device=device)
+    request = EvaluationRequest(
+        suite=args.suite, attack=args.attack, attack_options=attack_options, threat=threat, budget=args.budget,
+        estimators=args.estimator, eot=args.eot, vote=args.vote, steps=args.steps, restarts=args.restarts,
+        batch_size=args.batch_size, eps_sweep=eps_sweep, transfer_sources=sources or None,
+        progress=not args.no_progress, seed=args.seed, diagnostics=args.diagnostics,
+        replicate_seed_code=args.replicate_seed_code, model_info=model_info, data_info=data_info, device=device)
+    result = run_evaluation(model, x, y, request)
     if n_note:
         result.notes.append(n_note)
     name = result.name + ("-replication" if result.replication else "")

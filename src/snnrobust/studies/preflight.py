@@ -16,16 +16,16 @@ from typing import Optional
 
 import torch
 
-from ..attacks.evaluate import model_surrogate, single_attack_specs
+from ..attacks.evaluate import attack_specs, model_surrogate, suite_context
 from ..attacks.registry import get_attack
-from ..attacks.suites import SuiteContext, expand, get_budget
-from ..attacks.threat import ThreatModel, parse_eps
+from ..attacks.request import EvaluationRequest
+from ..attacks.threat import ThreatModel
 from ..attacks.victim import Victim
 from ..data import get_dataset
 from ..errors import ConfigError
 from ..training.trainer import build_model_for, make_optimizer, resolve_device, train_step
 from .recipes import load_recipe
-from .runner import StudyRunner, transfer_sources
+from .runner import StudyRunner, protocol_keywords, study_threat, transfer_sources
 
 
 @dataclass
@@ -64,8 +64,7 @@ def check_study(name: str, size: str = "full", data_root: Optional[str] = None, 
     dev = resolve_device(device)
     splits = get_dataset(spec["dataset"], root=data_root, split_seed=int(spec["train"].get("split_seed", 0)))
     info = splits.info
-    ev = spec["eval"]
-    threat = ThreatModel(norm=ev.get("norm", "linf"), eps=parse_eps(ev["eps"]))
+    threat = study_threat(spec)
     xg, yg = splits.test.batch(torch.arange(min(2, len(splits.test))))
     # every variant is built first: transfer protocols take the others as sources
     configs = {v["label"]: runner._variant_train_config(v) for v in spec["variants"]}
@@ -115,12 +114,10 @@ def _check_protocols(runner: StudyRunner, label: str, model, models: dict, threa
         sources = transfer_sources(runner.spec, label, proto, models)
         if sources is None:
             continue  # the study runs this protocol only for models with a source
-        ctx = SuiteContext(budget=get_budget(proto.get("budget", "quick")), threat=threat, own_surrogate=own_sg,
-                           has_spiking=has_spiking, stochastic=base.stochastic, num_classes=k, transfer_sources=sources)
-        if "suite" in proto:
-            specs = expand(proto["suite"], ctx)
-        else:
-            specs = single_attack_specs(proto["attack"], proto.get("options", {}), ctx, None, None, None)
+        # the study's own request and spec list, so the check expands exactly what the run will
+        plan = EvaluationRequest(**protocol_keywords(runner.spec, proto, threat, sources, progress=False)).plan
+        specs = attack_specs(plan, suite_context(plan, threat, has_spiking=has_spiking, own_surrogate=own_sg,
+                                                 stochastic=base.stochastic, num_classes=k))
         for s in specs:
             get_attack(s.attack, **s.options)  # options are validated when the attack is built
             if s.estimator not in estimators and s.kind in ("gradient", "single-step"):

@@ -64,6 +64,30 @@ def transfer_sources(spec: dict, label: str, proto: dict, models: dict[str, Any]
     return []
 
 
+def study_threat(spec: dict) -> ThreatModel:
+    """The threat model every protocol of recipe size ``spec`` attacks under."""
+    ev = spec["eval"]
+    return ThreatModel(norm=ev.get("norm", "linf"), eps=parse_eps(ev["eps"]))
+
+
+def protocol_keywords(spec: dict, proto: dict, threat: ThreatModel, sources: Optional[list], **run: Any) -> dict:
+    """The keywords of :func:`~snnrobust.attacks.evaluate.evaluate` (the fields of its
+    :class:`~snnrobust.attacks.request.EvaluationRequest`) for protocol ``proto`` of recipe
+    size ``spec`` with transfer ``sources``, used by the run and by ``--check`` alike; ``run``
+    adds the run's own (progress, device, model_info, data_info). A suite protocol runs the
+    recipe's eps curve (none when it gives none, not the suite's default), at its ``budget``
+    (the request's default when absent); an attack protocol runs its ``options``, no curve."""
+    ev = spec["eval"]
+    if "suite" in proto:
+        what: dict = {"suite": proto["suite"], "eps_sweep": ev.get("eps_sweep", [])}
+        if "budget" in proto:
+            what["budget"] = proto["budget"]
+    else:
+        what = {"attack": proto["attack"], "attack_options": proto.get("options", {}), "eps_sweep": []}
+    return dict(threat=threat, transfer_sources=sources or None, batch_size=int(ev.get("batch_size", 250)),
+                **what, **run)
+
+
 class StudyRunner:
     def __init__(self, recipe: Recipe, size: str, out: "str | Path", data_root: Optional[str] = None,
                  device: str = "auto", progress: bool = True, log: Log = print) -> None:
@@ -115,7 +139,7 @@ class StudyRunner:
 
     def evaluate_all(self, x: torch.Tensor, y: torch.Tensor, data_info: dict) -> list[dict]:
         ev = self.spec["eval"]
-        threat = ThreatModel(norm=ev.get("norm", "linf"), eps=parse_eps(ev["eps"]))
+        threat = study_threat(self.spec)
         out = []
         modules = {k: v["model"] for k, v in self.models.items()}
         for label, m in self.models.items():
@@ -132,16 +156,10 @@ class StudyRunner:
 
                 def compute(label=label, m=m, proto=proto, sources=sources) -> dict:
                     self.log(f"[{self.recipe.name}] attacking {desc}")
-                    kw: dict = dict(threat=threat, transfer_sources=sources or None, progress=self.progress,
-                                    batch_size=int(ev.get("batch_size", 250)), data_info=data_info,
-                                    model_info={"label": label, "checkpoint": m["entry"]["checkpoint"],
-                                                "checkpoint_sha256": m["sha"]},
-                                    device=self._device())
-                    if "suite" in proto:
-                        kw.update(suite=proto["suite"], budget=proto.get("budget", "quick"),
-                                  eps_sweep=ev.get("eps_sweep", []))
-                    else:
-                        kw.update(attack=proto["attack"], attack_options=proto.get("options", {}), eps_sweep=[])
+                    kw = protocol_keywords(self.spec, proto, threat, sources, progress=self.progress,
+                                          data_info=data_info, device=self._device(),
+                                          model_info={"label": label, "checkpoint": m["entry"]["checkpoint"],
+                                                      "checkpoint_sha256": m["sha"]})
                     return evaluate(m["model"], x, y, **kw).to_dict()
 
                 t0 = time.time()
