@@ -426,3 +426,24 @@ def test_missing_sections_render_not_measured(tmp_path):
 def test_bad_input_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError):
         write_report(["not", "a", "dict"], tmp_path)
+
+
+def test_vulnerability_result_reads_what_the_report_object_writes():
+    import numpy as np
+
+    from snnrobust.analysis import VulnerabilityReport, VulnerabilityResult
+
+    adv, rand = np.array([0.2, 0.0, 0.3]), np.array([0.1, 0.0, 0.05])  # sample 1: f_y never moved (ratio NaN)
+    rep = VulnerabilityReport(eps=0.1, f_clean=np.array([0.9, 0.8, 0.7]), rand=rand, rand_draws=rand[:, None],
+                              down=adv, up=adv / 2, adv=adv, l0=np.array([8.0, 2.0, 18.0]), n_inputs=20,
+                              correct=np.array([True, True, False]), noise=np.zeros(3), settings={"n_random": 1})
+    v = VulnerabilityResult.from_dict(rep.to_dict())
+    s = rep.summary()
+    assert v.n == 3 and v.eps == 0.1
+    assert v.rho_adv == pytest.approx(s["rho_adv"]) and v.ratio == pytest.approx(s["ratio"])
+    assert v.bound_model == pytest.approx(6.0) and v.ratio_within_model_bound is True and v.settings == {"n_random": 1}
+    assert v.ratios[1] is None  # NaN is written as null and read as "not recorded", never 0
+    bounds, ratios = v.per_sample_pairs()
+    assert bounds == pytest.approx([4.0, 6.0]) and ratios == pytest.approx([2.0, 6.0])
+    with pytest.raises(ConfigError, match="not a vulnerability result"):
+        VulnerabilityResult.from_dict({"schema": "snnrobust.sparsity/1"})

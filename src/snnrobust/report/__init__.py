@@ -14,7 +14,9 @@
      "vulnerability": [{"model", "result": VulnerabilityReport.to_dict()}],
      "claims": [{"id", "seed", "text", "checks": [{"metric", "expect", "a", "b", "protocol"?, ...}]}]}
 
-Every part is optional; what is missing renders as "not measured". Verdict rules are in
+Every part is optional; what is missing renders as "not measured". Each stored result is read
+once through its typed reader (:func:`snnrobust.report.read.load`); one its reader rejects is
+listed as unreadable and no verdict rests on it. Verdict rules are in
 :mod:`snnrobust.report.verdicts`.
 """
 
