@@ -33,9 +33,11 @@ def main() -> None:
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
 
-    from snnrobust.attacks import ThreatModel, Victim, get_attack, get_estimator
-    from snnrobust.attacks.evaluate import evaluate
-    from snnrobust.attacks.threat import parse_eps
+    from snnrobust.attacks import get_attack
+    from snnrobust.estimators import get_estimator
+    from snnrobust.evaluation import ThreatModel, Victim
+    from snnrobust.evaluation.engine import evaluate
+    from snnrobust.evaluation.threat import parse_eps
     from snnrobust.data import get_dataset
     from snnrobust.training import load_checkpoint
 

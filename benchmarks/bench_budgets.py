@@ -94,11 +94,11 @@ def main() -> None:
     ap.add_argument("--only-report", action="store_true", help="print from stored results, run nothing")
     args = ap.parse_args()
 
-    from snnrobust.attacks import ThreatModel
-    from snnrobust.attacks.evaluate import evaluate
-    from snnrobust.attacks.results import EvaluationResult
-    from snnrobust.attacks.suites import get_budget
-    from snnrobust.attacks.threat import parse_eps
+    from snnrobust.evaluation import ThreatModel
+    from snnrobust.evaluation.engine import evaluate
+    from snnrobust.evaluation.results import EvaluationResult
+    from snnrobust.evaluation.suites import get_budget
+    from snnrobust.evaluation.threat import parse_eps
     from snnrobust.data import get_dataset
     from snnrobust.io import atomic_write_text
     from snnrobust.training import load_checkpoint

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from snnrobust.attacks import ThreatModel, Victim
+from snnrobust.evaluation import ThreatModel, Victim
 from snnrobust.attacks.registry import ATTACKS, attack_options, get_attack, list_attacks
 from snnrobust.attacks.sapgd import eta_schedule
 from snnrobust.attacks.sweep import eps_sweep
@@ -313,7 +313,7 @@ def test_apgd_t_needs_four_classes():
 
 def test_square_l2_shape_bug_is_a_clear_error():
     # the official L2 Square mis-shapes its windows on 12x12 images: a one-line ConfigError, not a traceback
-    from snnrobust.attacks import ThreatModel, Victim
+    from snnrobust.evaluation import ThreatModel, Victim
     from snnrobust.errors import ConfigError as _CE
 
     torch.manual_seed(0)

@@ -1,7 +1,7 @@
 """A crashed attack never shrinks the worst case silently (issue 9, fix 1), and two bad inputs
 (`--n` beyond the test split, an eps ball that holds every image) are said out loud.
 
-Crashes are simulated by wrapping the attacks that :mod:`snnrobust.attacks.evaluate` builds:
+Crashes are simulated by wrapping the attacks that :mod:`snnrobust.evaluation.engine` builds:
 an out-of-memory error (``torch.OutOfMemoryError`` or a RuntimeError saying "CUDA out of
 memory", what a GPU raises) or another error in chosen batches. Tiny linear model, synthetic
 data, tmp_path only.
@@ -15,10 +15,10 @@ import pytest
 import torch
 from torch import nn
 
-from snnrobust.attacks import evaluate as ev
-from snnrobust.attacks.results import read_result, write_result
-from snnrobust.attacks.suites import Budget
-from snnrobust.attacks.threat import ThreatModel
+from snnrobust.evaluation import engine as ev
+from snnrobust.evaluation.results import read_result, write_result
+from snnrobust.evaluation.suites import Budget
+from snnrobust.evaluation.threat import ThreatModel
 from snnrobust.report import build_sections, claim_verdict, model_verdict, write_report
 from snnrobust.report import read as R
 from snnrobust.report.verdicts import CLAIM_INCONCLUSIVE, INCONCLUSIVE, NOT_ESTABLISHED, REPRODUCED, ROBUST

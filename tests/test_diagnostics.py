@@ -15,12 +15,12 @@ import torch
 import toy_models as tm
 from torch import nn
 
-from snnrobust.attacks import diagnostics as dg
-from snnrobust.attacks.diagnostics import AttackRun
-from snnrobust.attacks.evaluate import evaluate
-from snnrobust.attacks.metrics import Rate
-from snnrobust.attacks.suites import Budget, get_budget
-from snnrobust.attacks.threat import ThreatModel
+from snnrobust.evaluation import diagnostics as dg
+from snnrobust.evaluation.diagnostics import AttackRun
+from snnrobust.evaluation.engine import evaluate
+from snnrobust.evaluation.metrics import Rate
+from snnrobust.evaluation.suites import Budget, get_budget
+from snnrobust.evaluation.threat import ThreatModel
 
 TINY = Budget(name="tiny", steps=10, restarts=1, surrogate_widths=(1.0, 4.0), extra_estimators=("bptr",),
               estimator_attacks=("apgd-ce",), own_attacks=("sapgd",), eot=2, target_classes=1,

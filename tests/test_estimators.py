@@ -6,8 +6,8 @@ import math
 import pytest
 import torch
 
-from snnrobust.attacks import ESTIMATORS, get_estimator
-from snnrobust.attacks.estimators import ASSG
+from snnrobust.estimators import ESTIMATORS, get_estimator
+from snnrobust.estimators import ASSG
 from snnrobust.errors import ConfigError
 from snnrobust.spiking import IFNode, LIFNode, Surrogate, record_membranes, reset_states
 
@@ -450,9 +450,9 @@ def test_estimators_on_the_neuron_loop_equal_the_old_separate_dynamics(spec, con
 
 # -- surrogates stay objects from the model to the suite ----------------------------------
 def test_model_surrogate_is_an_object_and_the_width_sweep_keeps_the_stored_strings():
-    from snnrobust.attacks.evaluate import model_surrogate
-    from snnrobust.attacks.suites import SuiteContext, get_budget, reliable_estimators
-    from snnrobust.attacks.threat import ThreatModel
+    from snnrobust.evaluation.engine import model_surrogate
+    from snnrobust.evaluation.suites import SuiteContext, get_budget, reliable_estimators
+    from snnrobust.evaluation.threat import ThreatModel
 
     model = torch.nn.Sequential(IFNode(surrogate="triangle:1:0.3"), LIFNode(surrogate=Surrogate("triangle", 1.0, 0.3)))
     has_spiking, sg = model_surrogate(model)

@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
-from snnrobust.attacks import evaluate as ev
-from snnrobust.attacks.metrics import Rate, attack_success_rate, majority_vote, wilson_interval
-from snnrobust.attacks.request import EvaluationRequest
-from snnrobust.attacks.results import read_result, result_path, write_json_atomic, write_result
-from snnrobust.attacks.suites import SUITES, Budget, SuiteContext, expand, get_budget
-from snnrobust.attacks.threat import ThreatModel
+from snnrobust.evaluation import engine as ev
+from snnrobust.evaluation.metrics import Rate, attack_success_rate, majority_vote, wilson_interval
+from snnrobust.evaluation.request import EvaluationRequest
+from snnrobust.evaluation.results import read_result, result_path, write_json_atomic, write_result
+from snnrobust.evaluation.suites import SUITES, Budget, SuiteContext, expand, get_budget
+from snnrobust.evaluation.threat import ThreatModel
 from snnrobust.errors import ConfigError
 from snnrobust.spiking import IFNode, Surrogate, reset_states
 

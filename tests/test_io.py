@@ -16,9 +16,9 @@ import pytest
 import torch
 
 import snnrobust
-from snnrobust.attacks.metrics import Z95, wilson_interval
-from snnrobust.attacks.results import write_json_atomic
-from snnrobust.attacks.threat import ThreatModel, format_eps
+from snnrobust.evaluation.metrics import Z95, wilson_interval
+from snnrobust.evaluation.results import write_json_atomic
+from snnrobust.evaluation.threat import ThreatModel, format_eps
 from snnrobust.cli.main import main
 from snnrobust.errors import ConfigError, SnnRobustError
 from snnrobust.io import atomic_open, atomic_write_bytes, atomic_write_text, check_output_folder, file_sha256

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from snnrobust.attacks.diagnostics import DiagnosticResult
-from snnrobust.attacks.metrics import Rate
-from snnrobust.attacks.results import AttackRecord, CurvePoint, EvaluationResult, WorstCase
-from snnrobust.attacks.suites import BUDGETS
-from snnrobust.attacks.threat import ThreatModel
+from snnrobust.evaluation.diagnostics import DiagnosticResult
+from snnrobust.evaluation.metrics import Rate
+from snnrobust.evaluation.results import AttackRecord, CurvePoint, EvaluationResult, WorstCase
+from snnrobust.evaluation.suites import BUDGETS
+from snnrobust.evaluation.threat import ThreatModel
 from snnrobust.errors import ConfigError
 from snnrobust.report import SECTION_IDS, build_sections, claim_verdict, model_verdict, write_report
 from snnrobust.report import read as R

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from snnrobust.attacks import ThreatModel, Victim
+from snnrobust.evaluation import ThreatModel, Victim
 from snnrobust.attacks.base import BestPoints
 from snnrobust.attacks.registry import get_attack
 from snnrobust.spiking.encoders import PoissonEncoder
@@ -174,11 +174,13 @@ def test_best_points_order_of_preference():
     idx = torch.arange(4)
     # a fooling candidate replaces z0 even where the clean vote said misclassified (sample 0);
     # a non-fooling one does not (sample 1) but beats a z0 the vote called correct (sample 2)
-    best.update(idx, torch.full((4, 1), 1.0), torch.tensor([True, False, False, False]), torch.tensor([0.0, 5.0, 1.0, 1.0]))
+    best.update(idx, torch.full((4, 1), 1.0), torch.tensor([True, False, False, False]),
+                torch.tensor([0.0, 5.0, 1.0, 1.0]))
     assert best.z.squeeze(1).tolist() == [1.0, 0.0, 1.0, 1.0]
     assert best.success.tolist() == [True, False, False, False]
     # the first fooling candidate stays; among non-fooling ones the higher loss wins
-    best.update(idx, torch.full((4, 1), 2.0), torch.tensor([True, False, False, True]), torch.tensor([9.0, 9.0, 0.5, 0.0]))
+    best.update(idx, torch.full((4, 1), 2.0), torch.tensor([True, False, False, True]),
+                torch.tensor([9.0, 9.0, 0.5, 0.0]))
     assert best.z.squeeze(1).tolist() == [1.0, 0.0, 1.0, 2.0]
     assert best.success.tolist() == [True, False, False, True]
     # a later vote called sample 0's point correct: the next fooling candidate replaces it,

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from snnrobust.attacks import evaluate as ev
-from snnrobust.attacks.results import budget_from_dict
-from snnrobust.attacks.suites import BUDGETS, SUITES, SuiteContext, expand, get_budget, reliable_estimators
-from snnrobust.attacks.threat import ThreatModel
+from snnrobust.evaluation import engine as ev
+from snnrobust.evaluation.results import budget_from_dict
+from snnrobust.evaluation.suites import BUDGETS, SUITES, SuiteContext, expand, get_budget, reliable_estimators
+from snnrobust.evaluation.threat import ThreatModel
 from snnrobust.errors import ConfigError
 
 K = 4  # classes of the toy models
@@ -144,7 +144,7 @@ def test_fab_t_is_in_the_reliable_suite_of_every_budget():
 
 
 def test_quick_note_names_every_setting_below_the_standard():
-    from snnrobust.attacks.suites import (STANDARD_EOT, STANDARD_SQUARE_QUERIES, STANDARD_STEPS,
+    from snnrobust.evaluation.suites import (STANDARD_EOT, STANDARD_SQUARE_QUERIES, STANDARD_STEPS,
                                           STANDARD_TARGET_CLASSES)
 
     quick = get_budget("quick")

@@ -5,7 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from snnrobust.attacks import ThreatModel, Victim, get_loss, parse_eps
+from snnrobust.attacks import get_loss
+from snnrobust.evaluation import ThreatModel, Victim, parse_eps
 from snnrobust.errors import ConfigError
 from snnrobust.spiking import PoissonEncoder, spiking_neurons
 
@@ -294,7 +295,7 @@ def test_nonfinite_gradient_becomes_its_limit_direction_and_is_counted():
 
 
 def test_evaluation_reports_overflowed_gradients():
-    from snnrobust.attacks.evaluate import evaluate
+    from snnrobust.evaluation.engine import evaluate
 
     planted = torch.tensor([[0.3, -float("inf"), 0.1, 0.2], [0.5, -0.5, 0.25, 1.0]]).view(2, 1, 2, 2)
     x, y = torch.full((2, 1, 2, 2), 0.5), torch.zeros(2, dtype=torch.long)

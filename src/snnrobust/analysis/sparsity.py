@@ -461,7 +461,7 @@ def _estimator_context(model: nn.Module, estimator):
 
     if estimator is None:
         return contextlib.nullcontext(), "bptt (model's surrogate)"
-    from ..attacks.estimators import get_estimator
+    from ..estimators import get_estimator
 
     est = get_estimator(estimator)
     est.reset()
@@ -475,7 +475,7 @@ def op_gradient_stats(model: nn.Module, images: torch.Tensor, labels: torch.Tens
 
     ``source="attack"``: gradient of the CE loss at the first FGSM step (eval mode;
     ``estimator`` optionally selects an attacker's gradient estimator, e.g. "bptt:triangle:0.5",
-    via :func:`snnrobust.attacks.estimators.get_estimator`). ``source="train"``: gradient of
+    via :func:`snnrobust.estimators.get_estimator`). ``source="train"``: gradient of
     the training loss in train mode (BatchNorm running statistics restored afterwards).
     The model's mode, buffers and parameter ``.grad`` fields are left as they were."""
     if source not in SOURCES:

@@ -143,7 +143,7 @@ def victim_module(victim, eot: int):
     Returns (module, owner): the module and the Victim whose ``attack_mode`` it runs in."""
     if eot == victim.eot:
         return victim.module(), victim
-    from .victim import Victim
+    from ..evaluation.victim import Victim
 
     twin = Victim(victim.model, victim.threat, estimator=victim.estimator, eot=eot, vote=victim.vote,
                   device=getattr(victim, "device", None))
@@ -222,7 +222,8 @@ class AutoAttackBase(Attack):
                 # pyautoattack's L2 Square mis-shapes its windows at some image sizes (seen at 12x12)
                 if self.name == "square" and victim.threat.norm == "l2" and "shape" in str(e):
                     raise ConfigError(f"attack square under L2 fails on {tuple(z0.shape[-2:])} images in the "
-                                      f"official code ({str(e).splitlines()[0][:80]}); use linf or another attack") from None
+                                      f"official code ({str(e).splitlines()[0][:80]}); "
+                                      "use linf or another attack") from None
                 raise
             ran[idx] += 1
             if isinstance(candidates, tuple):        # (candidates, bool [n]: rows that are candidates)

@@ -13,7 +13,7 @@ from .registry import get_attack
 
 def victim_at_eps(victim, eps: float):
     """A Victim identical to ``victim`` except for its threat model's eps."""
-    from .victim import Victim
+    from ..evaluation.victim import Victim
 
     kwargs: dict[str, Any] = {"estimator": victim.estimator, "eot": victim.eot, "vote": victim.vote}
     device = getattr(victim, "device", None)

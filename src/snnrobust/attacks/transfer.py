@@ -107,7 +107,7 @@ class Transfer(Attack):
                 "source_estimator": self.estimator_label, "source_eot": c.source_eot}
 
     def source_victim(self, victim, source: nn.Module, device: torch.device):
-        from .victim import Victim
+        from ..evaluation.victim import Victim
 
         return Victim(source, victim.threat, estimator=self.config.source_estimator,
                       eot=self.config.source_eot, device=device)

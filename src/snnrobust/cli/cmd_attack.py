@@ -1,7 +1,7 @@
 """`snnrobust attack CHECKPOINT --suite NAME | --attack NAME [options]`: attack a trained
 checkpoint on its own test split, print a table, write the results JSON next to it.
 
-A thin layer over :func:`snnrobust.attacks.evaluate.evaluate`; see docs/robustness.md.
+A thin layer over :func:`snnrobust.evaluation.engine.evaluate`; see docs/robustness.md.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ def register(sub) -> None:
                                  "else 8/255)")
     p.add_argument("--norm", default="linf", help="linf (default) or l2")
     p.add_argument("--budget", default="quick", help="quick (CPU, default), thorough (GPU) or exhaustive (the "
-                                                     "reference: no cascade, every estimator x attack; not for daily use)")
+                                                     "reference: no cascade, every estimator x attack; "
+                                                     "not for daily use)")
     p.add_argument("--n", type=int, default=None,
                    help="test images to attack (the first N; default 1000, or the whole test split if smaller)")
     p.add_argument("--estimator", nargs="+", metavar="SPEC",
@@ -81,9 +82,9 @@ def register(sub) -> None:
 
 
 def _print_lists() -> int:
-    from ..attacks.estimators import ESTIMATORS
+    from ..estimators import ESTIMATORS
     from ..attacks.registry import list_attacks
-    from ..attacks.suites import BUDGETS, list_suites
+    from ..evaluation.suites import BUDGETS, list_suites
 
     print("suites:")
     for k, v in list_suites().items():
@@ -101,7 +102,7 @@ def _print_lists() -> int:
 
 
 def parse_eps_list(text: str | None) -> list[float] | None:
-    from ..attacks.threat import parse_eps
+    from ..evaluation.threat import parse_eps
 
     if text is None:
         return None
@@ -113,7 +114,7 @@ def parse_eps_list(text: str | None) -> list[float] | None:
 def _validate_names(args: argparse.Namespace) -> None:
     """Fail fast, before loading anything, on names and numbers the user mistyped."""
     from ..attacks.registry import get_attack, ATTACKS
-    from ..attacks.suites import get_budget, get_suite
+    from ..evaluation.suites import get_budget, get_suite
 
     if args.suite is None and args.attack is None:
         raise ConfigError("give --suite NAME or --attack NAME (see `snnrobust attack --list`)")
@@ -129,7 +130,7 @@ def _validate_names(args: argparse.Namespace) -> None:
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
     if args.estimator:
-        from ..attacks.estimators import get_estimator
+        from ..estimators import get_estimator
 
         for spec in args.estimator:
             get_estimator(spec)
@@ -175,10 +176,10 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from ..attacks.evaluate import run_evaluation
-    from ..attacks.request import EvaluationRequest
-    from ..attacks.results import result_path, write_result
-    from ..attacks.threat import ThreatModel
+    from ..evaluation.engine import run_evaluation
+    from ..evaluation.request import EvaluationRequest
+    from ..evaluation.results import result_path, write_result
+    from ..evaluation.threat import ThreatModel
     from ..data import get_dataset
     from ..training import load_checkpoint, resolve_device
     from .options import parse_key_values

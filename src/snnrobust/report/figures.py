@@ -245,7 +245,8 @@ def sparsity_bars(series: list[OpSeries], metric: str, subtitle: str) -> Optiona
     ax.set_xticks(x)
     ax.set_xticklabels(labels, rotation=60, ha="right", fontsize=7)
     ax.set_xlim(-0.6, len(groups) - 0.4)
-    ax.set_xlabel("operation in network order (name, kind)" + (f"; names without the prefix '{prefix}'" if prefix else ""))
+    ax.set_xlabel("operation in network order (name, kind)"
+                  + (f"; names without the prefix '{prefix}'" if prefix else ""))
     ax.set_ylabel(ylabel)
     ax.set_title(f"{title}\n({subtitle}; mean ± SE over samples)", fontsize=10)
     ax.grid(axis="y", alpha=0.3)

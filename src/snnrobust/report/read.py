@@ -23,12 +23,12 @@ from typing import Any, Optional, Union
 
 from ..analysis.results import VulnerabilityResult
 from ..analysis.sparsity import OpRow, SparsityReport
-from ..attacks.metrics import Z95  # rates: Wilson; means: mean ± Z95·SE
-from ..attacks.metrics import Rate
-from ..attacks.metrics import wilson_interval as wilson
-from ..attacks.results import EvaluationResult
-from ..attacks.threat import format_eps  # noqa: F401  (re-exported: sections use R.format_eps, "?" when unknown)
-from ..attacks.threat import ThreatModel
+from ..evaluation.metrics import Z95  # rates: Wilson; means: mean ± Z95·SE
+from ..evaluation.metrics import Rate
+from ..evaluation.metrics import wilson_interval as wilson
+from ..evaluation.results import EvaluationResult
+from ..evaluation.threat import format_eps  # noqa: F401  (re-exported: sections use R.format_eps, "?" when unknown)
+from ..evaluation.threat import ThreatModel
 from ..errors import SnnRobustError
 
 
@@ -349,7 +349,7 @@ def incomplete_reasons(result: Union[EvaluationResult, dict]) -> list[str]:
     """Why an evaluation is incomplete (an attack crashed and left samples unattacked, so its
     robust accuracy is only an upper bound); [] when it is complete. A result written before
     ``complete`` / ``incomplete`` existed is incomplete when an attack record carries an
-    ``error`` (:func:`snnrobust.attacks.results.incomplete_from_dict`)."""
+    ``error`` (:func:`snnrobust.evaluation.results.incomplete_from_dict`)."""
     return evaluation_result(result).incomplete_reasons()
 
 

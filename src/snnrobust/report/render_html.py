@@ -17,7 +17,8 @@ from .doc import Badge, Bullets, Callout, Code, Figure, Heading, Para, Section, 
 FOLD_ROWS = 20
 
 CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d1d1f;background:#fafafa;line-height:1.45}
+body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d1d1f;background:#fafafa;
+line-height:1.45}
 header{background:#1f2937;color:#fff;padding:1.2em 2em}
 header h1{margin:0 0 .3em 0;font-size:1.6em}
 header p{margin:.2em 0;color:#d1d5db}

@@ -1,7 +1,7 @@
 """The report's sections, built from a study as renderer-neutral blocks (:mod:`.doc`).
 
 The study dict is read once (:func:`read.load`): every section works on the typed results
-(:class:`~snnrobust.attacks.results.EvaluationResult`, :class:`~snnrobust.analysis.sparsity.SparsityReport`,
+(:class:`~snnrobust.evaluation.results.EvaluationResult`, :class:`~snnrobust.analysis.sparsity.SparsityReport`,
 :class:`~snnrobust.analysis.results.VulnerabilityResult`), never on their JSON.
 
 Section ids (stable anchors in the HTML, headings in markdown), in order: ``summary``,
@@ -19,7 +19,7 @@ from typing import Any, Optional
 
 from . import figures as F
 from . import read as R
-from ..attacks.results import AttackRecord, EvaluationResult
+from ..evaluation.results import AttackRecord, EvaluationResult
 from .doc import Badge, Bullets, Callout, Code, Figure, Heading, Para, Section, Table, badge
 from .read import Study
 from .verdicts import ROBUST_FRACTION, ClaimVerdict, ModelVerdict, all_verdicts
@@ -128,7 +128,8 @@ def summary_section(study: Study, verdicts: list[ModelVerdict], claims: list[Cla
             row.append(_robust_cell(evs[0].result) if evs else NOT_MEASURED)
         ent = R.sparsity_entries(study, model=lab, source="attack") or R.sparsity_entries(study, model=lab)
         izf = R.input_zero_fraction(ent[0].result)[0] if ent else None
-        row.append(NOT_MEASURED if izf is None else f"{100 * izf.value:.1f}%" + (f" ± {100 * izf.se:.1f}" if izf.se is not None else ""))
+        row.append(NOT_MEASURED if izf is None else
+                   f"{100 * izf.value:.1f}%" + (f" ± {100 * izf.se:.1f}" if izf.se is not None else ""))
         statuses = [d.status for e in R.evaluations(study, model=lab) for d in e.result.diagnostics]
         if statuses:
             row.append(_status_counts(statuses))
@@ -160,7 +161,8 @@ def _status_counts(statuses: list[str]) -> list:
 
 # -- setup ---------------------------------------------------------------------------------
 _MODEL_KEYS = ["name", "T", "width", "in_channels", "image_size", "num_classes", "spiking", "encoder",
-               "encoder_options", "neuron", "leak", "threshold", "reset", "v_reset", "detach_reset", "surrogate", "arch"]
+               "encoder_options", "neuron", "leak", "threshold", "reset", "v_reset", "detach_reset", "surrogate",
+               "arch"]
 _TRAIN_KEYS = ["epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "schedule", "seed",
                "augment", "max_train_samples", "device"]
 
@@ -196,13 +198,16 @@ def setup_section(study: Study, colors: dict[str, str]) -> Section:
         for m in models:
             mc, tc = R.as_dict(m.get("model_config")), R.as_dict(m.get("train_config"))
             sha = R.text(m.get("checkpoint_sha256"))
-            rows.append([m["label"], R.text(m.get("group"), "-"), _kv(mc, _MODEL_KEYS) or "-", _kv(tc, _TRAIN_KEYS) or "-",
+            rows.append([m["label"], R.text(m.get("group"), "-"), _kv(mc, _MODEL_KEYS) or "-",
+                         _kv(tc, _TRAIN_KEYS) or "-",
                          R.pct(R.rate(m.get("clean_accuracy"))),
                          (R.text(m.get("checkpoint"), "-") + (f" (sha256 {sha[:12]}…)" if sha else ""))])
-        s.add(Table(["model", "group", "model config", "training config", "clean accuracy (95 % CI)", "checkpoint"], rows))
+        s.add(Table(["model", "group", "model config", "training config", "clean accuracy (95 % CI)", "checkpoint"],
+                    rows))
         for m in models:
             cfg = {"model_config": m.get("model_config"), "train_config": m.get("train_config")}
-            s.add(Code(json.dumps(cfg, indent=2, default=str, sort_keys=True), f"full configuration of {m['label']}", "json"))
+            s.add(Code(json.dumps(cfg, indent=2, default=str, sort_keys=True), f"full configuration of {m['label']}",
+                       "json"))
     else:
         s.add(Para(f"Models: {NOT_MEASURED}."))
     s.add(Heading("Training curves"))
@@ -367,7 +372,8 @@ def eps_section(study: Study, colors: dict[str, str]) -> Section:
     for (norm, perturb), curves in groups.items():
         scale, xlabel = R.eps_units(norm, perturb)
         where = "SPIKE TENSOR (replication)" if perturb == "spikes" else "pixels"
-        png = F.eps_curves(curves, xlabel, scale, f"Robust accuracy vs ε ({'L∞' if norm == 'linf' else 'L2'}, on {where})")
+        png = F.eps_curves(curves, xlabel, scale,
+                           f"Robust accuracy vs ε ({'L∞' if norm == 'linf' else 'L2'}, on {where})")
         if png:
             s.add(Figure(f"eps_curve_{norm}_{perturb}", png,
                          f"Robust accuracy against the attack budget ε ({'L∞' if norm == 'linf' else 'L2'}, "

@@ -235,7 +235,8 @@ def _pick_eval(study: StudyLike, model: str, check: dict) -> tuple[Optional[Eval
     if eps is not None:
         evs = [e for e in evs if abs(e.result.threat_model.eps - eps) < 1e-9]
     if not evs:
-        return None, f"no {protocol} evaluation of {model}" + (f" at eps {R.format_eps(eps)}" if eps is not None else "")
+        return None, (f"no {protocol} evaluation of {model}"
+                      + (f" at eps {R.format_eps(eps)}" if eps is not None else ""))
     return evs[0], ""
 
 

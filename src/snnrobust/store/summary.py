@@ -13,8 +13,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..attacks.results import incomplete_from_dict
-from ..attacks.threat import format_eps
+from ..evaluation.results import incomplete_from_dict
+from ..evaluation.threat import format_eps
 
 
 @dataclass(frozen=True)

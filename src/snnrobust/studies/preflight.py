@@ -16,11 +16,11 @@ from typing import Optional
 
 import torch
 
-from ..attacks.evaluate import attack_specs, model_surrogate, suite_context
+from ..evaluation.engine import attack_specs, model_surrogate, suite_context
 from ..attacks.registry import get_attack
-from ..attacks.request import EvaluationRequest
-from ..attacks.threat import ThreatModel
-from ..attacks.victim import Victim
+from ..evaluation.request import EvaluationRequest
+from ..evaluation.threat import ThreatModel
+from ..evaluation.victim import Victim
 from ..data import get_dataset
 from ..errors import ConfigError
 from ..training.trainer import build_model_for, make_optimizer, resolve_device, train_step

@@ -62,7 +62,7 @@ def load_recipe(name_or_path: str) -> Recipe:
 def _check_size(where: str, spec: dict) -> None:
     """One-line errors for what would otherwise fail deep inside a study run."""
     from ..attacks.registry import attack_options
-    from ..attacks.suites import get_budget, get_suite
+    from ..evaluation.suites import get_budget, get_suite
 
     labels = _unique_keys(where, spec, "variants", "label")
     ev = spec["eval"]

@@ -26,14 +26,14 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from ..attacks.evaluate import evaluate
-from ..attacks.results import incomplete_from_dict
-from ..attacks.threat import ThreatModel, parse_eps
+from ..evaluation.engine import evaluate
+from ..evaluation.results import incomplete_from_dict
+from ..evaluation.threat import ThreatModel, parse_eps
 from ..data import get_dataset
 from ..io import atomic_write_text, check_output_folder
 from ..store import ResultsStore, cached, file_sha256
 from ..training import TrainConfig, evaluate_clean, load_checkpoint, train
-from ..attacks.metrics import wilson_interval as wilson
+from ..evaluation.metrics import wilson_interval as wilson
 from .recipes import Recipe, load_recipe
 
 Log = Callable[[str], None]
@@ -71,8 +71,8 @@ def study_threat(spec: dict) -> ThreatModel:
 
 
 def protocol_keywords(spec: dict, proto: dict, threat: ThreatModel, sources: Optional[list], **run: Any) -> dict:
-    """The keywords of :func:`~snnrobust.attacks.evaluate.evaluate` (the fields of its
-    :class:`~snnrobust.attacks.request.EvaluationRequest`) for protocol ``proto`` of recipe
+    """The keywords of :func:`~snnrobust.evaluation.engine.evaluate` (the fields of its
+    :class:`~snnrobust.evaluation.request.EvaluationRequest`) for protocol ``proto`` of recipe
     size ``spec`` with transfer ``sources``, used by the run and by ``--check`` alike; ``run``
     adds the run's own (progress, device, model_info, data_info). A suite protocol runs the
     recipe's eps curve (none when it gives none, not the suite's default), at its ``budget``
@@ -228,7 +228,8 @@ class StudyRunner:
         for label, m in self.models.items():
             if not m["entry"]["attacked"]:
                 continue
-            config = {"n": n, "eps": eps, "n_random": vu.get("n_random", 10), "attack_options": vu.get("attack_options")}
+            config = {"n": n, "eps": eps, "n_random": vu.get("n_random", 10),
+                      "attack_options": vu.get("attack_options")}
 
             def compute(m=m) -> dict:
                 self.log(f"[{self.recipe.name}] vulnerability (rho) of {label}")
@@ -256,7 +257,8 @@ class StudyRunner:
             vuln = self.vulnerability_all(splits)
         study = {
             "study": self.recipe.name, "size": self.size, "title": self.recipe.title,
-            "description": self.recipe.description.strip() + ("\n\n" + self.spec["note"] if self.spec.get("note") else ""),
+            "description": self.recipe.description.strip()
+            + ("\n\n" + self.spec["note"] if self.spec.get("note") else ""),
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "seconds": time.time() - t0,
             "dataset": splits.info.to_dict(),

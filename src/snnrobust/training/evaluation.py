@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attacks.metrics import wilson_interval as wilson
+from ..evaluation.metrics import wilson_interval as wilson
 from ..spiking.neurons import SpikingNeuron
 
 

@@ -2,7 +2,7 @@
 
 A :class:`Suite` expands, for one model and one :class:`Budget`, into an ordered list of
 :class:`AttackSpec` — (attack name, options, gradient estimator, EOT samples). The
-evaluator (:mod:`snnrobust.attacks.evaluate`) runs the list; nothing here touches tensors.
+evaluator (:mod:`snnrobust.evaluation.engine`) runs the list; nothing here touches tensors.
 
 Suites (``SUITES``; ``snnrobust attack --suite NAME``):
 
@@ -497,7 +497,7 @@ def _standard(ctx: SuiteContext) -> list[AttackSpec]:
 def _apgd_dlr(ctx: SuiteContext, est: str, eot: int) -> AttackSpec:
     """APGD with the (untargeted) DLR loss. pyautoattack's APGD-DLR is used when the attack
     registry offers it; otherwise our PGD with the DLR loss at the same budget stands in (noted)."""
-    from .registry import ATTACKS, attack_options
+    from ..attacks.registry import ATTACKS, attack_options
 
     b = ctx.budget
     if "apgd-dlr" in ATTACKS:

@@ -1,7 +1,7 @@
 """Run a suite or one attack on a model and data: clean pass, attacks in batches, per-sample
 worst case, eps sweep, masking diagnostics, timing -> :class:`EvaluationResult`.
 
-What to run is an :class:`~snnrobust.attacks.request.EvaluationRequest`, validated and with
+What to run is an :class:`~snnrobust.evaluation.request.EvaluationRequest`, validated and with
 the suite's defaults (eps, curve, diagnostics, cascade, budget) decided when it is built;
 :func:`run_evaluation` runs its plan in stages (:func:`clean_pass` -> :class:`Session`,
 :func:`main_pass`, :func:`eps_curve_pass`, :func:`diagnostics_pass`, :func:`assemble_result`).
@@ -42,7 +42,7 @@ from ..spiking.functional import spiking_neurons
 from ..spiking.surrogates import Surrogate
 from .diagnostics import AttackRun, run_diagnostics
 from .metrics import Rate, attack_success_rate, clean_accuracy, robust_accuracy
-from .registry import attack_budget, attack_options, get_attack
+from ..attacks.registry import attack_budget, attack_options, get_attack
 from .request import EvaluationPlan, EvaluationRequest
 from .results import AttackRecord, CurvePoint, EvaluationResult, WorstCase, failure_reason, json_ready
 from .suites import AttackSpec, Budget, SuiteContext, assign_ids, expand, own_estimator
@@ -413,7 +413,7 @@ def run_pass(session: Session, specs: list[AttackSpec], threat: ThreatModel, *, 
 
 # ----------------------------------------------------------------------------- diagnostics runner
 class _DiagRunner:
-    """Implements :class:`~snnrobust.attacks.diagnostics.DiagnosticRunner` on the first
+    """Implements :class:`~snnrobust.evaluation.diagnostics.DiagnosticRunner` on the first
     ``budget.diag_n`` samples, with the model's own estimator (the suite's first)."""
 
     def __init__(self, session: Session, threat: ThreatModel, budget: Budget, estimators: list[str],

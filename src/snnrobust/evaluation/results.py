@@ -279,7 +279,8 @@ class EvaluationResult:
                          "bound: " + self.incomplete_summary())
         lines.extend(n for n in self.notes if n.startswith("WARNING"))
         if self.replication:
-            lines.append("REPLICATION OPTIONS ON (not a valid input-level threat model): " + "; ".join(self.replication))
+            lines.append("REPLICATION OPTIONS ON (not a valid input-level threat model): "
+                         + "; ".join(self.replication))
         what = f"suite {self.suite}" if self.suite else f"attack {self.attack}"
         if self.suite in SUITES and SUITES[self.suite].fixed_protocol:
             effort = "settings fixed by the paper's protocol (no budget)"
@@ -326,7 +327,8 @@ class EvaluationResult:
             lines.append("Robustness curve (worst case per eps):")
             for p in self.eps_curve:
                 per = "; ".join(f"{k} {v.percent()}" for k, v in p.attacks.items()) if len(p.attacks) > 1 else ""
-                lines.append(f"  eps {format_eps(p.eps):<16} {p.robust_accuracy.percent():<24}" + (f" ({per})" if per else ""))
+                lines.append(f"  eps {format_eps(p.eps):<16} {p.robust_accuracy.percent():<24}"
+                             + (f" ({per})" if per else ""))
         if self.diagnostics:
             lines.append("")
             lines.append(f"Masking diagnostics: {self.diagnostics_status}")

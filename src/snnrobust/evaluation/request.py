@@ -1,6 +1,6 @@
 """What an evaluation was asked to do, validated, and what it will therefore run.
 
-:class:`EvaluationRequest` holds :func:`~snnrobust.attacks.evaluate.evaluate`'s keywords as
+:class:`EvaluationRequest` holds :func:`~snnrobust.evaluation.engine.evaluate`'s keywords as
 given. Building one validates every value (a bad one is the same one-line
 :class:`~snnrobust.errors.ConfigError` the evaluation gives) and decides, in this one place,
 everything that depends on the suite and budget but not on the model or the data; the
@@ -16,7 +16,7 @@ decisions are in ``request.plan`` (:class:`EvaluationPlan`):
 - a single attack's options (budget and transfer sources applied, validated by building it).
 
 Nothing here runs a model: what does (the clean pass, the attacks) is in
-:mod:`snnrobust.attacks.evaluate`, which takes the plan.
+:mod:`snnrobust.evaluation.engine`, which takes the plan.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from typing import Any, Iterable, Optional
 from torch import nn
 
 from ..errors import ConfigError, SnnRobustError
-from .estimators import get_estimator
-from .registry import attack_class
+from ..estimators import get_estimator
+from ..attacks.registry import attack_class
 from .suites import Budget, Suite, get_budget, get_suite
 from .threat import ThreatModel, parse_eps
 from .victim import _count as count_passes  # the Victim's own check of vote/eot counts
@@ -97,7 +97,7 @@ class EvaluationPlan:
 
 @dataclass(frozen=True)
 class EvaluationRequest:
-    """:func:`~snnrobust.attacks.evaluate.evaluate`'s keywords as given; validated and
+    """:func:`~snnrobust.evaluation.engine.evaluate`'s keywords as given; validated and
     resolved into ``plan`` when built (``EvaluationRequest(suite="reliable")`` raises the
     one-line ConfigError of any bad value, without a model)."""
 

@@ -4,7 +4,7 @@ Every attack talks to a :class:`Victim`, never to the raw model, so that the rul
 make a robustness number trustworthy hold for every attack at once:
 
 - the model is in eval mode and its state is reset before **every** forward pass;
-- gradients come from the attacker's :mod:`gradient estimator <snnrobust.attacks.estimators>`,
+- gradients come from the attacker's :mod:`gradient estimator <snnrobust.estimators>`,
   applied for the duration of :meth:`Victim.attack_mode` and removed afterwards (weights,
   surrogates, estimators and training flags come back even when an exception escapes);
 - anything random (a Poisson encoder) is attacked with EOT — the gradient of the expected
@@ -43,8 +43,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ConfigError
 from ..spiking.functional import reset_states, use_estimator
-from .estimators import GradientEstimator, get_estimator
-from .losses import get_loss, is_targeted
+from ..estimators import GradientEstimator, get_estimator
+from ..attacks.losses import get_loss, is_targeted
 from .threat import ThreatModel
 
 LossSpec = Union[str, Callable[..., torch.Tensor]]
@@ -332,13 +332,13 @@ class Victim:
             for _ in range(self.eot):
                 zz = z.clone().requires_grad_(True)
                 out = self._forward(zz)
-                l = fn(out, y) if target is None else fn(out, y, target)
-                if l.requires_grad:
-                    (g,) = torch.autograd.grad(l.sum(), zz, allow_unused=True)
+                loss_b = fn(out, y) if target is None else fn(out, y, target)
+                if loss_b.requires_grad:
+                    (g,) = torch.autograd.grad(loss_b.sum(), zz, allow_unused=True)
                     if g is not None:
                         grad_sum += g
-                l = l.detach()
-                loss_sum = l if loss_sum is None else loss_sum + l
+                loss_b = loss_b.detach()
+                loss_sum = loss_b if loss_sum is None else loss_sum + loss_b
         assert loss_sum is not None
         return loss_sum / self.eot, grad_sum / self.eot
 

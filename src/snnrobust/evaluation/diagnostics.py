@@ -27,7 +27,7 @@ All checks run on the first ``budget.diag_n`` samples of the evaluation set (the
 for every check, so comparisons are paired), attacking with the gradient estimator that broke
 the most samples in the evaluation (the one its number rests on; the model's own surrogate when
 only one was used). The attacks they need are run through a :class:`DiagnosticRunner`, which
-:mod:`snnrobust.attacks.evaluate` provides.
+:mod:`snnrobust.evaluation.engine` provides.
 
 Tolerances (documented constants below): paired comparisons of two robust accuracies on the
 same n samples allow ``tolerance(n) = max(TOL_ABS, TOL_SAMPLES / n)`` — a point or two samples
