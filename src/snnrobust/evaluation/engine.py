@@ -53,8 +53,6 @@ from .victim import Victim
 BALL_SLACK = 1e-5
 #: Kinds of attack that use the target's own gradients (white-box).
 WHITE_BOX = ("gradient", "single-step")
-#: Kinds that only query the target or craft elsewhere (black-box).
-BLACK_BOX = ("score", "transfer")
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -157,8 +155,7 @@ class Session:
         propagates at once."""
         idx = idx.to(torch.long).cpu()
         attack = self.build_attack(spec)
-        estimator = spec.estimator if spec.estimator is not None else None
-        victim = self.victim(threat, estimator, spec.eot)
+        victim = self.victim(threat, spec.estimator, spec.eot)
         n = idx.numel()
         success = torch.zeros(n, dtype=torch.bool)
         failed = torch.zeros(n, dtype=torch.bool)
