@@ -303,10 +303,6 @@ def to_batch_first(t: torch.Tensor, bdim: int) -> torch.Tensor:
     return t if bdim == 0 else t.movedim(bdim, 0)
 
 
-def from_batch_first(t: torch.Tensor, bdim: int) -> torch.Tensor:
-    return t if bdim == 0 else t.movedim(0, bdim)
-
-
 def per_sample(v: torch.Tensor, like: torch.Tensor, bdim: int = 0) -> torch.Tensor:
     """Reshape a per-sample vector [B] so that it broadcasts against ``like``."""
     shape = [1] * like.dim()
