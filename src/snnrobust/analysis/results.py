@@ -21,7 +21,7 @@ from ..errors import ConfigError
 VULNERABILITY_SCHEMA = "snnrobust.vulnerability/1"
 
 
-def _float(x: Any) -> Optional[float]:
+def finite_float(x: Any) -> Optional[float]:
     """A finite float, or None (null, NaN, inf, bools and strings are not recorded numbers)."""
     if isinstance(x, bool) or not isinstance(x, (int, float)):
         return None
@@ -30,7 +30,7 @@ def _float(x: Any) -> Optional[float]:
 
 
 def _int(x: Any) -> Optional[int]:
-    v = _float(x)
+    v = finite_float(x)
     return int(v) if v is not None and v == int(v) else None
 
 
@@ -78,15 +78,16 @@ class VulnerabilityResult:
 
         def per(key: str) -> list:
             v = ps.get(key)
-            return [_float(x) for x in v] if isinstance(v, (list, tuple)) else []
+            return [finite_float(x) for x in v] if isinstance(v, (list, tuple)) else []
 
-        return cls(eps=_float(s.get("eps")), n=_int(s.get("n")), rho_rand=_float(s.get("rho_rand")),
-                   rho_rand_se=_float(s.get("rho_rand_se")), rho_adv=_float(s.get("rho_adv")),
-                   rho_adv_se=_float(s.get("rho_adv_se")), ratio=_float(s.get("ratio")), l0=_float(s.get("l0")),
-                   l0_fraction=_float(s.get("l0_fraction")), n_inputs=_int(s.get("n_inputs")),
-                   bound_model=_float(s.get("bound_model")),
+        return cls(eps=finite_float(s.get("eps")), n=_int(s.get("n")), rho_rand=finite_float(s.get("rho_rand")),
+                   rho_rand_se=finite_float(s.get("rho_rand_se")), rho_adv=finite_float(s.get("rho_adv")),
+                   rho_adv_se=finite_float(s.get("rho_adv_se")), ratio=finite_float(s.get("ratio")),
+                   l0=finite_float(s.get("l0")),
+                   l0_fraction=finite_float(s.get("l0_fraction")), n_inputs=_int(s.get("n_inputs")),
+                   bound_model=finite_float(s.get("bound_model")),
                    ratio_within_model_bound=within if isinstance(within, bool) else None,
-                   frac_bound_holds=_float(s.get("frac_bound_holds")), bounds=per("bound"), ratios=per("ratio"),
+                   frac_bound_holds=finite_float(s.get("frac_bound_holds")), bounds=per("bound"), ratios=per("ratio"),
                    l0s=per("l0"), settings=dict(d.get("settings") or {}))
 
     def per_sample_pairs(self) -> tuple[list[float], list[float]]:

@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-from ..analysis.results import VulnerabilityResult
+from ..analysis.results import VulnerabilityResult, finite_float
 from ..analysis.sparsity import OpRow, SparsityReport
 from ..evaluation.metrics import Z95  # rates: Wilson; means: mean ± Z95·SE
 from ..evaluation.metrics import Rate
@@ -33,12 +33,8 @@ from ..errors import SnnRobustError
 
 
 # -- scalars -------------------------------------------------------------------------------
-def num(x: Any) -> Optional[float]:
-    """A finite float, or None (bools, strings, NaN, inf and None are not numbers here)."""
-    if isinstance(x, bool) or not isinstance(x, (int, float)):
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
+#: A finite float, or None (bools, strings, NaN, inf and None are not numbers here).
+num = finite_float
 
 
 def integer(x: Any) -> Optional[int]:
