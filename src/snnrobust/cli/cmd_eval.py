@@ -20,6 +20,14 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
+def model_kind(config) -> str:
+    """"ANN" for a model without spiking neurons (the ReLU twin, e.g. ``train --method ann``),
+    else "SNN (T=.., <encoder> input, <neuron> neurons)"."""
+    if not config.spiking:
+        return "ANN"
+    return f"SNN (T={config.T}, {config.encoder} input, {config.neuron.upper()} neurons)"
+
+
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, ckpt = load_checkpoint(args.checkpoint, map_location=device)
@@ -27,10 +35,12 @@ def run(args: argparse.Namespace) -> int:
     splits = get_dataset(data.get("dataset", "mnist5k"), root=args.data_root, split_seed=data.get("split_seed", 0))
     res = evaluate_clean(model, splits.test, args.batch_size, device, spike_rates=True, progress=True)
     if args.json:
-        print(json.dumps({"checkpoint": args.checkpoint, "dataset": splits.info.name, **res.to_dict()}, indent=2))
+        print(json.dumps({"checkpoint": args.checkpoint, "kind": "SNN" if model.config.spiking else "ANN",
+                          "dataset": splits.info.name, **res.to_dict()}, indent=2))
         return 0
     d = res.to_dict()
-    print(f"{args.checkpoint}: {model.config.name} on {splits.info.name} test split ({res.n} images)")
+    print(f"{args.checkpoint}: {model.config.name}, {model_kind(model.config)}, on {splits.info.name} test split "
+          f"({res.n} images)")
     print(f"clean accuracy {d['accuracy']:.4f}  (95% CI {d['ci95'][0]:.4f}-{d['ci95'][1]:.4f}, "
           f"{res.correct}/{res.n})   loss {res.loss:.4f}")
     if res.spike_rates:

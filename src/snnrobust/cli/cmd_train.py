@@ -1,4 +1,4 @@
-"""`snnrobust train`: train a model by BPTT from a YAML config and/or flags."""
+"""`snnrobust train`: train a model by BPTT (or its ANN twin, ``--method ann``) from a YAML config and/or flags."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from ..training import CHECKPOINT_NAME, DEMO_MODEL, TrainConfig, train
 from .options import parse_key_values
 
 FLAGS = {  # flag -> TrainConfig key
-    "dataset": "dataset", "data_root": "data_root", "download": "download", "split_seed": "split_seed",
-    "epochs": "epochs",
+    "method": "method", "dataset": "dataset", "data_root": "data_root", "download": "download",
+    "split_seed": "split_seed", "epochs": "epochs",
     "batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr", "weight_decay": "weight_decay",
     "momentum": "momentum", "schedule": "schedule", "seed": "seed", "device": "device",
     "augment": "augment", "max_train_samples": "max_train_samples", "out": "out",
@@ -18,13 +18,18 @@ FLAGS = {  # flag -> TrainConfig key
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="train a spiking model (or its ANN twin) by BPTT",
-                       description="Train a model by BPTT. Settings come from --config (YAML), then flags override. "
+    p = sub.add_parser("train", help="train a spiking model by BPTT, or its ANN twin (--method ann)",
+                       description="Train a model by BPTT, or (--method ann) its ANN twin with Sharmin et al. "
+                                   "2020's ANN recipe. Settings come from --config (YAML), then flags override. "
                                    "A checkpoint is written atomically to OUT/checkpoint.pt after every epoch.")
     p.add_argument("--config", help="YAML file with TrainConfig keys (model, dataset, epochs, lr, ...)")
     p.add_argument("--model", help="model name (see `snnrobust models`); default: the demo SEW-ResNet")
     p.add_argument("--model-opt", "-m", action="append", metavar="KEY=VALUE",
                    help="model option, repeatable (e.g. -m width=16 -m pool=avg -m T=8)")
+    p.add_argument("--method", choices=["bptt", "ann"],
+                   help="bptt (default): the model as configured; ann: its ANN twin (ReLU, direct input, T 1) "
+                        "with the ANN defaults of Sharmin et al. 2020 for every optimizer setting not given "
+                        "(SGD, lr 1e-2, momentum 0.9, weight decay 5e-4, step decay)")
     p.add_argument("--dataset", help="dataset name (see `snnrobust datasets`), default mnist5k")
     p.add_argument("--data-root", help="folder holding the dataset files")
     p.add_argument("--download", action="store_true", default=None,
@@ -79,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args)
     if args.resume:
         resume_note(Path(cfg.out))
+    for line in cfg.method_summary():
+        print(line, flush=True)
     result = train(cfg, resume=args.resume, progress=not args.quiet)
     last = result.metrics[-1] if result.metrics else {}
     print(f"test accuracy {last.get('test_accuracy', float('nan')):.4f} after {last.get('epoch', 0)} epochs; "

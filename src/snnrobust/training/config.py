@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..errors import ConfigError
+from ..models import ModelConfig
 
 
 @dataclass
@@ -15,19 +16,22 @@ class TrainConfig:
     """One training run. ``model`` holds ``name`` plus any option of ``create_model``."""
 
     model: dict = field(default_factory=lambda: {"name": "sew_resnet18"})
+    method: str = "bptt"  # bptt (the model as configured) | ann (its ReLU twin, Sharmin et al. 2020's ANN recipe)
     dataset: str = "mnist5k"
     data_root: Optional[str] = None
     download: bool = False  # fetch a missing dataset where the network allows
     split_seed: int = 0
     epochs: int = 10
     batch_size: int = 64
-    optimizer: str = "adam"  # adam | sgd
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    momentum: float = 0.9  # sgd only
-    schedule: str = "cosine"  # cosine | step | none
-    step_size: int = 30  # epochs between decays (step schedule)
-    gamma: float = 0.1  # decay factor (step schedule)
+    # Optimizer settings left at None take the method's default (METHOD_DEFAULTS); after
+    # construction every one holds a value, and ``method_defaults`` says which were filled in.
+    optimizer: Optional[str] = None  # adam | sgd
+    lr: Optional[float] = None
+    weight_decay: Optional[float] = None
+    momentum: Optional[float] = None  # sgd only
+    schedule: Optional[str] = None  # cosine | step | none
+    step_size: Optional[int] = None  # epochs between decays (step schedule)
+    gamma: Optional[float] = None  # decay factor (step schedule)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision, used on CUDA only
@@ -49,6 +53,10 @@ class TrainConfig:
 
         check(isinstance(self.model, dict) and isinstance(self.model.get("name"), str),
               "config 'model' must be a mapping with a 'name' (run `snnrobust models`)")
+        check(self.method in METHODS, f"config 'method' must be {' or '.join(METHODS)}, got {self.method!r}")
+        check(is_int(self.epochs) and self.epochs >= 1, f"config 'epochs' must be a positive integer, "
+                                                         f"got {self.epochs!r}")
+        self._resolve_method()
         check(isinstance(self.dataset, str), "config 'dataset' must be a name (run `snnrobust datasets`)")
         for key in ("epochs", "batch_size", "step_size", "eval_batch_size"):
             v = getattr(self, key)
@@ -75,6 +83,50 @@ class TrainConfig:
         check(self.max_train_samples is None or (is_int(self.max_train_samples) and self.max_train_samples >= 1),
               f"config 'max_train_samples' must be a positive integer, got {self.max_train_samples!r}")
         check(isinstance(self.out, str) and self.out != "", "config 'out' must be a folder path")
+
+    def _resolve_method(self) -> None:
+        """Apply the method: ``ann`` makes the model its ANN twin (ReLU, direct input, one
+        timestep) and fills every optimizer setting left at None with the method's default.
+        Records what it filled in (``method_defaults``) and what it changed in the model
+        (``method_model_changes``: key -> (given, now)), for the CLI to say."""
+        applied: dict[str, Any] = {}
+        for key, value in METHOD_DEFAULTS[self.method].items():
+            if getattr(self, key) is None:
+                if key == "step_size" and value is None:  # ann: two decays over the run
+                    value = max(1, math.ceil(self.epochs / 3))
+                setattr(self, key, value)
+                applied[key] = value
+        changes: dict[str, tuple] = {}
+        if self.method == "ann":
+            model = dict(self.model)
+            for key, value in ANN_MODEL.items():
+                f = ModelConfig.__dataclass_fields__[key]
+                before = model.get(key, f.default_factory() if callable(f.default_factory) else f.default)
+                if before != value:
+                    changes[key] = (before, value)
+                model[key] = value
+            self.model = model
+        self.method_defaults: dict[str, Any] = applied
+        self.method_model_changes: dict[str, tuple] = changes
+
+    def method_summary(self) -> list[str]:
+        """Lines saying what the method set: the ANN's model settings and the optimizer
+        defaults filled in (empty for BPTT, whose defaults are the long-standing ones)."""
+        if self.method != "ann":
+            return []
+        out = []
+        changed = [f"{k} {_show(new)} (was {_show(old)})" for k, (old, new) in self.method_model_changes.items()]
+        if changed:
+            out.append("method ann: the model is the ANN twin (ReLU for every spiking neuron): " + ", ".join(changed))
+        if self.method_defaults:
+            shown = ", ".join(f"{k} {_show(v)}" + (" (ours: ceil(epochs/3); the paper gives no interval)"
+                                                   if k == "step_size" else "")
+                              for k, v in self.method_defaults.items())
+            out.append(f"method ann: Sharmin et al. 2020's ANN defaults applied where not given: {shown}")
+        given = [k for k in METHOD_DEFAULTS["ann"] if k not in self.method_defaults]
+        if given:
+            out.append("method ann: kept your " + ", ".join(f"{k} {_show(getattr(self, k))}" for k in given))
+        return out
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -106,6 +158,30 @@ class TrainConfig:
             raise ConfigError(f"config file {p} must hold a mapping of keys to values")
         data.update(overrides or {})
         return cls.from_dict(data)
+
+
+METHODS = ("bptt", "ann")
+
+#: Optimizer settings a method fills in where the config leaves them None. bptt: the defaults
+#: training always had. ann: the ANN recipe of Sharmin et al. 2020 (SGD, lr 1e-2, momentum 0.9,
+#: weight decay 5e-4, step decay); the paper gives no decay interval, so the ANN decays by 0.1
+#: every ceil(epochs / 3) epochs (step_size None below): lr 1e-2, 1e-3, 1e-4 over the run.
+METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
+    "bptt": {"optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "momentum": 0.9, "schedule": "cosine",
+             "step_size": 30, "gamma": 0.1},
+    "ann": {"optimizer": "sgd", "lr": 1e-2, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "step",
+            "step_size": None, "gamma": 0.1},
+}
+
+#: Model options method ann sets: the ANN twin (as ``models.ann_twin``) — ReLU for every spiking
+#: neuron, the analog image as input, one timestep.
+ANN_MODEL: dict[str, Any] = {"spiking": False, "encoder": "direct", "encoder_options": {}, "T": 1}
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 # The demo's default model: SEW-ResNet, max pooling in the stem, IF neurons, ATan alpha=2,

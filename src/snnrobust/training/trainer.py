@@ -1,4 +1,4 @@
-"""BPTT training with exact resume.
+"""Training with exact resume: BPTT for SNNs, plain backprop for ANNs (``TrainConfig.method``).
 
 Determinism: every source of randomness is derived from ``(seed, epoch)`` — the batch
 order, augmentation and stochastic encoders draw from generators re-seeded at the start
@@ -118,15 +118,18 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler: "torc
 
 
 def _same_run(a: dict, b: dict) -> list[str]:
-    """Keys whose values differ between two train configs (output folder excluded)."""
+    """Keys whose values differ between two train configs (output folder excluded). A config
+    stored before ``method`` existed was BPTT training."""
+    a, b = {"method": "bptt", **a}, {"method": "bptt", **b}
     keys = sorted((set(a) | set(b)) - {"out", "device", "download", "data_root"})
     return [k for k in keys if a.get(k) != b.get(k)]
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
           on_epoch_end: Optional[EpochCallback] = None) -> TrainResult:
-    """Train ``cfg.model`` on ``cfg.dataset`` by BPTT; checkpoint after every epoch into
-    ``cfg.out/checkpoint.pt``. ``resume=True`` continues an interrupted run exactly."""
+    """Train ``cfg.model`` on ``cfg.dataset`` by BPTT (``cfg.method`` ann: the ReLU twin by
+    backprop, which is the same loop with T = 1 and no spiking neuron); checkpoint after every
+    epoch into ``cfg.out/checkpoint.pt``. ``resume=True`` continues an interrupted run exactly."""
     out = check_output_folder(cfg.out, "--out")  # a file at OUT fails here, not after an epoch of training
     ckpt_path = out / CHECKPOINT_NAME
     device = resolve_device(cfg.device)
