@@ -311,7 +311,7 @@ def test_spec_round_trip_and_labels():
     assert get_estimator(None).label() == "BPTT[model surrogate]"
     assert get_estimator("bptt:triangle:0.5").label() == "BPTT[triangle:0.5]"
     assert get_estimator("hart:1.0").label() == "HART[γ=1.0]"
-    assert set(ESTIMATORS) == {"bptt", "ste", "bptr", "rga", "hart", "pdsg", "assg"}
+    assert set(ESTIMATORS) == {"bptt", "ste", "bptr", "rga", "hart", "pdsg", "assg", "source-ann"}
 
 
 @pytest.mark.parametrize("bad", ["nope", "hart:x", "hart:-1", "assg:1.5", "rga:0.2:2:1.5", "bptt:nosuch:1",

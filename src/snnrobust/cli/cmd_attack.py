@@ -48,7 +48,7 @@ def register(sub) -> None:
                    help="test images to attack (the first N; default 1000, or the whole test split if smaller)")
     p.add_argument("--estimator", nargs="+", metavar="SPEC",
                    help="gradient estimators, e.g. bptt bptt:triangle:0.5 ste bptr rga hart:1.0 pdsg assg:0.4 "
-                        "(replace the suite's list)")
+                        "source-ann (BPDA through a converted SNN's source ANN) (replace the suite's list)")
     p.add_argument("--eot", type=int, help="gradient samples per step for stochastic models")
     p.add_argument("--vote", type=int, help="forward passes per prediction (majority vote; default 1, or 10 for "
                                             "stochastic models)")
@@ -217,6 +217,9 @@ def run(args: argparse.Namespace) -> int:
     model_info = {"class": type(model).__name__, "config": model.config.to_dict(),
                   "checkpoint": str(ckpt_path), "sha256": file_sha256(ckpt_path),
                   "transfer_sources": [label for label, _ in sources]}
+    ann_source = ckpt.get("ann_source")  # a converted or hybrid SNN's source ANN (estimator source-ann)
+    if isinstance(ann_source, dict):
+        model_info["ann_source"] = {k: ann_source.get(k) for k in ("checkpoint", "sha256")}
     data_info = {"dataset": splits.info.name, "split": "test", "n": n, "n_requested": args.n,
                  "indices": f"first {n} of the test split",
                  "indices_sha256": indices_sha256(np.arange(n)),
@@ -226,7 +229,8 @@ def run(args: argparse.Namespace) -> int:
         estimators=args.estimator, eot=args.eot, vote=args.vote, steps=args.steps, restarts=args.restarts,
         batch_size=args.batch_size, eps_sweep=eps_sweep, transfer_sources=sources or None,
         progress=not args.no_progress, seed=args.seed, diagnostics=args.diagnostics,
-        replicate_seed_code=args.replicate_seed_code, model_info=model_info, data_info=data_info, device=device)
+        replicate_seed_code=args.replicate_seed_code, model_info=model_info, data_info=data_info, device=device,
+        source_ann=ann_source)
     result = run_evaluation(model, x, y, request)
     if n_note:
         result.notes.append(n_note)

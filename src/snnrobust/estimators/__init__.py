@@ -51,6 +51,9 @@ assg[:A[:r[:b]]]  Wang et al. 2025: BPTT with the ATan surrogate and per-neuron,
             D = 0. Defaults A = 0.4, r = 1, b = 0.9. State lives on the estimator object per neuron and
             is cleared by :meth:`GradientEstimator.reset` (call it at the start of each attack
             run; it is also re-initialized when the batch shape changes).
+source-ann  BPDA for converted/hybrid SNNs: forward through the SNN, dL/dx = J_ann(x)^T dL/dl at
+            the SNN's logits l, through the source ANN stored with the checkpoint (ann_source);
+            see :mod:`snnrobust.estimators.source_ann` for why the loss gradient is taken there.
 ==========  ==================================================================================
 
 With alpha = a / M the ATan surrogate puts mass A of its integral inside |u - theta| < M, so
@@ -65,6 +68,7 @@ from .hart import HART
 from .pdsg import PDSG
 from .registry import ESTIMATOR_TYPES, ESTIMATORS, get_estimator
 from .rga import RGA
+from .source_ann import SourceANN, ann_from_source
 
 __all__ = ["ASSG", "BPTR", "BPTT", "ESTIMATOR_TYPES", "ESTIMATORS", "GradientEstimator", "HART", "LayerEstimator",
-           "PDSG", "RGA", "STE", "exact_forward", "get_estimator"]
+           "PDSG", "RGA", "STE", "SourceANN", "ann_from_source", "exact_forward", "get_estimator"]

@@ -14,13 +14,14 @@ from .rga import RGA
 from .hart import HART
 from .pdsg import PDSG
 from .assg import ASSG
+from .source_ann import SourceANN
 
 
 # ---------------------------------------------------------------------------------------
 # registry and parsing
 # ---------------------------------------------------------------------------------------
 ESTIMATOR_TYPES: dict[str, type[GradientEstimator]] = {
-    c.name: c for c in (BPTT, STE, BPTR, RGA, HART, PDSG, ASSG)
+    c.name: c for c in (BPTT, STE, BPTR, RGA, HART, PDSG, ASSG, SourceANN)
 }
 
 ESTIMATORS: dict[str, str] = {name: cls.description for name, cls in ESTIMATOR_TYPES.items()}
@@ -35,7 +36,8 @@ def _unknown(spec: Any) -> ConfigError:
 
 def get_estimator(spec: "str | dict | GradientEstimator | None" = None) -> GradientEstimator:
     """Parse an estimator spec. Strings: ``bptt``, ``bptt:KIND:PARAM[:SCALE]``, ``ste``,
-    ``bptr``, ``rga[:gamma[:beta[:tau]]]``, ``hart[:gamma]``, ``pdsg[:min_sigma]``, ``assg[:A[:r[:beta]]]``.
+    ``bptr``, ``rga[:gamma[:beta[:tau]]]``, ``hart[:gamma]``, ``pdsg[:min_sigma]``, ``assg[:A[:r[:beta]]]``,
+    ``source-ann`` (its ANN is bound by the evaluation, :meth:`SourceANN.bound`).
     Dicts: ``{"name": ..., "params": {...}}`` (as written by ``to_dict``) or flat
     ``{"name": ..., **params}``. ``None`` is ``bptt``."""
     if spec is None:

@@ -38,6 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..errors import ConfigError, SnnRobustError
+from ..estimators import SourceANN, get_estimator
 from ..spiking.functional import spiking_neurons
 from ..spiking.surrogates import Surrogate
 from .diagnostics import AttackRun, run_diagnostics
@@ -124,8 +125,9 @@ class Session:
                  vote: Optional[int], batch_size: int, device: Any, progress: bool, seed: int,
                  bdim: int, vote_used: int = 1, num_classes: int = 0, stochastic: bool = False,
                  bounds: tuple[float, float] = (0.0, 1.0), has_spiking: bool = False,
-                 own_surrogate: Optional[Surrogate] = None) -> None:
+                 own_surrogate: Optional[Surrogate] = None, source_ann: Optional[nn.Module] = None) -> None:
         self.model, self.z0, self.y, self.correct = model, z0, y, correct
+        self.source_ann = source_ann  # bound to every source-ann estimator of this evaluation
         self.vote_used = vote_used  # the vote actually applied (the Victim's default when vote is None)
         self.vote, self.batch_size, self.device = vote, batch_size, device
         self.progress, self.seed, self.bdim = progress, seed, bdim
@@ -135,6 +137,10 @@ class Session:
         self.dims = int(z0.numel() // max(correct.numel(), 1))
 
     def victim(self, threat: ThreatModel, estimator: Any = None, eot: Optional[int] = None) -> Victim:
+        if estimator is not None:
+            estimator = get_estimator(estimator)
+            if isinstance(estimator, SourceANN):
+                estimator = estimator.bound(self.source_ann)
         return Victim(self.model, threat, estimator=estimator, eot=eot, vote=self.vote, device=self.device)
 
     def build_attack(self, spec: AttackSpec):
@@ -530,7 +536,8 @@ def clean_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor, plan: Evaluat
     has_spiking, own_sg = model_surrogate(model)
     return Session(model, z0, y, correct, vote=plan.vote, batch_size=plan.batch_size, device=plan.device,
                    progress=plan.progress, seed=plan.seed, bdim=bdim, vote_used=base.vote, num_classes=k_classes,
-                   stochastic=base.stochastic, bounds=base.bounds, has_spiking=has_spiking, own_surrogate=own_sg)
+                   stochastic=base.stochastic, bounds=base.bounds, has_spiking=has_spiking, own_surrogate=own_sg,
+                   source_ann=plan.source_ann)
 
 
 def suite_context(plan: EvaluationPlan, threat: ThreatModel, *, has_spiking: bool, own_surrogate: Optional[Surrogate],
@@ -538,7 +545,8 @@ def suite_context(plan: EvaluationPlan, threat: ThreatModel, *, has_spiking: boo
     """What a suite needs to expand itself at ``threat``: the plan's settings and the model's."""
     return SuiteContext(budget=plan.budget, threat=threat, own_surrogate=own_surrogate, has_spiking=has_spiking,
                         stochastic=stochastic, num_classes=num_classes, transfer_sources=plan.transfer_sources,
-                        estimators=plan.estimators, eot=plan.eot, replicate_seed_code=plan.replicate_seed_code)
+                        estimators=plan.estimators, eot=plan.eot, replicate_seed_code=plan.replicate_seed_code,
+                        source_ann=plan.source_ann_label if plan.source_ann is not None else None)
 
 
 def session_context(session: Session, plan: EvaluationPlan, threat: ThreatModel) -> SuiteContext:
@@ -735,7 +743,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
              eps_sweep: Optional[Iterable[Any]] = None, transfer_sources: Any = None, progress: bool = True,
              seed: int = 0, diagnostics: Optional[bool] = None, replicate_seed_code: bool = False,
              model_info: Optional[dict] = None, data_info: Optional[dict] = None,
-             device: Any = None) -> EvaluationResult:
+             device: Any = None, source_ann: Any = None) -> EvaluationResult:
     """Evaluate ``model`` on images ``x`` [N, C, H, W] in [0, 1] with labels ``y`` [N]:
     ``run_evaluation(model, x, y, EvaluationRequest(**keywords))``.
 
@@ -752,11 +760,16 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
     Check ``result.complete``: it is False when an attack crashed on some samples even at
     batch size 1 (``result.incomplete`` says which attack, which samples and the error); the
     robust accuracy is then an upper bound (the CLI exits non-zero). An eps ball that holds
-    every valid input (L-inf eps >= 1 on pixels) gives a ``WARNING`` note."""
+    every valid input (L-inf eps >= 1 on pixels) gives a ``WARNING`` note.
+
+    ``source_ann``: the source ANN of a converted or hybrid SNN (an ``nn.Module``, or the
+    checkpoint's ``ann_source`` mapping): the ``source-ann`` estimator (BPDA: forward through the
+    SNN, backward through the ANN) needs it, and the reliable suite adds that estimator when it
+    is given."""
     request = EvaluationRequest(
         suite=suite, attack=attack, attack_options=attack_options, threat=threat, budget=budget,
         estimators=estimators, eot=eot, vote=vote, steps=steps, restarts=restarts, batch_size=batch_size,
         eps_sweep=eps_sweep, transfer_sources=transfer_sources, progress=progress, seed=seed,
         diagnostics=diagnostics, replicate_seed_code=replicate_seed_code, model_info=model_info,
-        data_info=data_info, device=device)
+        data_info=data_info, device=device, source_ann=source_ann)
     return run_evaluation(model, x, y, request)

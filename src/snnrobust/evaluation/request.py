@@ -13,7 +13,9 @@ decisions are in ``request.plan`` (:class:`EvaluationPlan`):
   suite that fixes a paper's protocol refuses them (:meth:`Suite.refuse_settings`);
 - the eps curve (the caller's, else the suite's default), whether the masking diagnostics run
   (the caller's choice, else the suite's), whether the budget cascades, the budget's notes;
-- a single attack's options (budget and transfer sources applied, validated by building it).
+- a single attack's options (budget and transfer sources applied, validated by building it);
+- the source ANN of a converted or hybrid SNN (``source_ann``: a module, or the checkpoint's
+  ``ann_source`` mapping, built here), which the ``source-ann`` estimator needs.
 
 Nothing here runs a model: what does (the clean pass, the attacks) is in
 :mod:`snnrobust.evaluation.engine`, which takes the plan.
@@ -28,6 +30,7 @@ from torch import nn
 
 from ..errors import ConfigError, SnnRobustError
 from ..estimators import get_estimator
+from ..estimators.source_ann import NO_SOURCE, NO_SPIKES, SourceANN, ann_from_source, source_label
 from ..attacks.registry import attack_class
 from .suites import Budget, Suite, get_budget, get_suite
 from .threat import ThreatModel, parse_eps
@@ -88,6 +91,8 @@ class EvaluationPlan:
     device: Any
     model_info: Optional[dict]
     data_info: Optional[dict]
+    source_ann: Optional[nn.Module] = None   # a converted/hybrid SNN's source ANN (estimator source-ann)
+    source_ann_label: Optional[str] = None   # how results name it (its checkpoint and hash)
 
     @property
     def name(self) -> str:
@@ -121,6 +126,7 @@ class EvaluationRequest:
     model_info: Optional[dict] = None
     data_info: Optional[dict] = None
     device: Any = None
+    source_ann: Any = None   # the source ANN of a converted/hybrid SNN: an nn.Module or a checkpoint's ann_source
     plan: EvaluationPlan = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -160,6 +166,7 @@ class EvaluationRequest:
             estimators = [e if isinstance(e, str) else get_estimator(e).spec() for e in self.estimators]
             for e in estimators:
                 get_estimator(e)  # one-line error on a bad spec
+        source_ann, source_label = self._source_ann(estimators, threat)
         vote = None if self.vote is None else count_passes("vote", self.vote, 1)
         sources = transfer_source_list(self.transfer_sources)
         sweep = self.eps_sweep if self.eps_sweep is not None else (suite.eps_sweep or ()) if suite else ()
@@ -182,7 +189,27 @@ class EvaluationRequest:
             replicate_seed_code=bool(self.replicate_seed_code),
             replication=tuple(threat.replication_options + replication), budget_notes=tuple(notes),
             seed=self.seed, progress=self.progress, device=self.device, model_info=self.model_info,
-            data_info=self.data_info)
+            data_info=self.data_info, source_ann=source_ann, source_ann_label=source_label)
+
+    def _source_ann(self, estimators: Optional[list[str]], threat: ThreatModel) -> tuple[Optional[nn.Module],
+                                                                                         Optional[str]]:
+        """(the source ANN as a module, its label), both None without one; built from a
+        checkpoint's ``ann_source`` mapping when given one. The caller's ``source-ann``
+        estimator needs it, and pixels to perturb (one-line ConfigError otherwise)."""
+        source, label = self.source_ann, None
+        if isinstance(source, dict):
+            source, label = ann_from_source(source), source_label(source)
+        elif source is not None and not isinstance(source, nn.Module):
+            raise ConfigError(f"source_ann must be the source ANN (an nn.Module) or a checkpoint's ann_source "
+                              f"mapping, got {type(source).__name__}")
+        elif source is not None:
+            label = source_label(source)
+        if any(isinstance(get_estimator(e), SourceANN) for e in estimators or ()):
+            if source is None:
+                raise ConfigError(NO_SOURCE)
+            if threat.perturb == "spikes":
+                raise ConfigError(NO_SPIKES)
+        return source, label
 
     def _threat(self, suite: Optional[Suite]) -> ThreatModel:
         """The caller's threat model; where it gives no eps (None, or a mapping without one),

@@ -22,7 +22,8 @@ Suites (``SUITES``; ``snnrobust attack --suite NAME``):
 - ``reliable``: per-sample worst case over gradient estimators x surrogate widths x
   {APGD-CE, APGD-T, SA-PGD, FAB-T}, then Square and transfer (when sources are given); samples
   already broken are not attacked again (unless the budget turns the cascade off); masking
-  diagnostics run with it.
+  diagnostics run with it. A converted or hybrid SNN evaluated with its source ANN also gets
+  the ``source-ann`` estimator (BPDA through that ANN).
 
 Budgets (``BUDGETS``): ``quick`` (a CPU demo, below the standard in several settings, each
 named in every result), ``thorough`` (GPU) and ``exhaustive`` (the reference that quick and
@@ -273,6 +274,7 @@ class SuiteContext:
     eot: Optional[int] = None                               # user's --eot
     replicate_seed_code: bool = False
     notes: list[str] = field(default_factory=list)          # suites append what they changed and why
+    source_ann: Optional[str] = None                        # label of the model's source ANN (converted/hybrid)
 
     def __post_init__(self) -> None:
         # the edge: a spec string or dict ("atan:2") is parsed here once; the suites use the object
@@ -350,8 +352,9 @@ def own_estimator(ctx: SuiteContext) -> str:
 
 def reliable_estimators(ctx: SuiteContext) -> list[str]:
     """The estimator list of the reliable suite: the user's, or the budget's widths of the
-    model's own surrogate plus its extra estimators. A model without spiking neurons has one
-    gradient, so one estimator."""
+    model's own surrogate plus its extra estimators, plus ``source-ann`` for a converted or
+    hybrid SNN with its source ANN. A model without spiking neurons has one gradient, so one
+    estimator."""
     if ctx.estimators:
         return _dedupe(list(ctx.estimators))
     if not ctx.has_spiking:
@@ -371,6 +374,14 @@ def reliable_estimators(ctx: SuiteContext) -> list[str]:
     if ctx.own_surrogate is None:
         ctx.notes.append("the model's neurons use different surrogates: surrogate widths are not swept")
     out.extend(ctx.budget.extra_estimators)
+    if ctx.source_ann:
+        # a converted or hybrid SNN is attacked the way such models are: BPDA through the ANN it came from
+        if ctx.threat.perturb == "spikes":
+            ctx.notes.append("source-ann left out: the source ANN reads pixels, and this threat model perturbs spikes")
+        else:
+            out.append("source-ann")
+            ctx.notes.append(f"estimator source-ann added: this model is a converted or hybrid SNN with "
+                             f"{ctx.source_ann}; BPDA, forward through the SNN, input gradient through the ANN")
     return _dedupe(out)
 
 

@@ -130,7 +130,8 @@ class StudyRunner:
                      "train_metrics": ck.get("metrics", []), "attacked": v.get("attack", True)}
             self.store.put("train", sha, {"train_config": ck["train_config"]}, entry, label=v["label"],
                            study=self.recipe.name)
-            self.models[v["label"]] = {"model": model, "sha": sha, "entry": entry}
+            self.models[v["label"]] = {"model": model, "sha": sha, "entry": entry,
+                                       "ann_source": ck.get("ann_source")}  # converted/hybrid: source-ann
 
     def _device(self) -> torch.device:
         from ..training import resolve_device
@@ -160,7 +161,7 @@ class StudyRunner:
                                           data_info=data_info, device=self._device(),
                                           model_info={"label": label, "checkpoint": m["entry"]["checkpoint"],
                                                       "checkpoint_sha256": m["sha"]})
-                    return evaluate(m["model"], x, y, **kw).to_dict()
+                    return evaluate(m["model"], x, y, source_ann=m.get("ann_source"), **kw).to_dict()
 
                 t0 = time.time()
                 payload, was = self._evaluation(m["sha"], config, compute, desc)
