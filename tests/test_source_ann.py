@@ -163,6 +163,24 @@ def test_evaluate_a_converted_checkpoint_end_to_end(tmp_path):
     assert calls  # the ANN ran (with a graph: scoring passes never call it)
 
 
+def test_attack_cli_uses_the_checkpoints_ann_source(tmp_path, capsys):
+    import json
+
+    ann, snn = pair(image_size=28)
+    path = tmp_path / "conv.pt"
+    save_checkpoint(path, {"model_config": snn.config.to_dict(), "model_state": snn.state_dict(),
+                           "data": {"dataset": "mnist5k", "split_seed": 0},
+                           "ann_source": {"model_config": ann.config.to_dict(), "model_state": ann.state_dict(),
+                                          "checkpoint": "ann.pt", "sha256": "f" * 64}})
+    out = tmp_path / "res.json"
+    assert main(["attack", str(path), "--attack", "fgsm", "--estimator", "source-ann", "--n", "4", "--no-progress",
+                 "--out", str(out)]) == 0
+    assert "SourceANN" in capsys.readouterr().out
+    res = json.loads(out.read_text())
+    assert res["model"]["ann_source"] == {"checkpoint": "ann.pt", "sha256": "f" * 64}
+    assert res["attacks"][0]["estimator"]["label"] == "SourceANN"
+
+
 def test_source_ann_without_a_source_is_a_one_line_error(tmp_path, capsys, tiny_checkpoint):
     ann, snn = pair()
     x, y = data(2)
