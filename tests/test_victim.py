@@ -35,9 +35,9 @@ def test_threat_round_trip_and_labels():
     assert ThreatModel.from_dict(t.to_dict()) == t
     assert t.label() == "Linf eps=8/255 (0.0314) on pixels" and not t.is_replication
     spikes = ThreatModel("linf", "6/255", perturb="spikes")
-    assert "SPIKE TENSOR" in spikes.label() and "seed-000 replication" in spikes.label()
+    assert "SPIKE TENSOR" in spikes.label() and "replicates Luu et al. 2025" in spikes.label()
     bn = ThreatModel("linf", "6/255", bn_mode="train")
-    assert "BN in TRAIN mode" in bn.label() and "seed-000 replication" in bn.label()
+    assert "BN in TRAIN mode" in bn.label() and "replicates Luu et al. 2025" in bn.label()
     assert t.with_eps("2/255").eps == pytest.approx(2 / 255) and t.eps == pytest.approx(8 / 255)
 
 

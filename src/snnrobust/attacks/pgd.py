@@ -94,7 +94,7 @@ class PGD(Attack):
                     / max(s.stats.get("n_grad", 0), 1),
                     aborted="abort_info" in s.stats)
         if c.abort_grad_norm is not None:
-            meta["abort_rule"] = ("seed-000 replication: PGD stops for the batch when the input-gradient "
+            meta["abort_rule"] = ("replicates Luu et al. 2025's code: PGD stops for the batch when the input-gradient "
                                   f"L2 norm < {c.abort_grad_norm:g}")
             meta.update(s.stats.get("abort_info", {}))
         return meta

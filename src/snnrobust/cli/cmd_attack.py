@@ -56,11 +56,13 @@ def register(sub) -> None:
     p.add_argument("--restarts", type=int, help="restarts of the iterative attacks (overrides the budget)")
     p.add_argument("--perturb", choices=["pixels", "spikes"], default="pixels",
                    help="pixels (default) or spikes: add the perturbation to the encoded spike tensor "
-                        "(seed-000 replication only; labelled in every output)")
+                        "(replication of Luu et al. 2025's code only; labelled in every output)")
     p.add_argument("--bn-mode", choices=["eval", "train"], default="eval",
-                   help="eval (default) or train: craft with BatchNorm batch statistics (seed-000 replication only)")
+                   help="eval (default) or train: craft with BatchNorm batch statistics "
+                        "(replication of Luu et al. 2025's code only)")
     p.add_argument("--replicate-seed-code", action="store_true",
-                   help="seed-luu2025 only: spikes + BN train + PGD abort at gradient norm < 1e-6, as seed 000's code")
+                   help="seed-luu2025 only: spikes + BN train + PGD abort at gradient norm < 1e-6, "
+                        "as Luu et al. 2025's code")
     p.add_argument("--transfer-from", nargs="+", metavar="CKPT", default=[],
                    help="source checkpoints for transfer attacks (e.g. an independently trained model)")
     p.add_argument("--ann-twin-transfer", action="store_true",

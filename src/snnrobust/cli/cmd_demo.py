@@ -11,8 +11,9 @@ def register(sub) -> None:
     p = sub.add_parser("demo", help="run the pooling-tradeoff quick study on mnist5k and write its report",
                        description="The main job: train the default small SEW-ResNet (IF neurons, ATan alpha=2, phase "
                                    "coding T=8) with max and with average pooling on the embedded mnist5k dataset, "
-                                   "attack both under seed 000's protocol and the reliable suite, measure gradient "
-                                   "sparsity, and write report.html. Resumable: run it again after an interruption.")
+                                   "attack both under Luu et al. 2025's protocol and the reliable suite, measure "
+                                   "gradient sparsity, and write report.html. Resumable: run it again after an "
+                                   "interruption.")
     p.add_argument("--out", default="runs/study-pooling-tradeoff-quick", help="study folder")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")

@@ -40,7 +40,7 @@ from .victim import _count as count_passes  # the Victim's own check of vote/eot
 #: result's notes. The seed suites fix their own settings; only overrides are named for them.
 BUDGET_SIZED_SUITES = ("reliable", "standard")
 #: The replication option seed 000's code adds beyond the threat model (labelled in the result).
-SEED_CODE_ABORT = "PGD aborts when the input-gradient L2 norm < 1e-6 (seed 000 code)"
+SEED_CODE_ABORT = "PGD aborts when the input-gradient L2 norm < 1e-6 (Luu et al. 2025's code)"
 
 
 def transfer_source_list(sources: Any) -> list[tuple[str, nn.Module]]:

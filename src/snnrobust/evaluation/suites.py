@@ -463,9 +463,9 @@ def _sharmin2020(ctx: SuiteContext) -> list[AttackSpec]:
     specs = [AttackSpec("fgsm", {"loss": "ce"}, est, 1, "single-step"),
              AttackSpec("pgd", dict(SHARMIN_PGD), est, 1, "gradient")]
     if not ctx.transfer_sources:
-        ctx.notes.append("seed-sharmin2020 ran WHITE-BOX ONLY: no transfer source was given, so seed 001's black-box "
-                         "half (FGSM and PGD-7 crafted on an independently trained model of the same type, scored on "
-                         "this one) did not run; give --transfer-from CKPT to add it")
+        ctx.notes.append("seed-sharmin2020 ran WHITE-BOX ONLY: no transfer source was given, so Sharmin et al. "
+                         "2020's black-box half (FGSM and PGD-7 crafted on an independently trained model of the "
+                         "same type, scored on this one) did not run; give --transfer-from CKPT to add it")
         return specs
     # The black-box half: the same two attacks, crafted on each source with the source's own
     # training surrogate and one stochastic sample per step, scored on the target. One spec per
@@ -548,10 +548,10 @@ def _reliable(ctx: SuiteContext) -> list[AttackSpec]:
     return specs
 
 
-register_suite(Suite("seed-luu2025", "seed 000 (Luu et al. 2025): FGSM and PGD-7 (step 0.01, random start) at "
+register_suite(Suite("seed-luu2025", "Luu et al. 2025: FGSM and PGD-7 (step 0.01, random start) at "
                      "eps 6/255, exact BPTT with the training surrogate", _luu2025, cascade=False, eps=6 / 255,
                      fixed_protocol=True, replication_options=True))
-register_suite(Suite("seed-sharmin2020", "seed 001 (Sharmin et al. 2020): FGSM and PGD-7 (step 2/255, random "
+register_suite(Suite("seed-sharmin2020", "Sharmin et al. 2020: FGSM and PGD-7 (step 2/255, random "
                      "start) at eps 8/255, straight-through encoder, one stochastic sample per step; eps curve "
                      "2,4,6,8,16/255; white-box, plus the same attacks crafted on --transfer-from sources "
                      "(black-box) when given", _sharmin2020, cascade=False, eps=8 / 255,

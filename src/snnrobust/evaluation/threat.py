@@ -92,12 +92,12 @@ class ThreatModel:
         if self.perturb not in PERTURB:
             raise ConfigError(
                 f"threat model perturb must be one of {', '.join(PERTURB)} "
-                f"('spikes' only replicates seed 000), got {self.perturb!r}"
+                f"('spikes' only replicates Luu et al. 2025's code), got {self.perturb!r}"
             )
         if self.bn_mode not in BN_MODES:
             raise ConfigError(
                 f"threat model bn_mode must be one of {', '.join(BN_MODES)} "
-                f"('train' only replicates seed 000), got {self.bn_mode!r}"
+                f"('train' only replicates Luu et al. 2025's code), got {self.bn_mode!r}"
             )
 
     # -- description ---------------------------------------------------------------------
@@ -117,14 +117,14 @@ class ThreatModel:
 
     def label(self) -> str:
         """One line for tables and logs, e.g. ``Linf eps=8/255 (0.0314) on pixels`` or
-        ``Linf eps=6/255 (0.0235) on SPIKE TENSOR, BN in TRAIN mode (seed-000 replication)``."""
+        ``Linf eps=6/255 (0.0235) on SPIKE TENSOR, BN in TRAIN mode (replicates Luu et al. 2025's code)``."""
         norm = "Linf" if self.norm == "linf" else "L2"
         where = "SPIKE TENSOR" if self.perturb == "spikes" else "pixels"
         text = f"{norm} eps={format_eps(self.eps)} on {where}"
         if self.bn_mode == "train":
             text += ", BN in TRAIN mode while crafting"
         if self.is_replication:
-            text += " (seed-000 replication)"
+            text += " (replicates Luu et al. 2025's code)"
         return text
 
     def to_dict(self) -> dict:

@@ -128,7 +128,7 @@ def _spiking(cfg: ModelConfig, layers=(2, 2, 2, 2), stem: str = "cifar", pool: s
 
 
 register_model("sew_resnet", "SEW-ResNet with any block counts (`layers`), connect ADD/AND/IAND")(_sew)
-register_model("sew_resnet18", "SEW-ResNet-18 (Fang et al. 2021; seed 000)", layers=(2, 2, 2, 2))(_sew)
+register_model("sew_resnet18", "SEW-ResNet-18 (Fang et al. 2021; as in Luu et al. 2025)", layers=(2, 2, 2, 2))(_sew)
 register_model("sew_resnet34", "SEW-ResNet-34", layers=(3, 4, 6, 3))(_sew)
 register_model("spiking_resnet", "Spiking-ResNet with any block counts (`layers`)")(_spiking)
 register_model("spiking_resnet18", "Spiking-ResNet-18 (spike after the residual add)", layers=(2, 2, 2, 2))(_spiking)

@@ -64,5 +64,5 @@ def _vgg(cfg: ModelConfig, plan: str = "vgg5", pool: str = "avg", bn: bool = Fal
     return VGG(cfg, PLANS[plan], pool, bn, bias, fc_hidden, fc_layers)
 
 
-register_model("vgg5", "spiking VGG5 of seed 001 (avg pooling, no BN, no bias)", plan="vgg5")(_vgg)
-register_model("vgg11", "spiking VGG11 of seed 001 (CIFAR-100)", plan="vgg11")(_vgg)
+register_model("vgg5", "spiking VGG5 of Sharmin et al. 2020 (avg pooling, no BN, no bias)", plan="vgg5")(_vgg)
+register_model("vgg11", "spiking VGG11 of Sharmin et al. 2020 (CIFAR-100)", plan="vgg11")(_vgg)

@@ -146,7 +146,7 @@ def summary_section(study: Study, verdicts: list[ModelVerdict], claims: list[Cla
         s.add(Para("No models in this study."))
     if claims:
         s.add(Heading("Seed claims"))
-        s.add(Bullets([[badge(c.verdict), f" {c.id} (seed {c.seed}): {c.claim}"] for c in claims]))
+        s.add(Bullets([[badge(c.verdict), f" {c.id} ({c.paper}): {c.claim}"] for c in claims]))
     return s
 
 
@@ -567,16 +567,16 @@ def model_verdict_section(verdicts: list[ModelVerdict]) -> Section:
 
 
 def claim_verdict_section(claims: list[ClaimVerdict]) -> Section:
-    s = Section("claim-verdicts", "Verdict per seed claim")
+    s = Section("claim-verdicts", "Verdict per claim of the papers")
     s.add(Para("Each check compares two models' numbers: it holds when the 95 % intervals do not overlap and the "
                "difference has the claimed sign, fails when they do not overlap and the sign is the opposite, and is "
                "inconclusive otherwise. A claim is reproduced when every check holds, holds only under the weak "
                "protocol when a check holds under the seed paper's protocol but not under the reliable one, is "
                "contradicted when any other check fails, and is inconclusive otherwise."))
     if not claims:
-        return s.add(Para("No seed claims were checked in this study."))
+        return s.add(Para("No claim of the papers was checked in this study."))
     for c in claims:
-        s.add(Heading(f"{c.id} (seed {c.seed})"))
+        s.add(Heading(f"{c.id} ({c.paper})"))
         if c.claim:
             s.add(Para(f"Claim: {c.claim}"))
         s.add(Para(["verdict: ", badge(c.verdict)]), Para(c.explanation))

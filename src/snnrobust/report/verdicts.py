@@ -355,6 +355,10 @@ def evaluate_check(study: StudyLike, check: dict) -> CheckResult:
 
 
 # -- claim verdicts ------------------------------------------------------------------------
+#: The papers a recipe's claims come from, by the recipe's ``seed`` id (the report names the paper).
+PAPERS = {"000": "Luu et al. 2025", "001": "Sharmin et al. 2020"}
+
+
 @dataclass
 class ClaimVerdict:
     id: str
@@ -364,8 +368,13 @@ class ClaimVerdict:
     explanation: str            # one or two sentences for a human
     checks: list[CheckResult] = field(default_factory=list)
 
+    @property
+    def paper(self) -> str:
+        """The paper the claim is from, as users know it (the seed id only means something inside the team)."""
+        return PAPERS.get(self.seed, f"seed paper {self.seed}" if self.seed else "a seed paper")
+
     def to_dict(self) -> dict:
-        return {"id": self.id, "seed": self.seed, "claim": self.claim, "verdict": self.verdict,
+        return {"id": self.id, "seed": self.seed, "paper": self.paper, "claim": self.claim, "verdict": self.verdict,
                 "explanation": self.explanation, "checks": [c.to_dict() for c in self.checks]}
 
 

@@ -217,8 +217,8 @@ class EncoderEntry:
 
 ENCODERS: dict[str, EncoderEntry] = {
     "direct": EncoderEntry(DirectEncoder, "analog pixels repeated over T (exact gradient)"),
-    "poisson": EncoderEntry(PoissonEncoder, "Bernoulli rate code, seedable; signed=True is seed 001's"),
-    "phase": EncoderEntry(PhaseEncoder, "K-bit phase code, weighted or raw bits (seed 000)"),
+    "poisson": EncoderEntry(PoissonEncoder, "Bernoulli rate code, seedable; signed=True is Sharmin et al. 2020's"),
+    "phase": EncoderEntry(PhaseEncoder, "K-bit phase code, weighted or raw bits (Luu et al. 2025)"),
     "latency": EncoderEntry(LatencyEncoder, "time to first spike, one spike per pixel"),
 }
 
