@@ -36,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
     res = evaluate_clean(model, splits.test, args.batch_size, device, spike_rates=True, progress=True)
     if args.json:
         print(json.dumps({"checkpoint": args.checkpoint, "kind": "SNN" if model.config.spiking else "ANN",
-                          "dataset": splits.info.name, **res.to_dict()}, indent=2))
+                          "dataset": splits.info.name, **res.to_dict(),
+                          **({"provenance": ckpt["provenance"]} if ckpt.get("provenance") else {})}, indent=2))
         return 0
     d = res.to_dict()
     print(f"{args.checkpoint}: {model.config.name}, {model_kind(model.config)}, on {splits.info.name} test split "
@@ -48,4 +49,10 @@ def run(args: argparse.Namespace) -> int:
         width = max(len(k) for k in res.spike_rates)
         for name, rate in res.spike_rates.items():
             print(f"  {name:<{width}}  {rate:.4f}")
+    if ckpt.get("provenance"):  # converted (snnrobust convert) and fine-tuned (train --init-from) models
+        from ..conversion.provenance import describe_step
+
+        print("provenance (oldest first):")
+        for i, step in enumerate(ckpt["provenance"], 1):
+            print(f"  {i}. {describe_step(step)}")
     return 0

@@ -7,6 +7,7 @@ and are checked against that builder's signature by the registry.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Optional
 
@@ -42,6 +43,12 @@ class ModelConfig:
     v_reset: float = 0.0
     detach_reset: bool = True
     surrogate: str = "atan:2"
+    # Per-layer thresholds, one per spiking neuron layer in module (= forward) order; they
+    # override ``threshold`` (ANN-to-SNN conversion writes them). Ignored by the ANN twin.
+    thresholds: Optional[list[float]] = None
+    # The surrogate's width is in units of each layer's own threshold (width x theta, or
+    # sharpness / theta): seed 001's (0.3/theta)*max(0, 1-|U/theta-1|) is "triangle:1:0.3" with this set.
+    surrogate_relative: bool = False
     normalize_mean: Optional[list[float]] = None  # per-channel, applied to the encoder output
     normalize_std: Optional[list[float]] = None
     arch: dict = field(default_factory=dict)
@@ -74,6 +81,16 @@ class ModelConfig:
         if self.reset not in ("hard", "soft"):
             raise ConfigError(f"model option reset must be 'hard' or 'soft', got {self.reset!r}")
         Surrogate.parse(self.surrogate)  # validates
+        if not isinstance(self.surrogate_relative, bool):
+            raise ConfigError(f"model option surrogate_relative must be true or false, got {self.surrogate_relative!r}")
+        if self.thresholds is not None:
+            ok = isinstance(self.thresholds, (list, tuple)) and len(self.thresholds) > 0 and all(
+                isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) and t > 0
+                for t in self.thresholds)
+            if not ok:
+                raise ConfigError(f"model option thresholds must be a non-empty list of positive numbers "
+                                  f"(one per spiking layer), got {self.thresholds!r}")
+            self.thresholds = [float(t) for t in self.thresholds]
         for key in ("normalize_mean", "normalize_std"):
             v = getattr(self, key)
             if v is not None:
@@ -93,10 +110,16 @@ class ModelConfig:
             return nn.ReLU()
         cls = NEURONS[self.neuron]
         kw: dict[str, Any] = dict(threshold=self.threshold, reset=self.reset, v_reset=self.v_reset,
-                                  detach_reset=self.detach_reset, surrogate=self.surrogate)
+                                  detach_reset=self.detach_reset, surrogate=self.neuron_surrogate(self.threshold))
         if self.neuron == "lif" and self.leak is not None:
             kw["leak"] = self.leak
         return cls(**kw)
+
+    def neuron_surrogate(self, threshold: float) -> Surrogate:
+        """The surrogate of a neuron layer with this ``threshold``: ``surrogate`` as written, or
+        widened by the threshold when ``surrogate_relative`` (see the field's comment)."""
+        sg = Surrogate.parse(self.surrogate)
+        return sg.widened(threshold) if self.surrogate_relative else sg
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -117,5 +140,5 @@ class ModelConfig:
 def ann_twin(cfg: ModelConfig) -> ModelConfig:
     """The ANN twin of ``cfg``: same architecture with ReLU, analog input, one timestep."""
     d = cfg.to_dict()
-    d.update(spiking=False, encoder="direct", encoder_options={}, T=1)
+    d.update(spiking=False, encoder="direct", encoder_options={}, T=1, thresholds=None)
     return ModelConfig.from_dict(d)

@@ -116,7 +116,24 @@ def build_from_config(cfg: ModelConfig) -> SpikingClassifier:
         raise
     except (ValueError, RuntimeError) as e:  # e.g. an image too small for the network's strides
         raise ConfigError(f"model '{cfg.name}' cannot be built with these options: {str(e).splitlines()[0]}") from e
+    if cfg.spiking and cfg.thresholds is not None:
+        apply_thresholds(cfg, backbone)
     return SpikingClassifier(cfg, backbone)
+
+
+def apply_thresholds(cfg: ModelConfig, backbone: nn.Module) -> None:
+    """Give the spiking neuron layers of ``backbone``, in module (= forward) order, the
+    per-layer thresholds ``cfg.thresholds`` (and, with ``surrogate_relative``, surrogates
+    scaled to them). One-line error when the count does not match the architecture."""
+    from ..spiking.functional import spiking_neurons
+
+    neurons = spiking_neurons(backbone)
+    if len(neurons) != len(cfg.thresholds):
+        raise ConfigError(f"model option thresholds lists {len(cfg.thresholds)} values but model '{cfg.name}' "
+                          f"has {len(neurons)} spiking layers; give one threshold per layer")
+    for neuron, th in zip(neurons, cfg.thresholds):
+        neuron.threshold = float(th)
+        neuron.surrogate = cfg.neuron_surrogate(th)
 
 
 def model_from_dict(d: dict) -> SpikingClassifier:
