@@ -14,6 +14,7 @@ FLAGS = {  # flag -> TrainConfig key
     "batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr", "weight_decay": "weight_decay",
     "momentum": "momentum", "schedule": "schedule", "seed": "seed", "device": "device",
     "augment": "augment", "max_train_samples": "max_train_samples", "out": "out",
+    "init_from": "init_from", "threshold_scale": "threshold_scale", "amsgrad": "amsgrad",
 }
 
 
@@ -30,6 +31,15 @@ def register(sub) -> None:
                    help="bptt (default): the model as configured; ann: its ANN twin (ReLU, direct input, T 1) "
                         "with the ANN defaults of Sharmin et al. 2020 for every optimizer setting not given "
                         "(SGD, lr 1e-2, momentum 0.9, weight decay 5e-4, step decay)")
+    p.add_argument("--init-from", metavar="CONVERTED_CKPT",
+                   help="hybrid SNN-BP fine-tuning (Sharmin et al. 2020): start from a checkpoint made by "
+                        "`snnrobust convert` — its weights, its thresholds x --threshold-scale, LIF neurons with "
+                        "--leak, the paper's surrogate relative to each threshold; Adam with amsgrad, lr 1e-4, "
+                        "weight decay 5e-4 where not given; model, dataset and split from the checkpoint; "
+                        "-m T=N sets the timesteps")
+    p.add_argument("--threshold-scale", type=float, help="--init-from: multiply the converted thresholds (0.7)")
+    p.add_argument("--leak", type=float, help="--init-from: leak factor of the LIF neurons (0.99)")
+    p.add_argument("--amsgrad", action="store_true", default=None, help="Adam with amsgrad (default with --init-from)")
     p.add_argument("--dataset", help="dataset name (see `snnrobust datasets`), default mnist5k")
     p.add_argument("--data-root", help="folder holding the dataset files")
     p.add_argument("--download", action="store_true", default=None,
@@ -67,10 +77,15 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.no_amp:
         overrides["amp"] = False
     model_opts = parse_key_values(args.model_opt, "model option")
+    if getattr(args, "leak", None) is not None:
+        model_opts["leak"] = args.leak
     if args.config:
         base = TrainConfig.from_yaml(args.config).to_dict()
     else:
         base = {"model": dict(DEMO_MODEL)}
+    init_from = overrides.get("init_from") or base.get("init_from")
+    if init_from:
+        _hybrid_base(base, init_from, args.config)
     model = dict(base.get("model") or {})
     if args.model:
         model = {"name": args.model}
@@ -78,6 +93,23 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     base["model"] = model
     base.update(overrides)
     return TrainConfig.from_dict(base)
+
+
+def _hybrid_base(base: dict, init_from: str, config: "str | None") -> None:
+    """--init-from: the model, dataset and split default to the converted checkpoint's (a
+    model, dataset or split written in the YAML file stays, and must then match)."""
+    import yaml
+
+    from ..conversion.hybrid import read_converted
+
+    ckpt = read_converted(init_from)
+    given = (yaml.safe_load(Path(config).read_text()) or {}) if config else {}
+    if "model" not in given:
+        base["model"] = {"name": ckpt["model_config"]["name"]}
+    data = ckpt.get("data") or {}
+    for key in ("dataset", "split_seed"):
+        if key not in given and key in data:
+            base[key] = data[key]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -17,6 +17,9 @@ class TrainConfig:
 
     model: dict = field(default_factory=lambda: {"name": "sew_resnet18"})
     method: str = "bptt"  # bptt (the model as configured) | ann (its ReLU twin, Sharmin et al. 2020's ANN recipe)
+    # | hybrid (SNN-BP fine-tuning of a converted SNN, conversion/hybrid.py; set by init_from)
+    init_from: Optional[str] = None  # a converted checkpoint (snnrobust convert) to fine-tune: method hybrid
+    threshold_scale: float = 0.7  # hybrid: the converted thresholds are multiplied by this
     dataset: str = "mnist5k"
     data_root: Optional[str] = None
     download: bool = False  # fetch a missing dataset where the network allows
@@ -32,6 +35,7 @@ class TrainConfig:
     schedule: Optional[str] = None  # cosine | step | none
     step_size: Optional[int] = None  # epochs between decays (step schedule)
     gamma: Optional[float] = None  # decay factor (step schedule)
+    amsgrad: Optional[bool] = None  # adam only (hybrid default: true, as Sharmin et al. 2020)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: bool = True  # mixed precision, used on CUDA only
@@ -53,10 +57,21 @@ class TrainConfig:
 
         check(isinstance(self.model, dict) and isinstance(self.model.get("name"), str),
               "config 'model' must be a mapping with a 'name' (run `snnrobust models`)")
+        check(self.init_from is None or (isinstance(self.init_from, str) and self.init_from != ""),
+              f"config 'init_from' must be a checkpoint path, got {self.init_from!r}")
+        if self.init_from is not None and self.method == "bptt":
+            self.method = "hybrid"  # fine-tuning a converted SNN is the hybrid method
         check(self.method in METHODS, f"config 'method' must be {' or '.join(METHODS)}, got {self.method!r}")
+        check((self.method == "hybrid") == (self.init_from is not None),
+              "method hybrid needs init_from (a checkpoint made by `snnrobust convert`), and init_from "
+              f"needs method hybrid (got method {self.method})")
+        check(is_num(self.threshold_scale) and self.threshold_scale > 0,
+              f"config 'threshold_scale' must be a positive number, got {self.threshold_scale!r}")
         check(is_int(self.epochs) and self.epochs >= 1, f"config 'epochs' must be a positive integer, "
                                                          f"got {self.epochs!r}")
         self._resolve_method()
+        if self.amsgrad is None:  # only hybrid fine-tuning defaults to amsgrad
+            self.amsgrad = False
         check(isinstance(self.dataset, str), "config 'dataset' must be a name (run `snnrobust datasets`)")
         for key in ("epochs", "batch_size", "step_size", "eval_batch_size"):
             v = getattr(self, key)
@@ -65,6 +80,8 @@ class TrainConfig:
         check(is_int(self.split_seed) and self.split_seed >= 0,
               f"config 'split_seed' must be a non-negative integer, got {self.split_seed!r}")
         check(self.optimizer in ("adam", "sgd"), f"config 'optimizer' must be adam or sgd, got {self.optimizer!r}")
+        check(isinstance(self.amsgrad, bool), f"config 'amsgrad' must be true or false, got {self.amsgrad!r}")
+        check(not (self.amsgrad and self.optimizer != "adam"), "config 'amsgrad' applies to the adam optimizer only")
         check(is_num(self.lr) and 0 < self.lr <= 10, f"config 'lr' must be in (0, 10], got {self.lr!r}")
         check(is_num(self.weight_decay) and self.weight_decay >= 0,
               f"config 'weight_decay' must be >= 0, got {self.weight_decay!r}")
@@ -112,6 +129,11 @@ class TrainConfig:
     def method_summary(self) -> list[str]:
         """Lines saying what the method set: the ANN's model settings and the optimizer
         defaults filled in (empty for BPTT, whose defaults are the long-standing ones)."""
+        if self.method == "hybrid":
+            filled = ", ".join(f"{k} {_show(v)}" for k, v in self.method_defaults.items())
+            return [f"method hybrid (Sharmin et al. 2020's SNN-BP): fine-tuning {self.init_from} with thresholds x "
+                    f"{_show(float(self.threshold_scale))}" + (f"; defaults applied where not given: {filled}"
+                                                               if filled else "")]
         if self.method != "ann":
             return []
         out = []
@@ -160,7 +182,7 @@ class TrainConfig:
         return cls.from_dict(data)
 
 
-METHODS = ("bptt", "ann")
+METHODS = ("bptt", "ann", "hybrid")
 
 #: Optimizer settings a method fills in where the config leaves them None. bptt: the defaults
 #: training always had. ann: the ANN recipe of Sharmin et al. 2020 (SGD, lr 1e-2, momentum 0.9,
@@ -171,6 +193,9 @@ METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
              "step_size": 30, "gamma": 0.1},
     "ann": {"optimizer": "sgd", "lr": 1e-2, "momentum": 0.9, "weight_decay": 5e-4, "schedule": "step",
             "step_size": None, "gamma": 0.1},
+    # hybrid: SNN-BP fine-tuning of Sharmin et al. 2020 (Adam with amsgrad, lr 1e-4, weight decay 5e-4)
+    "hybrid": {"optimizer": "adam", "amsgrad": True, "lr": 1e-4, "weight_decay": 5e-4, "momentum": 0.9,
+               "schedule": "cosine", "step_size": 30, "gamma": 0.1},
 }
 
 #: Model options method ann sets: the ANN twin (as ``models.ann_twin``) — ReLU for every spiking

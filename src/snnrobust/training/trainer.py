@@ -76,7 +76,8 @@ def build_model_for(cfg: TrainConfig, info) -> SpikingClassifier:
 
 def make_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                amsgrad=bool(cfg.amsgrad))
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
 
 
@@ -121,6 +122,10 @@ def _same_run(a: dict, b: dict) -> list[str]:
     """Keys whose values differ between two train configs (output folder excluded). A config
     stored before ``method`` existed was BPTT training."""
     a, b = {"method": "bptt", **a}, {"method": "bptt", **b}
+    for d in (a, b):  # keys added with hybrid fine-tuning; older configs had their defaults
+        d.setdefault("init_from", None)
+        d.setdefault("threshold_scale", 0.7)
+        d.setdefault("amsgrad", False)
     keys = sorted((set(a) | set(b)) - {"out", "device", "download", "data_root"})
     return [k for k in keys if a.get(k) != b.get(k)]
 
@@ -149,7 +154,14 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             raise CheckpointError(f"{ckpt_path} was trained with a different config ({', '.join(diff)} differ); "
                                   f"resume with the same config or choose another --out")
     seed_everything(cfg.seed)
-    model = build_model_for(cfg, info).to(device)
+    hybrid = None
+    if cfg.init_from is not None:  # SNN-BP: fine-tune a converted SNN (conversion/hybrid.py)
+        from ..conversion.hybrid import hybrid_model
+
+        hybrid = hybrid_model(cfg.init_from, cfg.model, cfg.threshold_scale, info)
+        model = hybrid.model.to(device)
+    else:
+        model = build_model_for(cfg, info).to(device)
     opt = make_optimizer(cfg, model)
     sched = make_scheduler(cfg, opt)
     use_amp = cfg.amp and device.type == "cuda"
@@ -220,6 +232,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                 "data": {"dataset": cfg.dataset, "split_seed": cfg.split_seed, "info": info.to_dict()},
                 "snnrobust_version": __version__,
                 "torch_version": str(torch.__version__),
+                # hybrid: the converted model's ann_source and provenance, plus this fine-tuning step
+                **(hybrid.checkpoint_fields(cfg.to_dict(), epoch + 1, metrics) if hybrid is not None else {}),
             })
         except OSError as e:  # disk full, folder removed or made read-only mid-run
             raise ConfigError(f"cannot write checkpoint {ckpt_path} after epoch {epoch + 1}: {e.strerror or e}; "
