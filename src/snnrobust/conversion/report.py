@@ -133,6 +133,10 @@ class ConversionReport:
             ax2.plot(ts, [self.rel_mae(i, j) for i in range(len(ts))], marker=".", label=name)
         ax2.set_xscale("log", base=2)
         ax2.set_yscale("log")
+        for ax in (ax1, ax2):  # the grid's T values as plain numbers
+            ax.set_xticks(ts)
+            ax.set_xticklabels([str(int(t)) for t in ts])
+            ax.minorticks_off()
         ax2.set_xlabel("timesteps T")
         ax2.set_ylabel("mean |a - rate x lambda| / mean a")
         ax2.set_title("Per-layer error of the SNN's rates (ANN units)", fontsize=10)
