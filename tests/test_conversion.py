@@ -217,19 +217,19 @@ def trained_ann(tmp_path_factory):
 
 def test_cli_convert_end_to_end(trained_ann, tmp_path, capsys):
     out = tmp_path / "snn"
-    assert main(["convert", str(trained_ann), "--out", str(out), "--T", "16", "--calibration-samples", "64",
-                 "--eval-samples", "40", "--timestep-grid", "4,16", "--quiet"]) == 0
+    assert main(["convert", str(trained_ann), "--out", str(out), "--T", "8", "--calibration-samples", "64",
+                 "--eval-samples", "40", "--timestep-grid", "4,8", "--quiet"]) == 0
     printed = capsys.readouterr().out
     assert "ANN accuracy" in printed and "thresholds per layer" in printed
     for f in ("checkpoint.pt", "conversion.json", "conversion.csv", "conversion.png"):
         assert (out / f).is_file()
     snn, ckpt = load_checkpoint(out / "checkpoint.pt")  # an ordinary checkpoint
     cfg = snn.config
-    assert cfg.spiking and cfg.neuron == "if" and cfg.reset == "soft" and cfg.T == 16 and len(cfg.thresholds) == 5
+    assert cfg.spiking and cfg.neuron == "if" and cfg.reset == "soft" and cfg.T == 8 and len(cfg.thresholds) == 5
     assert cfg.encoder == "poisson" and cfg.encoder_options == {"signed": True, "mean": 0.5, "std": 0.5}
     assert cfg.normalize_mean is None  # the signed Poisson code normalizes
     rec = ckpt["conversion"]
-    assert (rec["method"], rec["T"], rec["calibration_samples"], rec["timestep_grid"]) == ("balance", 16, 64, [4, 16])
+    assert (rec["method"], rec["T"], rec["calibration_samples"], rec["timestep_grid"]) == ("balance", 8, 64, [4, 8])
     src = ckpt["ann_source"]
     assert src["sha256"] == file_sha256(trained_ann) and src["checkpoint"] == str(trained_ann)
     assert [s["step"] for s in ckpt["provenance"]] == ["ann-training", "conversion"]
