@@ -130,7 +130,8 @@ class TrainConfig:
         """Lines saying what the method set: the ANN's model settings and the optimizer
         defaults filled in (empty for BPTT, whose defaults are the long-standing ones)."""
         if self.method == "hybrid":
-            filled = ", ".join(f"{k} {_show(v)}" for k, v in self.method_defaults.items())
+            filled = ", ".join(f"{k} {_show(v)}" for k, v in self.method_defaults.items()
+                               if k in ("optimizer", "amsgrad", "lr", "weight_decay", "schedule"))
             return [f"method hybrid (Sharmin et al. 2020's SNN-BP): fine-tuning {self.init_from} with thresholds x "
                     f"{_show(float(self.threshold_scale))}" + (f"; defaults applied where not given: {filled}"
                                                                if filled else "")]
