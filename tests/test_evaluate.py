@@ -266,6 +266,44 @@ def test_eps_sweep_and_curve():
     assert res.eps_curve[2].robust_accuracy == res.worst_case.robust_accuracy  # the main eps is reused
 
 
+def test_eps_curve_points_use_the_budgets_curve_settings(monkeypatch):
+    """The main eps gets the full budget; the other curve points get ``curve_steps`` and
+    ``curve_square_queries``, and the notes and shortfalls say so."""
+    seen: list[tuple[str, float, int]] = []
+    real = ev.get_attack
+
+    def spying(name, **opts):
+        atk = real(name, **opts)
+        run = atk.run
+
+        def spied(victim, z0, y):
+            seen.append((name, round(float(victim.threat.eps), 4), int(opts.get("n_queries") or opts.get("n_iter") or opts.get("steps") or 0)))
+            return run(victim, z0, y)
+
+        atk.run = spied
+        return atk
+
+    monkeypatch.setattr(ev, "get_attack", spying)
+    budget = dataclasses.replace(TINY, curve_steps=3, curve_square_queries=7)
+    model = Linear().eval()
+    x, y = linear_data(24, amp=0.3)  # margins large enough that samples survive and reach Square
+    res = ev.evaluate(model, x, y, suite="reliable", threat=ThreatModel(eps=0.05), budget=budget, progress=False,
+                      diagnostics=False, eps_sweep=[0.02, 0.05])
+    assert {(e, q) for a, e, q in seen if a == "square"} == {(0.05, 20), (0.02, 7)}
+    assert {(e, q) for a, e, q in seen if a == "apgd-ce"} == {(0.05, 10), (0.02, 3)}
+    assert any("points other than the main eps ran with 3 steps per attack and 7 Square queries" in n
+               for n in res.notes)
+    short = budget.shortfalls(False)
+    assert any("7 Square queries at the eps-curve points" in s_ for s_ in short)
+    assert any("3 steps per attack at the eps-curve points" in s_ for s_ in short)
+    assert TINY.for_curve() is TINY and not any("eps-curve" in s_ for s_ in TINY.shortfalls(False))
+    wide = dataclasses.replace(TINY, curve_steps=50)
+    assert wide.for_curve() is wide and wide.for_curve().steps == 10  # never more than the main budget
+    assert budget.to_dict()["curve_square_queries"] == 7 and budget.to_dict()["curve_steps"] == 3
+    with pytest.raises(ConfigError, match="curve_steps must be a positive integer"):
+        dataclasses.replace(TINY, curve_steps=0)
+
+
 def test_bad_inputs_are_one_line_config_errors():
     model = Linear().eval()
     x, y = linear_data(8)

@@ -150,9 +150,11 @@ def test_quick_note_names_every_setting_below_the_standard():
     quick = get_budget("quick")
     (note,) = quick.notes()
     assert note.startswith("budget 'quick' is below the standard of reliable evaluations in: ")
-    for part in (f"10 steps per attack (standard >= {STANDARD_STEPS})",
+    for part in (f"50 steps per attack (standard >= {STANDARD_STEPS})",
                  f"1 target class for APGD-T/FAB-T (standard {STANDARD_TARGET_CLASSES}",
-                 f"50 Square queries (standard >= {STANDARD_SQUARE_QUERIES})",
+                 f"100 Square queries at the eps-curve points other than the main eps "
+                 f"(standard >= {STANDARD_SQUARE_QUERIES})",
+                 f"10 steps per attack at the eps-curve points other than the main eps (standard >= {STANDARD_STEPS})",
                  f"4 EOT samples per gradient on stochastic models (standard >= {STANDARD_EOT})",
                  "10 PGD steps on transfer sources (standard >= 100)",
                  "apgd-t/sapgd/fab-t under the model's own surrogate only"):
@@ -164,7 +166,8 @@ def test_quick_note_names_every_setting_below_the_standard():
     # raising steps alone leaves the other shortfalls named (and the override recorded)
     raised = quick.override(steps=100)
     assert not raised.below_standard
-    assert "steps per attack" not in raised.notes()[0] and "50 Square queries" in raised.notes()[0]
+    assert "steps per attack (standard" not in raised.notes()[0] and "100 Square queries" in raised.notes()[0]
+    assert "5000 Square queries" not in note  # the main eps gets the standard count
     assert raised.notes()[1] == "budget overridden: steps=100"
     assert get_budget("thorough").notes() == [] and get_budget("exhaustive").notes() == []
 

@@ -607,7 +607,9 @@ def eps_curve_pass(session: Session, plan: EvaluationPlan, main: PassOutcome, sp
             outcome = main
         else:
             th = threat.with_eps(e)
-            specs_e = attack_specs(plan, session_context(session, plan, th))
+            ctx_e = session_context(session, plan, th)
+            ctx_e.budget = plan.budget.for_curve()
+            specs_e = attack_specs(plan, ctx_e)
             if plan.progress:
                 _say(f"eps sweep: {th.label()}")
             outcome = run_pass(session, specs_e, th, cascade=plan.cascade,
@@ -623,6 +625,11 @@ def eps_curve_pass(session: Session, plan: EvaluationPlan, main: PassOutcome, sp
     if plan.eps_curve and plan.cascade:
         notes.append("eps curve: samples broken at a smaller eps count as broken at larger ones "
                      "(the same point lies in the larger ball) and are not attacked again")
+    b, c = plan.budget, plan.budget.for_curve()
+    if c is not b and plan.suite is not None and any(abs(e - threat.eps) >= 1e-12 for e in plan.eps_curve):
+        notes.append(f"eps curve: the points other than the main eps ran with {c.steps} steps per attack and "
+                     f"{c.square_queries} Square queries ({b.steps} and {b.square_queries} at eps={threat.eps:.4g}), "
+                     "so they are looser upper bounds")
     covering = [e for e in plan.eps_curve if ball_covers_everything(threat.norm, e, session.bounds, session.dims)]
     if covering and not main_covers_all:
         notes.append(f"WARNING: the eps curve's points {', '.join(f'{e:g}' for e in covering)} hold every valid "

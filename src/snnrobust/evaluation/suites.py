@@ -85,6 +85,11 @@ class Budget:
     cascade: True lets cascade suites (standard, reliable) skip samples an earlier attack
         broke; False runs every attack on every clean-correct sample (the per-sample worst
         case still combines them) so that each attack's own number is measured.
+    curve_steps / curve_square_queries: steps and Square queries at the eps-curve points
+        other than the main eps (None = steps / square_queries; never more than those). At a
+        small eps most samples survive, so every attack runs on most of them and Square spends
+        all its queries on each: a curve at full strength costs several main passes. The
+        headline number keeps the full budget; the curve's looser points are named in the notes.
     """
 
     name: str
@@ -106,6 +111,8 @@ class Budget:
     description: str = ""
     overrides: tuple[tuple[str, int], ...] = ()
     cascade: bool = True
+    curve_steps: Optional[int] = None
+    curve_square_queries: Optional[int] = None
 
     def __post_init__(self) -> None:
         # results read back from JSON hold lists; keep the budget hashable and comparable
@@ -118,6 +125,10 @@ class Budget:
                 raise ConfigError(f"budget {self.name}: {k} must be a positive integer, got {v!r}")
         if not self.surrogate_widths or any(not w > 0 for w in self.surrogate_widths):
             raise ConfigError(f"budget {self.name}: surrogate_widths must be positive numbers")
+        for k in ("curve_steps", "curve_square_queries"):
+            v = getattr(self, k)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise ConfigError(f"budget {self.name}: {k} must be a positive integer or null, got {v!r}")
         if not isinstance(self.cascade, bool):
             raise ConfigError(f"budget {self.name}: cascade must be true or false, got {self.cascade!r}")
 
@@ -143,6 +154,16 @@ class Budget:
         return dataclasses.replace(self, overrides=tuple(sorted({**dict(self.overrides), **changes}.items())),
                                    **changes)
 
+    def for_curve(self) -> "Budget":
+        """The budget the eps-curve points other than the main eps run with (see the class
+        docstring): steps and Square queries capped at ``curve_steps`` / ``curve_square_queries``."""
+        steps = self.steps if self.curve_steps is None else min(self.steps, self.curve_steps)
+        queries = self.square_queries if self.curve_square_queries is None else min(self.square_queries,
+                                                                                    self.curve_square_queries)
+        if (steps, queries) == (self.steps, self.square_queries):
+            return self
+        return dataclasses.replace(self, steps=steps, square_queries=queries)
+
     @property
     def below_standard(self) -> bool:
         """Fewer iterations than the >= 100-step standard (the table's headline flag; the notes
@@ -161,6 +182,13 @@ class Budget:
                        f"(standard {STANDARD_TARGET_CLASSES}, or classes - 1 if fewer)")
         if self.square_queries < STANDARD_SQUARE_QUERIES:
             out.append(f"{self.square_queries} Square queries (standard >= {STANDARD_SQUARE_QUERIES})")
+        curve = self.for_curve()
+        if curve.steps < min(self.steps, STANDARD_STEPS):
+            out.append(f"{curve.steps} steps per attack at the eps-curve points other than the main eps "
+                       f"(standard >= {STANDARD_STEPS})")
+        if curve.square_queries < min(self.square_queries, STANDARD_SQUARE_QUERIES):
+            out.append(f"{curve.square_queries} Square queries at the eps-curve points other than the main eps "
+                       f"(standard >= {STANDARD_SQUARE_QUERIES})")
         if self.eot < STANDARD_EOT and stochastic is not False:
             where = "" if stochastic else " on stochastic models"
             out.append(f"{self.eot} EOT samples per gradient{where} (standard >= {STANDARD_EOT})")
@@ -201,13 +229,16 @@ BUDGETS: dict[str, Budget] = {
     for b in [
         Budget(
             name="quick",
-            description="CPU demo: own surrogate + a 4x wider one + BPTR under 10-step APGD-CE, then APGD-T "
-                        "(1 target), SA-PGD and FAB-T (1 target) with the own surrogate, 50-query Square; "
+            description="CPU demo: 50-step APGD-CE under the own surrogate, a 4x wider one, RGA and BPTR, then "
+                        "APGD-T (1 target), SA-PGD and FAB-T (1 target) with the own surrogate, each on the samples "
+                        "still robust, then a full 5000-query Square; the other eps-curve points get 10 steps and 100 "
+                        "queries; "
                         "diagnostics on 100 samples (below the standard: every such setting is named in the result)",
-            steps=10, restarts=1, surrogate_widths=(1.0, 4.0), extra_estimators=("bptr",),
+            steps=50, restarts=1, surrogate_widths=(1.0, 4.0), extra_estimators=("rga", "bptr"),
             estimator_attacks=("apgd-ce",), own_attacks=("apgd-t", "sapgd", "fab-t"),
-            eot=4, target_classes=1, square_queries=50, transfer_steps=10,
+            eot=4, target_classes=1, square_queries=5000, transfer_steps=10,
             diag_n=100, diag_steps=10, diag_more_steps=30, diag_restarts=2, diag_noise_draws=5,
+            curve_steps=10, curve_square_queries=100,
         ),
         Budget(
             name="thorough",
