@@ -277,7 +277,8 @@ def test_eps_curve_points_use_the_budgets_curve_settings(monkeypatch):
         run = atk.run
 
         def spied(victim, z0, y):
-            seen.append((name, round(float(victim.threat.eps), 4), int(opts.get("n_queries") or opts.get("n_iter") or opts.get("steps") or 0)))
+            budget = opts.get("n_queries") or opts.get("n_iter") or opts.get("steps") or 0
+            seen.append((name, round(float(victim.threat.eps), 4), int(budget)))
             return run(victim, z0, y)
 
         atk.run = spied
