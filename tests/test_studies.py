@@ -164,6 +164,10 @@ def test_quick_study_check_via_cli(tmp_path, monkeypatch, capsys):
     (("eval", {"samples": 12}), "'eval' needs 'eps' and 'samples'"),
     (("variants", [{"label": "a"}, {"label": "a"}]), "unique label"),
     (("variants", [{"model": {}}]), "unique label"),
+    (("protocols", [{"name": "p", "suite": "reliable", "overrides": {"bogus": 1}}]), "unknown setting"),
+    (("protocols", [{"name": "p", "suite": "reliable", "overrides": [1]}]), "'overrides' must map"),
+    (("protocols", [{"name": "p", "attack": "pgd", "samples": 99}]), "'samples' must be an integer from 1"),
+    (("protocols", [{"name": "p", "attack": "pgd", "models": ["nope"]}]), "'models' must list variant labels"),
 ])
 def test_bad_recipe_is_one_line_error(tmp_path, change, message):
     import yaml
@@ -176,3 +180,133 @@ def test_bad_recipe_is_one_line_error(tmp_path, change, message):
     with pytest.raises(ConfigError, match=message) as e:
         load_recipe(str(path))
     assert "\n" not in str(e.value)
+
+
+# -------------------------------------------------- derived variants (Sharmin et al. 2020's three models)
+DERIVED = """
+name: tiny-three
+seed: "001"
+title: tiny three-model study
+description: ANN, converted SNN and fine-tuned SNN, tiny
+claims: []
+sizes:
+  quick:
+    dataset: mnist5k
+    train: {epochs: 1, batch_size: 50, max_train_samples: 100, seed: 0}
+    model: {name: vgg5, width: 2, fc_hidden: 16, T: 2, normalize_mean: 0.5, normalize_std: 0.5}
+    variants:
+      - {label: ann, train: {method: ann}}
+      - {label: conv, convert: {from: ann, method: balance, T: 4, calibration_samples: 16, timestep_grid: [4],
+                                eval_samples: 10, encoder: direct}}
+      - {label: bp, init_from: conv, model: {T: 2}, train: {epochs: 1}}
+    eval: {samples: 8, eps: 0.1, eps_sweep: [], batch_size: 8}
+    protocols:
+      - {name: fgsm, attack: fgsm, weak: true}
+      - {name: pgd, attack: pgd, options: {steps: 2}, models: [ann, bp], samples: 4}
+      - {name: reliable, suite: reliable, models: [bp], samples: 3,
+         overrides: {steps: 2, square_queries: 5, diag_n: 3, diag_steps: 1, diag_more_steps: 2, diag_restarts: 1}}
+"""
+
+
+def test_study_converts_and_fine_tunes_in_order_and_resumes(tmp_path, monkeypatch):
+    recipe = tmp_path / "three.yaml"
+    recipe.write_text(DERIVED)
+    out = tmp_path / "study"
+    run_study(str(recipe), "quick", out, device="cpu", progress=False, log=lambda s: None)
+    study = json.loads((out / "study.json").read_text())
+    entries = {m["label"]: m for m in study["models"]}
+    steps = {k: [s["step"] for s in e["provenance"]] for k, e in entries.items()}
+    assert steps == {"ann": [], "conv": ["ann-training", "conversion"],
+                     "bp": ["ann-training", "conversion", "hybrid-fine-tuning"]}
+    assert entries["conv"]["model_config"]["thresholds"] and entries["conv"]["model_config"]["T"] == 4
+    assert entries["bp"]["model_config"]["neuron"] == "lif" and entries["bp"]["model_config"]["T"] == 2
+    assert entries["ann"]["model_config"]["spiking"] is False
+    # the fine-tuned variant started from the study's own converted checkpoint
+    bp_step = next(s for s in entries["bp"]["provenance"] if s["step"] == "hybrid-fine-tuning")
+    assert bp_step["init_from"] == str(out / "models" / "conv" / "checkpoint.pt")
+    # a protocol restricted with `models:` ran on those variants only
+    ran = {(e["model"], e["protocol"]) for e in study["evaluations"]}
+    assert ran == {("ann", "fgsm"), ("conv", "fgsm"), ("bp", "fgsm"), ("ann", "pgd"), ("bp", "pgd"), ("bp", "reliable")}
+    # `samples:` attacks the first N evaluation images; `overrides:` scales the budget, named in the result
+    n = {(e["model"], e["protocol"]): e["result"]["clean"]["n"] for e in study["evaluations"]}
+    assert n[("bp", "pgd")] == 4 and n[("bp", "fgsm")] == 8 and n[("bp", "reliable")] == 3
+    rel = next(e["result"] for e in study["evaluations"] if e["protocol"] == "reliable")
+    assert rel["budget_settings"]["steps"] == 2 and any("budget overridden" in t for t in rel["notes"])
+    # the fine-tuned SNN has a source ANN: the reliable suite attacked it through the ANN too
+    assert any((a.get("estimator") or {}).get("name") == "source-ann" for a in rel["attacks"])
+    # a re-run converts, trains and attacks nothing again
+    monkeypatch.setattr(runner, "convert_checkpoint", lambda *a, **k: pytest.fail("converted again"))
+    monkeypatch.setattr(runner, "evaluate", lambda *a, **k: pytest.fail("evaluated again"))
+    run_study(str(recipe), "quick", out, device="cpu", progress=False, log=lambda s: None)
+    # a converted checkpoint that no longer matches the recipe is refused, not silently reused
+    import yaml
+
+    d = yaml.safe_load(DERIVED)
+    d["sizes"]["quick"]["variants"][1]["convert"]["T"] = 6
+    recipe.write_text(yaml.safe_dump(d))
+    with pytest.raises(ConfigError, match="converted from another ANN or with other settings"):
+        run_study(str(recipe), "quick", out, device="cpu", progress=False, log=lambda s: None)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda v: v[1]["convert"].update({"from": "bp"}), "'convert' needs 'from' naming an ANN variant"),
+    (lambda v: v[1]["convert"].update({"from": "nope"}), "'convert' needs 'from' naming an ANN variant"),
+    (lambda v: v[1]["convert"].update({"bogus": 1}), "unknown conversion option"),
+    (lambda v: v[1]["convert"].update({"method": "magic"}), "conversion method must be"),
+    (lambda v: v[2].update({"init_from": "ann"}), "'init_from' must name a converted variant"),
+    (lambda v: v.reverse(), "listed before it"),
+    (lambda v: v[2].update({"convert": {"from": "ann"}}), "has both 'convert' and 'init_from'"),
+])
+def test_bad_derived_variants_are_one_line_errors(tmp_path, change, message):
+    import yaml
+
+    d = yaml.safe_load(DERIVED)
+    change(d["sizes"]["quick"]["variants"])
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(d))
+    with pytest.raises(ConfigError, match=message) as e:
+        load_recipe(str(path))
+    assert "\n" not in str(e.value)
+
+
+def test_bad_protocol_models_is_one_line_error(tmp_path):
+    import yaml
+
+    d = yaml.safe_load(DERIVED)
+    d["sizes"]["quick"]["protocols"][1]["models"] = ["nope"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(d))
+    with pytest.raises(ConfigError, match="'models' must list variant labels"):
+        load_recipe(str(path))
+
+
+def test_quick_check_of_derived_variants(tmp_path, monkeypatch, capsys):
+    from snnrobust.studies.preflight import check_study
+
+    recipe = tmp_path / "three.yaml"
+    recipe.write_text(DERIVED)
+    monkeypatch.chdir(tmp_path)
+    rows = check_study(str(recipe), "quick", None, "cpu", batch=4, log=lambda s: None)
+    by = {r.label: r for r in rows}
+    assert set(by) == {"ann", "conv", "bp"} and by["conv"].epochs == 0 and by["bp"].epochs == 1
+    assert set(by["bp"].attacks) == {"fgsm", "pgd", "reliable"} and set(by["conv"].attacks) == {"fgsm"}
+    assert list(tmp_path.iterdir()) == [recipe]  # the check writes nothing
+
+
+def test_sharmin_full_size_check_on_cifar_files(tmp_path, monkeypatch):
+    # `study sharmin-three-models --size full --check` on CIFAR-10 in its real on-disk format (a tiny fake
+    # copy): every variant is built the way the study makes it (the converted ones in memory from their
+    # untrained ANN), the fine-tuned SNN and the ANN are stepped and attacked; the T=2000 converted SNN
+    # is built but not attacked here (its gradients at T=2000 are GPU work)
+    from cifar_files import make_cifar10
+    from snnrobust.studies.preflight import check_study
+
+    make_cifar10(tmp_path / "cifar-10-batches-py", style="2", n=3)
+    monkeypatch.chdir(tmp_path)
+    rows = check_study("sharmin-three-models", "full", str(tmp_path), "cpu", batch=2,
+                       variants=["ann", "snn-bp"], log=lambda s: None)
+    by = {r.label: r for r in rows}
+    assert set(by) == {"ann", "snn-bp"} and by["ann"].epochs == 100 and by["snn-bp"].epochs == 20
+    assert set(by["snn-bp"].attacks) == {"seed-sharmin2020", "black-box", "reliable"}
+    assert "source-ann" not in by["snn-bp"].estimators or by["snn-bp"].estimators["source-ann"] > 0
+    assert len(by["snn-bp"].estimators) >= 3 and all(t > 0 for t in by["snn-bp"].estimators.values())

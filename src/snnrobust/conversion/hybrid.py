@@ -86,32 +86,31 @@ class HybridInit:
                 "provenance": [dict(s) for s in self.source["provenance"]] + [self.step(train_config, epoch, metrics)]}
 
 
-def hybrid_model(init_from: "str | Path", model_options: dict, threshold_scale: float = DEFAULT_THRESHOLD_SCALE,
-                 info: Optional[Any] = None) -> HybridInit:
-    """The model that hybrid fine-tuning starts from (module docstring).
-
-    ``model_options``: ``name`` plus model options, as in ``TrainConfig.model``; options in
-    :data:`CHANGEABLE` are applied, any other must equal the converted model's. ``info``
-    (a ``DatasetInfo``) is checked against the model's input shape and classes."""
+def hybrid_config(src: dict, model_options: dict, threshold_scale: float = DEFAULT_THRESHOLD_SCALE,
+                  info: Optional[Any] = None, where: str = "--init-from") -> dict:
+    """The model config hybrid fine-tuning starts from, given the converted model's config
+    ``src`` (a dict with per-layer ``thresholds``): options in :data:`CHANGEABLE` of
+    ``model_options`` (``name`` plus model options, as in ``TrainConfig.model``) are applied,
+    any other must equal the converted model's; thresholds are scaled by ``threshold_scale``.
+    ``info`` (a ``DatasetInfo``) is checked against the model's input shape and classes."""
     if not (isinstance(threshold_scale, (int, float)) and not isinstance(threshold_scale, bool)
             and math.isfinite(threshold_scale) and threshold_scale > 0):
         raise ConfigError(f"--threshold-scale must be a positive number, got {threshold_scale!r}")
-    ckpt = read_converted(init_from)
-    src = dict(ckpt["model_config"])
+    src = dict(src)
     opts = dict(model_options)
     name = opts.pop("name", src["name"])
     if name != src["name"]:
-        raise ConfigError(f"--init-from {init_from} is a converted '{src['name']}', not '{name}': fine-tuning "
+        raise ConfigError(f"{where} is a converted '{src['name']}', not '{name}': fine-tuning "
                           "starts from its weights, so the architecture cannot change")
     arch = dict(src.get("arch") or {})
     for k in list(opts):
         if k in CHANGEABLE:
             continue
-        where = src if k in src else arch if k in arch else None
-        if where is None:
+        here = src if k in src else arch if k in arch else None
+        if here is None:
             raise ConfigError(f"model '{name}' has no option '{k}'")
-        if not _same(where[k], opts[k]):
-            raise ConfigError(f"--init-from {init_from} has {k}={where[k]!r} but the requested model has "
+        if not _same(here[k], opts[k]):
+            raise ConfigError(f"{where} has {k}={here[k]!r} but the requested model has "
                               f"{k}={opts[k]!r}: a different architecture; drop the option or convert a matching ANN")
         opts.pop(k)
     d = dict(src)
@@ -123,8 +122,17 @@ def hybrid_model(init_from: "str | Path", model_options: dict, threshold_scale: 
     if info is not None:
         for key in ("in_channels", "num_classes", "image_size"):
             if d[key] != getattr(info, key):
-                raise ConfigError(f"--init-from {init_from} expects {key}={d[key]}, dataset {info.name} has "
+                raise ConfigError(f"{where} expects {key}={d[key]}, dataset {info.name} has "
                                   f"{getattr(info, key)}; train on the dataset it was converted for")
+    return d
+
+
+def hybrid_model(init_from: "str | Path", model_options: dict, threshold_scale: float = DEFAULT_THRESHOLD_SCALE,
+                 info: Optional[Any] = None) -> HybridInit:
+    """The model that hybrid fine-tuning starts from (module docstring; the config is
+    :func:`hybrid_config` of the converted checkpoint's)."""
+    ckpt = read_converted(init_from)
+    d = hybrid_config(ckpt["model_config"], model_options, threshold_scale, info, where=f"--init-from {init_from}")
     try:
         model = model_from_dict(d)
     except ConfigError as e:

@@ -145,7 +145,7 @@ def summary_section(study: Study, verdicts: list[ModelVerdict], claims: list[Cla
     else:
         s.add(Para("No models in this study."))
     if claims:
-        s.add(Heading("Seed claims"))
+        s.add(Heading("Claims of the papers"))
         s.add(Bullets([[badge(c.verdict), f" {c.id} ({c.paper}): {c.claim}"] for c in claims]))
     return s
 
@@ -165,6 +165,30 @@ _MODEL_KEYS = ["name", "T", "width", "in_channels", "image_size", "num_classes",
                "arch"]
 _TRAIN_KEYS = ["epochs", "batch_size", "optimizer", "lr", "weight_decay", "momentum", "schedule", "seed",
                "augment", "max_train_samples", "device"]
+
+
+def made_by(model_entry: dict) -> str:
+    """How a study's model was made, in a few words: trained by BPTT, an ANN, or the chain of
+    Sharmin et al. 2020's ANN -> converted SNN -> BPTT fine-tuning from its provenance."""
+    steps = [st for st in R.as_list(model_entry.get("provenance")) if isinstance(st, dict)]
+    if not steps:
+        method = R.text(R.as_dict(model_entry.get("train_config")).get("method"), "bptt")
+        return "ANN (ReLU twin)" if method == "ann" else "trained by BPTT"
+    words = []
+    for st in steps:
+        kind = st.get("step")
+        if kind == "ann-training":
+            words.append("ANN trained")
+        elif kind == "conversion":
+            words.append(f"converted ({st.get('method', '?')}, T={st.get('T', '?')})")
+        elif kind == "hybrid-fine-tuning":
+            neuron = str(st.get("neuron", "?")).upper()
+            leak = f" {st['leak']:g}" if isinstance(st.get("leak"), (int, float)) and neuron == "LIF" else ""
+            words.append(f"fine-tuned by BPTT (T={st.get('T', '?')}, {neuron}{leak}, thresholds x"
+                         f"{st.get('threshold_scale', '?')}, {st.get('epochs_done', '?')} epochs)")
+        else:
+            words.append(str(kind))
+    return " → ".join(words)
 
 
 def setup_section(study: Study, colors: dict[str, str]) -> Section:
@@ -198,12 +222,12 @@ def setup_section(study: Study, colors: dict[str, str]) -> Section:
         for m in models:
             mc, tc = R.as_dict(m.get("model_config")), R.as_dict(m.get("train_config"))
             sha = R.text(m.get("checkpoint_sha256"))
-            rows.append([m["label"], R.text(m.get("group"), "-"), _kv(mc, _MODEL_KEYS) or "-",
+            rows.append([m["label"], R.text(m.get("group"), "-"), made_by(m), _kv(mc, _MODEL_KEYS) or "-",
                          _kv(tc, _TRAIN_KEYS) or "-",
                          R.pct(R.rate(m.get("clean_accuracy"))),
                          (R.text(m.get("checkpoint"), "-") + (f" (sha256 {sha[:12]}…)" if sha else ""))])
-        s.add(Table(["model", "group", "model config", "training config", "clean accuracy (95 % CI)", "checkpoint"],
-                    rows))
+        s.add(Table(["model", "group", "made by", "model config", "training config", "clean accuracy (95 % CI)",
+                     "checkpoint"], rows))
         for m in models:
             cfg = {"model_config": m.get("model_config"), "train_config": m.get("train_config")}
             s.add(Code(json.dumps(cfg, indent=2, default=str, sort_keys=True), f"full configuration of {m['label']}",

@@ -67,36 +67,82 @@ def check_study(name: str, size: str = "full", data_root: Optional[str] = None, 
     threat = study_threat(spec)
     xg, yg = splits.test.batch(torch.arange(min(2, len(splits.test))))
     # every variant is built first: transfer protocols take the others as sources
-    configs = {v["label"]: runner._variant_train_config(v) for v in spec["variants"]}
-    models = {lb: build_model_for(cfg, info).to(dev) for lb, cfg in configs.items()}
+    configs = {v["label"]: runner._variant_train_config(v) for v in spec["variants"] if not v.get("convert")}
+    models: dict = {}
+    for v in spec["variants"]:
+        models[v["label"]] = check_model(runner, v, configs, models, splits, info).to(dev)
     out: list[VariantCheck] = []
     for v in spec["variants"]:
         if variants and v["label"] not in variants:
             continue
-        cfg, model = configs[v["label"]], models[v["label"]]
-        n = min(int(batch or cfg.batch_size), len(splits.train))
-        x, y = splits.train.batch(torch.arange(n))
-        x, y = x.to(dev), y.to(dev)
-        opt = make_optimizer(cfg, model)
-        use_amp = cfg.amp and dev.type == "cuda"
-        scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-        model.train()
-        # warm-up (allocator, kernels) on a couple of images, then one timed step of n images
-        train_step(model, opt, scaler, x[:2], y[:2], use_amp, where=f"in the check of {v['label']}")
-        _sync(dev)
-        t0 = time.perf_counter()
-        train_step(model, opt, scaler, x, y, use_amp, where=f"in the check of {v['label']}")
-        _sync(dev)
-        step_s = time.perf_counter() - t0
-        model.eval()
-        row = VariantCheck(label=v["label"], parameters=sum(p.numel() for p in model.parameters()),
-                           step_images=int(x.shape[0]), step_s=step_s,
-                           epoch_hours=step_s / x.shape[0] * len(splits.train) / 3600, epochs=cfg.epochs)
-        log(f"[check] {v['label']}: model builds, one training step of {row.step_images} images took {step_s:.2f}s")
+        model = models[v["label"]]
+        if v.get("convert"):
+            # converted, not trained: no training step to time (the conversion itself is a few
+            # forward passes over the calibration images per layer)
+            row = VariantCheck(label=v["label"], parameters=sum(p.numel() for p in model.parameters()),
+                               step_images=0, step_s=0.0, epoch_hours=0.0, epochs=0)
+            log(f"[check] {v['label']}: converts from {v['convert']['from']} (not trained)")
+        else:
+            row = _time_training_step(v, configs[v["label"]], model, splits, batch, dev)
+            log(f"[check] {v['label']}: model builds, one training step of {row.step_images} images took "
+                f"{row.step_s:.2f}s")
         if v.get("attack", True):
             _check_protocols(runner, v["label"], model, models, threat, info.num_classes, xg, yg, dev, row, log)
         out.append(row)
     return out
+
+
+def _time_training_step(v: dict, cfg, model, splits, batch: Optional[int], dev: torch.device) -> VariantCheck:
+    """One warm-up and one timed BPTT step of variant ``v`` (``batch`` images, default its own)."""
+    n = min(int(batch or cfg.batch_size), len(splits.train))
+    x, y = splits.train.batch(torch.arange(n))
+    x, y = x.to(dev), y.to(dev)
+    opt = make_optimizer(cfg, model)
+    use_amp = cfg.amp and dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    model.train()
+    # warm-up (allocator, kernels) on a couple of images, then one timed step of n images
+    train_step(model, opt, scaler, x[:2], y[:2], use_amp, where=f"in the check of {v['label']}")
+    _sync(dev)
+    t0 = time.perf_counter()
+    train_step(model, opt, scaler, x, y, use_amp, where=f"in the check of {v['label']}")
+    _sync(dev)
+    step_s = time.perf_counter() - t0
+    model.eval()
+    return VariantCheck(label=v["label"], parameters=sum(p.numel() for p in model.parameters()),
+                        step_images=int(x.shape[0]), step_s=step_s,
+                        epoch_hours=step_s / x.shape[0] * len(splits.train) / 3600, epochs=cfg.epochs)
+
+
+def check_model(runner: StudyRunner, v: dict, configs: dict, models: dict, splits, info):
+    """Variant ``v``'s model as the study would make it, untrained: built from its config; or,
+    for Sharmin et al. 2020's derived variants, converted in memory from its (untrained) source
+    ANN on 4 training images (``convert``), or derived from its converted source the way
+    fine-tuning starts (``init_from``)."""
+    from ..conversion import ConversionConfig, convert_model
+    from ..conversion.hybrid import hybrid_config
+    from ..models import model_from_dict
+
+    if v.get("convert"):
+        cfg = runner._conversion_config(v)
+        # thresholds balanced over at most 16 steps (their values do not matter to a check; the
+        # balancing time does not either), the model then rebuilt at the recipe's T
+        check_cfg = ConversionConfig(**{**cfg.__dict__, "calibration_samples": 4, "eval_samples": 4,
+                                        "T": min(cfg.T, 16)})
+        calib, _ = splits.train.batch(torch.arange(min(4, len(splits.train))))
+        converted = convert_model(models[v["convert"]["from"]], calib, check_cfg).model
+        model = model_from_dict({**converted.config.to_dict(), "T": cfg.T})
+        model.load_state_dict(converted.state_dict(), strict=True)
+        return model
+    if v.get("init_from"):
+        converted = models[v["init_from"]]
+        cfg = configs[v["label"]]
+        d = hybrid_config(converted.config.to_dict(), cfg.model, cfg.threshold_scale, info,
+                          where=f"variant {v['init_from']}")
+        model = model_from_dict(d)
+        model.load_state_dict(converted.state_dict(), strict=True)
+        return model
+    return build_model_for(configs[v["label"]], info)
 
 
 def _sync(dev: torch.device) -> None:
@@ -154,9 +200,12 @@ def format_checks(rows: list[VariantCheck]) -> str:
                  f"over {len(r.estimators)} estimators") if r.estimators else "-"
         if r.overflows:
             grads += "; overflow under " + ", ".join(f"{e} ({n})" for e, n in r.overflows.items())
-        lines.append(f"| {r.label} | {r.parameters:,} | {r.step_s:.2f}s for {r.step_images} images | "
-                     f"{_duration(r.epoch_hours)}/epoch, {_duration(r.train_hours)} for {r.epochs} epochs | "
-                     f"{attacks} | {grads} |")
+        if r.step_images:
+            step = f"{r.step_s:.2f}s for {r.step_images} images"
+            total = f"{_duration(r.epoch_hours)}/epoch, {_duration(r.train_hours)} for {r.epochs} epochs"
+        else:
+            step, total = "- (converted, not trained)", "-"
+        lines.append(f"| {r.label} | {r.parameters:,} | {step} | {total} | {attacks} | {grads} |")
     lines.append("")
     lines.append("Training time is extrapolated from one timed training step on this device (per-epoch evaluation "
                  "not included); a --check-batch smaller than the recipe's batch overestimates it.")

@@ -74,12 +74,27 @@ def _check_size(where: str, spec: dict) -> None:
             raise ConfigError(f"{where}: protocol {q['name']} needs exactly one of 'suite' or 'attack'")
         if "suite" in q:
             get_suite(q["suite"])
-            get_budget(q.get("budget", "quick"))
+            over = q.get("overrides") or {}
+            if not isinstance(over, dict):
+                raise ConfigError(f"{where}: protocol {q['name']} 'overrides' must map budget settings to integers")
+            get_budget(q.get("budget", "quick")).override(**over)
         else:
             attack_options(q["attack"])  # unknown attack -> one-line error listing the attacks
+        sweep = q.get("eps_sweep")
+        if sweep is not None and not isinstance(sweep, list):
+            raise ConfigError(f"{where}: protocol {q['name']} 'eps_sweep' must be a list of eps values ([] for none)")
+        n = q.get("samples")
+        if n is not None and not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= int(ev["samples"])):
+            raise ConfigError(f"{where}: protocol {q['name']} 'samples' must be an integer from 1 to the eval "
+                              f"samples ({ev['samples']}), got {n!r}")
+        only = q.get("models")
+        if only is not None and (not isinstance(only, list) or not only or not set(only) <= set(labels)):
+            raise ConfigError(f"{where}: protocol {q['name']} 'models' must list variant labels "
+                              f"(variants: {', '.join(map(str, labels))})")
         if q.get("transfer") is not None and q["transfer"] not in TRANSFER_MODES:
             raise ConfigError(f"{where}: protocol {q['name']} has transfer {q['transfer']!r}; choose one of: "
                               f"{', '.join(TRANSFER_MODES)}")
+    _check_derived_variants(where, spec)
     sources = spec.get("black_box_sources") or {}
     if not isinstance(sources, dict):
         raise ConfigError(f"{where}: 'black_box_sources' must map a variant label to its source's label")
@@ -87,6 +102,37 @@ def _check_size(where: str, spec: dict) -> None:
         if target not in labels or src not in labels or target == src:
             raise ConfigError(f"{where}: black_box_sources {target}: {src} must name two different variants "
                               f"(variants: {', '.join(map(str, labels))})")
+
+
+def _check_derived_variants(where: str, spec: dict) -> None:
+    """Variants made from others (Sharmin et al. 2020's SNN-conv and SNN-BP): ``convert: {from:
+    LABEL, ...ConversionConfig options}`` converts an ANN variant listed before it, and
+    ``init_from: LABEL`` fine-tunes a converted variant listed before it."""
+    from ..conversion import ConversionConfig
+
+    made: dict[str, str] = {}  # label -> "ann" | "converted" | "trained"
+    for v in spec["variants"]:
+        label = v["label"]
+        if v.get("convert") is not None and v.get("init_from") is not None:
+            raise ConfigError(f"{where}: variant {label} has both 'convert' and 'init_from'; give one")
+        if v.get("convert") is not None:
+            conv = v["convert"]
+            if not isinstance(conv, dict) or made.get(conv.get("from")) != "ann":
+                raise ConfigError(f"{where}: variant {label}: 'convert' needs 'from' naming an ANN variant "
+                                  "(train: {method: ann}) listed before it")
+            try:
+                ConversionConfig(**{k: val for k, val in conv.items() if k != "from"})
+            except TypeError as e:
+                raise ConfigError(f"{where}: variant {label}: unknown conversion option ({e})") from None
+            made[label] = "converted"
+        elif v.get("init_from") is not None:
+            if made.get(v["init_from"]) != "converted":
+                raise ConfigError(f"{where}: variant {label}: 'init_from' must name a converted variant "
+                                  "(one with 'convert') listed before it")
+            made[label] = "fine-tuned"
+        else:
+            method = {**(spec.get("train") or {}), **(v.get("train") or {})}.get("method", "bptt")
+            made[label] = "ann" if method == "ann" else "trained"
 
 
 def _unique_keys(where: str, spec: dict, section: str, key: str) -> list:

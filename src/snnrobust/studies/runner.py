@@ -28,11 +28,15 @@ import torch
 
 from ..evaluation.engine import evaluate
 from ..evaluation.results import incomplete_from_dict
+from ..evaluation.suites import get_budget
 from ..evaluation.threat import ThreatModel, parse_eps
 from ..data import get_dataset
 from ..io import atomic_write_text, check_output_folder
 from ..store import ResultsStore, cached, file_sha256
-from ..training import TrainConfig, evaluate_clean, load_checkpoint, train
+from ..conversion import ConversionConfig, convert_checkpoint
+from ..errors import ConfigError
+from ..training import CHECKPOINT_NAME, TrainConfig, evaluate_clean, load_checkpoint, train
+from ..training.checkpoint import read_checkpoint
 from ..evaluation.metrics import wilson_interval as wilson
 from .recipes import Recipe, load_recipe
 
@@ -54,7 +58,10 @@ def transfer_sources(spec: dict, label: str, proto: dict, models: dict[str, Any]
     """The (label, model) pairs protocol ``proto`` transfers from when attacking variant
     ``label`` of recipe size ``spec``; ``models`` maps labels to models. "other-variants":
     every other model; "same-type-source": the variant's black-box source, or None when it
-    has none (the protocol does not apply to it); no ``transfer``: none."""
+    has none (the protocol does not apply to it); no ``transfer``: none. A protocol with
+    ``models: [LABEL, ...]`` applies to those variants only (None for the others)."""
+    if proto.get("models") is not None and label not in proto["models"]:
+        return None
     how = proto.get("transfer")
     if how == "other-variants":
         return [(k, m) for k, m in models.items() if k != label]
@@ -70,6 +77,11 @@ def study_threat(spec: dict) -> ThreatModel:
     return ThreatModel(norm=ev.get("norm", "linf"), eps=parse_eps(ev["eps"]))
 
 
+def protocol_eps_sweep(spec: dict, proto: dict) -> list:
+    """The eps curve of a suite protocol: its own ``eps_sweep`` (``[]``: none), else the recipe's."""
+    return list(proto["eps_sweep"]) if proto.get("eps_sweep") is not None else list(spec["eval"].get("eps_sweep", []))
+
+
 def protocol_keywords(spec: dict, proto: dict, threat: ThreatModel, sources: Optional[list], **run: Any) -> dict:
     """The keywords of :func:`~snnrobust.evaluation.engine.evaluate` (the fields of its
     :class:`~snnrobust.evaluation.request.EvaluationRequest`) for protocol ``proto`` of recipe
@@ -79,9 +91,10 @@ def protocol_keywords(spec: dict, proto: dict, threat: ThreatModel, sources: Opt
     (the request's default when absent); an attack protocol runs its ``options``, no curve."""
     ev = spec["eval"]
     if "suite" in proto:
-        what: dict = {"suite": proto["suite"], "eps_sweep": ev.get("eps_sweep", [])}
-        if "budget" in proto:
-            what["budget"] = proto["budget"]
+        what: dict = {"suite": proto["suite"], "eps_sweep": protocol_eps_sweep(spec, proto)}
+        if "budget" in proto or proto.get("overrides"):
+            # a protocol may scale its preset (``overrides``: Budget.override keys); the result names them
+            what["budget"] = get_budget(proto.get("budget", "quick")).override(**(proto.get("overrides") or {}))
     else:
         what = {"attack": proto["attack"], "attack_options": proto.get("options", {}), "eps_sweep": []}
     return dict(threat=threat, transfer_sources=sources or None, batch_size=int(ev.get("batch_size", 250)),
@@ -108,28 +121,73 @@ class StudyRunner:
         return splits.test.batch(torch.arange(n))
 
     def _variant_train_config(self, v: dict) -> TrainConfig:
-        model = _merge(self.spec["model"], v.get("model"))
+        """The training run of variant ``v``. A fine-tuned variant (``init_from: LABEL``, Sharmin
+        et al. 2020's SNN-BP) names only the model options it changes: the rest comes from the
+        converted checkpoint it starts from (which the runner made earlier in the list)."""
         tr = _merge(self.spec["train"], v.get("train"))
+        if v.get("init_from"):
+            model = {"name": self.spec["model"]["name"], **(v.get("model") or {})}
+            tr["init_from"] = str(self._variant_folder(v["init_from"]) / CHECKPOINT_NAME)
+        else:
+            model = _merge(self.spec["model"], v.get("model"))
         tr.update(model=model, dataset=self.spec["dataset"], data_root=self.data_root, device=self.device,
-                  out=str(self.folder / "models" / v["label"]))
+                  out=str(self._variant_folder(v["label"])))
         return TrainConfig.from_dict(tr)
+
+    def _variant_folder(self, label: str) -> Path:
+        return self.folder / "models" / label
+
+    def _conversion_config(self, v: dict) -> ConversionConfig:
+        opts = {k: val for k, val in v["convert"].items() if k != "from"}
+        return ConversionConfig(**{"seed": int(self.spec["train"].get("seed", 0)), **opts})
+
+    def _convert(self, v: dict) -> Path:
+        """Variant ``v`` made by converting variant ``v['convert']['from']`` (an ANN trained
+        earlier in the list); a converted checkpoint already in place is reused when it was made
+        from the same ANN checkpoint with the same settings."""
+        cfg = self._conversion_config(v)
+        src = self.models[v["convert"]["from"]]
+        target = self._variant_folder(v["label"]) / CHECKPOINT_NAME
+        if target.is_file():
+            done = read_checkpoint(target)
+            made = done.get("conversion") or {}
+            same = ((done.get("ann_source") or {}).get("sha256") == src["sha"]
+                    and all(made.get(k) == getattr(cfg, k) for k in ("method", "T", "calibration_samples", "seed"))
+                    and (cfg.method != "percentile" or made.get("percentile") == cfg.percentile))
+            if same:
+                self.log(f"[{self.recipe.name}] model {v['label']}: reusing the converted checkpoint")
+                return target
+            raise ConfigError(f"{target} was converted from another ANN or with other settings than this recipe "
+                              "asks; delete that folder (or give another --out) to convert again")
+        self.log(f"[{self.recipe.name}] model {v['label']}: converting {v['convert']['from']} "
+                 f"({cfg.method}, T={cfg.T}, {cfg.calibration_samples} calibration images)")
+        convert_checkpoint(src["entry"]["checkpoint"], self._variant_folder(v["label"]), cfg,
+                           device=str(self._device()))
+        return target
 
     # -- stages ----------------------------------------------------------------------------
     def train_all(self, splits) -> None:
+        """Make every variant in list order: train it (BPTT, or its ANN twin with ``train:
+        {method: ann}``), convert an ANN made earlier (``convert: {from: LABEL, ...}``), or
+        fine-tune a converted one (``init_from: LABEL``)."""
         for v in self.spec["variants"]:
-            cfg = self._variant_train_config(v)
-            self.log(f"[{self.recipe.name}] model {v['label']}: training ({cfg.epochs} epochs, resumable)")
-            result = train(cfg, resume=True, progress=self.progress)
-            ckpt = result.checkpoint
+            if v.get("convert"):
+                ckpt, eval_batch = self._convert(v), 256
+            else:
+                cfg = self._variant_train_config(v)
+                what = "fine-tuning " + v["init_from"] if v.get("init_from") else "training"
+                self.log(f"[{self.recipe.name}] model {v['label']}: {what} ({cfg.epochs} epochs, resumable)")
+                ckpt, eval_batch = train(cfg, resume=True, progress=self.progress).checkpoint, cfg.eval_batch_size
             model, ck = load_checkpoint(ckpt, map_location=self._device())
             sha = file_sha256(ckpt)
-            clean = evaluate_clean(model, splits.test, cfg.eval_batch_size, self._device())
+            clean = evaluate_clean(model, splits.test, eval_batch, self._device())
+            made = ck.get("train_config") or {"conversion": ck.get("conversion")}
             entry = {"label": v["label"], "group": v.get("group", v["label"]), "model_config": ck["model_config"],
-                     "train_config": ck["train_config"], "checkpoint": str(ckpt), "checkpoint_sha256": sha,
+                     "train_config": made, "checkpoint": str(ckpt), "checkpoint_sha256": sha,
                      "clean_accuracy": _rate(clean.correct, clean.n),
-                     "train_metrics": ck.get("metrics", []), "attacked": v.get("attack", True)}
-            self.store.put("train", sha, {"train_config": ck["train_config"]}, entry, label=v["label"],
-                           study=self.recipe.name)
+                     "train_metrics": ck.get("metrics", []), "attacked": v.get("attack", True),
+                     "provenance": ck.get("provenance", [])}
+            self.store.put("train", sha, {"train_config": made}, entry, label=v["label"], study=self.recipe.name)
             self.models[v["label"]] = {"model": model, "sha": sha, "entry": entry,
                                        "ann_source": ck.get("ann_source")}  # converted/hybrid: source-ann
 
@@ -139,7 +197,6 @@ class StudyRunner:
         return resolve_device(self.device)
 
     def evaluate_all(self, x: torch.Tensor, y: torch.Tensor, data_info: dict) -> list[dict]:
-        ev = self.spec["eval"]
         threat = study_threat(self.spec)
         out = []
         modules = {k: v["model"] for k, v in self.models.items()}
@@ -150,18 +207,21 @@ class StudyRunner:
                 sources = transfer_sources(self.spec, label, proto, modules)
                 if sources is None:
                     continue
-                config = {"protocol": proto, "threat": threat.to_dict(), "n": int(x.shape[0]),
-                          "eps_sweep": ev.get("eps_sweep", []), "sources": [s for s, _ in sources],
+                # ``samples``: a protocol may attack only the first N of the evaluation images
+                xp, yp = (x, y) if not proto.get("samples") else (x[:int(proto["samples"])], y[:int(proto["samples"])])
+                config = {"protocol": proto, "threat": threat.to_dict(), "n": int(xp.shape[0]),
+                          "eps_sweep": protocol_eps_sweep(self.spec, proto),
+                          "sources": [s for s, _ in sources],
                           "source_sha": [self.models[s]["sha"] for s, _ in sources], "seed": 0}
                 desc = f"{label} / {proto['name']}"
 
-                def compute(label=label, m=m, proto=proto, sources=sources) -> dict:
+                def compute(label=label, m=m, proto=proto, sources=sources, xp=xp, yp=yp) -> dict:
                     self.log(f"[{self.recipe.name}] attacking {desc}")
                     kw = protocol_keywords(self.spec, proto, threat, sources, progress=self.progress,
                                           data_info=data_info, device=self._device(),
                                           model_info={"label": label, "checkpoint": m["entry"]["checkpoint"],
                                                       "checkpoint_sha256": m["sha"]})
-                    return evaluate(m["model"], x, y, source_ann=m.get("ann_source"), **kw).to_dict()
+                    return evaluate(m["model"], xp, yp, source_ann=m.get("ann_source"), **kw).to_dict()
 
                 t0 = time.time()
                 payload, was = self._evaluation(m["sha"], config, compute, desc)
