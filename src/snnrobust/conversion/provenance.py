@@ -19,9 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError
 from ..io import file_sha256
-from ..models import SpikingClassifier, model_from_dict
+from ..models import SpikingClassifier
 
 #: Training settings copied into the "ann-training" step (when the ANN checkpoint has them).
 _TRAIN_KEYS = ("method", "dataset", "split_seed", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
@@ -67,14 +67,9 @@ def load_ann_source(ckpt: dict) -> SpikingClassifier:
     if not has_ann_source(ckpt):
         raise CheckpointError("this checkpoint has no ANN source (ckpt['ann_source']); only SNNs made by "
                               "`snnrobust convert` (and fine-tuned from one) have one")
-    src = ckpt["ann_source"]
-    try:
-        model = model_from_dict(src["model_config"])
-        model.load_state_dict(src["model_state"], strict=True)
-    except (ConfigError, RuntimeError) as e:
-        first = str(e).strip().splitlines()[0][:160]
-        raise CheckpointError(f"the checkpoint's ANN source cannot be rebuilt ({first})") from None
-    return model.eval()
+    from ..estimators.source_ann import ann_from_source  # the one builder (source-ann uses it too)
+
+    return ann_from_source(ckpt["ann_source"])
 
 
 def describe_step(step: dict) -> str:
