@@ -15,7 +15,7 @@ def register(sub) -> None:
                                    "done.")
     p.add_argument("name", nargs="?", help="study name (see --list) or a recipe .yaml path")
     p.add_argument("--list", action="store_true", help="list the studies and their sizes")
-    p.add_argument("--size", default="quick", help="quick (CPU, mnist5k) or full (GPU, the seeds' settings)")
+    p.add_argument("--size", default="quick", help="quick (CPU, mnist5k) or full (GPU, the papers' settings)")
     p.add_argument("--out", help="study folder (default runs/study-NAME-SIZE)")
     p.add_argument("--data-root", help="folder holding the dataset files (CIFAR for --size full)")
     p.add_argument("--device", default="auto")

@@ -595,7 +595,7 @@ def claim_verdict_section(claims: list[ClaimVerdict]) -> Section:
     s.add(Para("Each check compares two models' numbers: it holds when the 95 % intervals do not overlap and the "
                "difference has the claimed sign, fails when they do not overlap and the sign is the opposite, and is "
                "inconclusive otherwise. A claim is reproduced when every check holds, holds only under the weak "
-               "protocol when a check holds under the seed paper's protocol but not under the reliable one, is "
+               "protocol when a check holds under the paper's protocol but not under the reliable one, is "
                "contradicted when any other check fails, and is inconclusive otherwise."))
     if not claims:
         return s.add(Para("No claim of the papers was checked in this study."))
