@@ -168,6 +168,7 @@ def test_quick_study_check_via_cli(tmp_path, monkeypatch, capsys):
     (("protocols", [{"name": "p", "suite": "reliable", "overrides": [1]}]), "'overrides' must map"),
     (("protocols", [{"name": "p", "attack": "pgd", "samples": 99}]), "'samples' must be an integer from 1"),
     (("protocols", [{"name": "p", "attack": "pgd", "models": ["nope"]}]), "'models' must list variant labels"),
+    (("protocols", [{"name": "p", "attack": "pgd", "vote": 0}]), "'vote' must be a positive integer"),
 ])
 def test_bad_recipe_is_one_line_error(tmp_path, change, message):
     import yaml
@@ -202,7 +203,7 @@ sizes:
     eval: {samples: 8, eps: 0.1, eps_sweep: [], batch_size: 8}
     protocols:
       - {name: fgsm, attack: fgsm, weak: true}
-      - {name: pgd, attack: pgd, options: {steps: 2}, models: [ann, bp], samples: 4}
+      - {name: pgd, attack: pgd, options: {steps: 2}, models: [ann, bp], samples: 4, vote: 3}
       - {name: reliable, suite: reliable, models: [bp], samples: 3,
          overrides: {steps: 2, square_queries: 5, diag_n: 3, diag_steps: 1, diag_more_steps: 2, diag_restarts: 1}}
 """
@@ -230,6 +231,8 @@ def test_study_converts_and_fine_tunes_in_order_and_resumes(tmp_path, monkeypatc
     # `samples:` attacks the first N evaluation images; `overrides:` scales the budget, named in the result
     n = {(e["model"], e["protocol"]): e["result"]["clean"]["n"] for e in study["evaluations"]}
     assert n[("bp", "pgd")] == 4 and n[("bp", "fgsm")] == 8 and n[("bp", "reliable")] == 3
+    votes = {(e["model"], e["protocol"]): e["result"]["vote"] for e in study["evaluations"]}
+    assert votes[("bp", "pgd")] == 3 and votes[("bp", "fgsm")] == 1  # `vote:` is the protocol's own
     rel = next(e["result"] for e in study["evaluations"] if e["protocol"] == "reliable")
     assert rel["budget_settings"]["steps"] == 2 and any("budget overridden" in t for t in rel["notes"])
     # the fine-tuned SNN has a source ANN: the reliable suite attacked it through the ANN too

@@ -83,6 +83,9 @@ def _check_size(where: str, spec: dict) -> None:
         sweep = q.get("eps_sweep")
         if sweep is not None and not isinstance(sweep, list):
             raise ConfigError(f"{where}: protocol {q['name']} 'eps_sweep' must be a list of eps values ([] for none)")
+        vote = q.get("vote")
+        if vote is not None and not (isinstance(vote, int) and not isinstance(vote, bool) and vote >= 1):
+            raise ConfigError(f"{where}: protocol {q['name']} 'vote' must be a positive integer, got {vote!r}")
         n = q.get("samples")
         if n is not None and not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= int(ev["samples"])):
             raise ConfigError(f"{where}: protocol {q['name']} 'samples' must be an integer from 1 to the eval "

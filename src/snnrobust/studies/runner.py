@@ -97,6 +97,10 @@ def protocol_keywords(spec: dict, proto: dict, threat: ThreatModel, sources: Opt
             what["budget"] = get_budget(proto.get("budget", "quick")).override(**(proto.get("overrides") or {}))
     else:
         what = {"attack": proto["attack"], "attack_options": proto.get("options", {}), "eps_sweep": []}
+    if proto.get("vote") is not None:
+        # forward passes per prediction on stochastic models (the Victim's default is 10): every
+        # attack step scores its candidates by a vote, so on a CPU this sets much of the cost
+        what["vote"] = int(proto["vote"])
     return dict(threat=threat, transfer_sources=sources or None, batch_size=int(ev.get("batch_size", 250)),
                 **what, **run)
 
