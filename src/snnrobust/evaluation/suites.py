@@ -229,7 +229,7 @@ BUDGETS: dict[str, Budget] = {
     for b in [
         Budget(
             name="quick",
-            description="CPU demo: 50-step APGD-CE under the own surrogate, a 4x wider one, RGA and BPTR, then "
+            description="CPU: 50-step APGD-CE under the own surrogate, a 4x wider one, RGA and BPTR, then "
                         "APGD-T (1 target), SA-PGD and FAB-T (1 target) with the own surrogate, each on the samples "
                         "still robust, then a full 5000-query Square; the other eps-curve points get 10 steps and 100 "
                         "queries; "
