@@ -24,7 +24,7 @@ from typing import Any, Optional
 
 from ..errors import CheckpointError, ConfigError
 from ..io import file_sha256
-from ..models import SpikingClassifier, model_from_dict
+from ..models import SpikingClassifier, model_from_state
 from .provenance import has_ann_source
 
 #: Optimizer settings of hybrid fine-tuning where the config leaves them unset (Sharmin et al. 2020).
@@ -133,13 +133,5 @@ def hybrid_model(init_from: "str | Path", model_options: dict, threshold_scale: 
     :func:`hybrid_config` of the converted checkpoint's)."""
     ckpt = read_converted(init_from)
     d = hybrid_config(ckpt["model_config"], model_options, threshold_scale, info, where=f"--init-from {init_from}")
-    try:
-        model = model_from_dict(d)
-    except ConfigError as e:
-        raise ConfigError(f"--init-from {init_from}: {e}") from None
-    try:
-        model.load_state_dict(ckpt["model_state"], strict=True)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0][:160]
-        raise CheckpointError(f"--init-from {init_from}: its weights do not fit its model config ({first})") from None
+    model = model_from_state(d, ckpt["model_state"], f"--init-from {init_from}", config_error=ConfigError)
     return HybridInit(model, ckpt, str(init_from), file_sha256(init_from), float(threshold_scale))

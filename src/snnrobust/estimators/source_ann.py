@@ -54,7 +54,7 @@ def ann_from_source(ann_source: Any, where: str = "the checkpoint's ann_source")
     """The source ANN (eval mode, on the CPU) from a checkpoint's ``ann_source`` mapping (see the
     module docstring). One-line :class:`CheckpointError` when it is malformed, not an ANN, or its
     weights do not fit its config."""
-    from ..models import model_from_dict
+    from ..models import model_from_state
 
     if not isinstance(ann_source, dict) or not isinstance(ann_source.get("model_config"), dict) \
             or not isinstance(ann_source.get("model_state"), dict):
@@ -62,15 +62,7 @@ def ann_from_source(ann_source: Any, where: str = "the checkpoint's ann_source")
                               "`snnrobust convert`); re-create the checkpoint")
     if ann_source["model_config"].get("spiking", True):
         raise CheckpointError(f"{where} holds a spiking model, not an ANN; re-create the checkpoint from an ANN")
-    try:
-        ann = model_from_dict(ann_source["model_config"])
-    except ConfigError as e:
-        raise CheckpointError(f"{where}: its model config is not valid here ({e})") from None
-    try:
-        ann.load_state_dict(ann_source["model_state"], strict=True)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0][:160]
-        raise CheckpointError(f"{where}: the ANN's weights do not fit its config ({first})") from None
+    ann = model_from_state(ann_source["model_config"], ann_source["model_state"], where)
     return ann.eval()
 
 

@@ -2,7 +2,8 @@
 
 from .classifier import SpikingClassifier
 from .config import ModelConfig, ann_twin
-from .registry import MODELS, build_from_config, create_model, list_models, model_from_dict, register_model
+from .registry import (MODELS, build_from_config, create_model, list_models, model_from_dict, model_from_state,
+                       register_model)
 
 __all__ = ["SpikingClassifier", "ModelConfig", "ann_twin", "MODELS", "build_from_config", "create_model",
-           "list_models", "model_from_dict", "register_model"]
+           "list_models", "model_from_dict", "model_from_state", "register_model"]

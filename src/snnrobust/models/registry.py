@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from .classifier import SpikingClassifier
 from .config import ModelConfig
 
@@ -139,3 +139,21 @@ def apply_thresholds(cfg: ModelConfig, backbone: nn.Module) -> None:
 def model_from_dict(d: dict) -> SpikingClassifier:
     """Rebuild a model from ``ModelConfig.to_dict()`` output (checkpoints)."""
     return build_from_config(ModelConfig.from_dict(dict(d)))
+
+
+def model_from_state(config: dict, state: dict, where: str,
+                     config_error: type[Exception] = CheckpointError) -> SpikingClassifier:
+    """The model of ``config`` (``ModelConfig.to_dict()`` output) with the weights ``state``
+    loaded strictly; what a checkpoint, a converted model and a source ANN are rebuilt by. A
+    config not valid here raises ``config_error``, weights that do not fit a CheckpointError,
+    each one line starting with ``where``."""
+    try:
+        model = model_from_dict(config)
+    except ConfigError as e:
+        raise config_error(f"{where}: its model config is not valid here ({e})") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()[0][:160]
+        raise CheckpointError(f"{where}: its weights do not fit its model config ({first})") from None
+    return model

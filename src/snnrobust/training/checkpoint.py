@@ -14,9 +14,9 @@ from typing import Any
 
 import torch
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError
 from ..io import atomic_open
-from ..models import SpikingClassifier, model_from_dict
+from ..models import SpikingClassifier, model_from_state
 
 FORMAT = "snnrobust-checkpoint"
 VERSION = 1
@@ -64,14 +64,6 @@ def read_checkpoint(path: "str | Path") -> dict:
 def load_checkpoint(path: "str | Path", map_location: "str | torch.device" = "cpu") -> tuple[SpikingClassifier, dict]:
     """Rebuild the model from a checkpoint: returns ``(model in eval mode, checkpoint dict)``."""
     ckpt = read_checkpoint(path)
-    try:
-        model = model_from_dict(ckpt["model_config"])
-    except ConfigError as e:
-        raise CheckpointError(f"{path}: its model config is not valid here ({e})") from None
-    try:
-        model.load_state_dict(ckpt["model_state"], strict=True)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()[0][:160]
-        raise CheckpointError(f"{path}: weights do not fit its model config ({first})") from None
+    model = model_from_state(ckpt["model_config"], ckpt["model_state"], str(path))
     model.to(map_location).eval()
     return model, ckpt
