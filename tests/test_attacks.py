@@ -241,6 +241,70 @@ def test_transfer_keeps_first_fooling_candidate(trained, data):
     assert d["name"] == "transfer" and d["inner"]["steps"] == 10 and len(d["sources"]) == 1
 
 
+class CountingModule(nn.Module):
+    """A source whose forward passes are counted (in images)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner, self.images = inner, 0
+
+    def forward(self, x):
+        self.images += x.shape[0]
+        return self.inner(x)
+
+
+def test_transfer_reuses_points_crafted_on_the_same_source(trained, data):
+    x, y = data
+    x, y = x[:60], y[:60]
+    source = CountingModule(train(mlp(1)))
+    opts = {"steps": 8, "random_start": False}
+    fresh = run("transfer", victim(trained), x, y, sources=[source], inner_options=opts, reuse=False)
+    first = run("transfer", victim(trained), x[:30], y[:30], sources=[source], inner_options=opts)
+    assert first.meta["per_source"][0]["reused_samples"] == 0
+    spent = source.images
+    # another target, a superset of the images: only the 30 new ones are crafted
+    other = train(mlp(2))
+    second = run("transfer", victim(other), x, y, sources=[source], inner_options=opts)
+    assert second.meta["per_source"][0]["reused_samples"] == 30
+    assert 0 < source.images - spent < spent * 2
+    again = run("transfer", victim(trained), x, y, sources=[source], inner_options=opts)
+    assert again.meta["per_source"][0]["reused_samples"] == 60
+    # the points are those a fresh crafting gives (deterministic source and attack)
+    assert torch.equal(again.z_adv, fresh.z_adv) and torch.equal(again.success, fresh.success)
+    # other settings are another crafting
+    more = run("transfer", victim(trained), x, y, sources=[source], inner_options={"steps": 9, "random_start": False})
+    assert more.meta["per_source"][0]["reused_samples"] == 0
+
+
+def test_transfer_crafts_again_when_the_source_changes(trained, data):
+    x, y = data
+    x, y = x[:20], y[:20]
+    source = train(mlp(1))
+    opts = {"steps": 5}
+    run("transfer", victim(trained), x, y, sources=[source], inner_options=opts)
+    with torch.no_grad():
+        source[1].weight.data.mul_(1.5)     # through .data: no version counter moves
+    res = run("transfer", victim(trained), x, y, sources=[source], inner_options=opts)
+    assert res.meta["per_source"][0]["reused_samples"] == 0
+    with torch.no_grad():
+        source[3].bias.add_(0.1)
+    res = run("transfer", victim(trained), x, y, sources=[source], inner_options=opts)
+    assert res.meta["per_source"][0]["reused_samples"] == 0
+
+
+def test_transfer_source_votes_like_the_target_unless_told():
+    from toy_models import NoisyLinear, data as toy_data
+
+    x, y = toy_data(8)
+    src = NoisyLinear()
+    t = victim(NoisyLinear(), vote=3, eot=1)
+    kw = dict(sources=[src], inner_options={"steps": 2}, source_eot=1)
+    tr = run("transfer", t, x[:8], y[:8], **kw, reuse=False)
+    assert tr.meta["per_source"][0]["vote"] == 3
+    tr = run("transfer", t, x[:8], y[:8], **kw, source_vote=2, reuse=False)
+    assert tr.meta["per_source"][0]["vote"] == 2
+
+
 # ----------------------------------------------------------------------------- masking replication
 def test_abort_grad_norm_stops_on_zero_gradients_and_says_so(tiny_sew):
     model = tiny_sew(encoder_options={"backward": "zero"})

@@ -123,3 +123,27 @@ def test_cli_hybrid_and_eval_show_the_chain(converted, tmp_path, capsys):
     assert main(["eval", str(out / "checkpoint.pt"), "--batch-size", "500"]) == 0
     shown = capsys.readouterr().out
     assert "1. ann-training:" in shown and "2. conversion:" in shown and "3. hybrid-fine-tuning:" in shown
+
+
+def test_resume_accepts_the_same_start_named_from_another_folder(converted, tmp_path, monkeypatch):
+    """A study resumed from another working directory names the converted checkpoint by
+    another relative path: the same file (same SHA-256) resumes, another file is refused."""
+    import shutil
+
+    from snnrobust.errors import CheckpointError
+
+    _, conv = converted
+    (tmp_path / "a").mkdir()
+    shutil.copy(conv, tmp_path / "a" / "conv.pt")
+    out = str(tmp_path / "h")
+    kw = dict(model={"name": "vgg5", "T": 4}, batch_size=50, max_train_samples=100, out=out)
+    monkeypatch.chdir(tmp_path)
+    train(TrainConfig(init_from="a/conv.pt", epochs=1, **kw), progress=False)
+    monkeypatch.chdir(tmp_path / "a")
+    res = train(TrainConfig(init_from="conv.pt", epochs=1, **kw), resume=True, progress=False)
+    assert read_checkpoint(res.checkpoint)["epoch"] == 1
+    other = read_checkpoint(conv)
+    other["model_config"]["thresholds"] = [t * 2 for t in other["model_config"]["thresholds"]]
+    torch.save(other, tmp_path / "a" / "other.pt")
+    with pytest.raises(CheckpointError, match="init_from differ"):
+        train(TrainConfig(init_from="other.pt", epochs=1, **kw), resume=True, progress=False)

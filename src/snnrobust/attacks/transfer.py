@@ -11,6 +11,10 @@ setting).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -18,7 +22,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .base import Attack, AttackResult, BestPoints, batch_dim, begin_run, on_device, finish, misclassified
+from .base import (Attack, AttackResult, BestPoints, batch_dim, begin_run, index_batch, on_device, finish,
+                   misclassified)
 
 
 def describe_module(m: nn.Module) -> dict:
@@ -39,6 +44,8 @@ class TransferConfig:
     inner_options: dict = field(default_factory=dict)
     source_estimator: Any = None                       # estimator spec for the sources (None = "bptt")
     source_eot: Optional[int] = None                   # EOT samples on the sources (None = Victim default)
+    source_vote: Optional[int] = None                  # votes per prediction on the sources (None = the target's)
+    reuse: bool = True                                 # reuse points crafted earlier (same source, settings, images)
 
     def validate(self, attack: str) -> None:
         if isinstance(self.sources, nn.Module):
@@ -53,9 +60,12 @@ class TransferConfig:
             raise ConfigError(f"attack {attack}: inner attack cannot itself be 'transfer'")
         if not isinstance(self.inner_options, dict):
             raise ConfigError(f"attack {attack}: inner_options must be a mapping of the inner attack's options")
-        eot = self.source_eot
-        if eot is not None and (isinstance(eot, bool) or not isinstance(eot, int) or eot < 1):
-            raise ConfigError(f"attack {attack}: source_eot must be a positive integer or None, got {eot!r}")
+        for name in ("source_eot", "source_vote"):
+            n = getattr(self, name)
+            if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
+                raise ConfigError(f"attack {attack}: {name} must be a positive integer or None, got {n!r}")
+        if not isinstance(self.reuse, bool):
+            raise ConfigError(f"attack {attack}: reuse must be true or false, got {self.reuse!r}")
 
 
 class Transfer(Attack):
@@ -104,13 +114,43 @@ class Transfer(Attack):
     def settings(self) -> dict:
         c = self.config
         return {"sources": [describe_module(m) for m in c.sources], "inner": self.inner.to_dict(),
-                "source_estimator": self.estimator_label, "source_eot": c.source_eot}
+                "source_estimator": self.estimator_label, "source_eot": c.source_eot,
+                "source_vote": c.source_vote, "reuse": c.reuse}
 
     def source_victim(self, victim, source: nn.Module, device: torch.device):
         from ..evaluation.victim import Victim
 
+        vote = self.config.source_vote if self.config.source_vote is not None else getattr(victim, "vote", None)
         return Victim(source, victim.threat, estimator=self.config.source_estimator,
-                      eot=self.config.source_eot, device=device)
+                      eot=self.config.source_eot, vote=vote, device=device)
+
+    def craft(self, sv, z0: torch.Tensor, y: torch.Tensor, bdim: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(points [like z0], fooled the source bool [B], samples reused): the inner attack on
+        source victim ``sv``, run only on the samples :class:`CraftedPoints` has no point for."""
+        if not self.config.reuse:
+            res = self.inner.run(sv, z0, y)
+            return res.z_adv, res.success.cpu(), 0
+        store = CraftedPoints.of(sv.model)
+        setting = store.setting_key(self.inner.to_dict(), sv)
+        keys = [store.sample_key(z0.select(bdim, i), int(y[i])) for i in range(y.shape[0])]
+        z = z0.clone()
+        fooled = torch.zeros(y.shape[0], dtype=torch.bool)
+        missing = []
+        for i, k in enumerate(keys):
+            hit = store.get(setting, k)
+            if hit is None:
+                missing.append(i)
+            else:
+                z.select(bdim, i).copy_(hit[0].to(z.device, z.dtype))
+                fooled[i] = hit[1]
+        if missing:
+            idx = torch.tensor(missing, device=z0.device)
+            res = self.inner.run(sv, index_batch(z0, idx, bdim), y[idx])
+            z.index_copy_(bdim, idx, res.z_adv.to(z.dtype))
+            fooled[idx.cpu()] = res.success.cpu()
+            for j, i in enumerate(missing):
+                store.put(setting, keys[i], res.z_adv.select(bdim, j), bool(res.success[j]))
+        return z, fooled, y.shape[0] - len(missing)
 
     def run(self, victim, z0: torch.Tensor, y: torch.Tensor) -> AttackResult:
         begin_run(victim)
@@ -121,17 +161,72 @@ class Transfer(Attack):
         per_source = []
         for i, source in enumerate(self.config.sources):
             sv = self.source_victim(victim, source, z0.device)
-            res = self.inner.run(sv, z0, y)
-            fooled = misclassified(victim, res.z_adv, y)
+            z_adv, fooled_source, reused = self.craft(sv, z0, y, bdim)
+            fooled = misclassified(victim, z_adv, y)
             # "first fooling candidate, else the last": a later candidate only replaces a
             # non-fooling one, by ranking candidates by their order
             order = torch.full((y.shape[0],), float(i), device=best.loss.device)
-            best.update(idx, res.z_adv, fooled, order)
+            best.update(idx, z_adv, fooled, order)
             per_source.append({"source": i, **describe_module(source),
-                               "estimator": sv.estimator.to_dict(), "eot": sv.eot,
-                               "fooled_source": int(res.success.sum().item()),
+                               "estimator": sv.estimator.to_dict(), "eot": sv.eot, "vote": sv.vote,
+                               "fooled_source": int(fooled_source.sum().item()),
                                "fooled_target": int(fooled.sum().item()),
-                               "inner_meta": {k: v for k, v in res.meta.items() if k != "victim"}})
+                               "reused_samples": reused, "inner": self.inner.to_dict()})
         meta = self.base_meta(victim)
         meta.update(per_source=per_source, n_sources=len(self.config.sources))
         return finish(victim, best, y, meta)
+
+
+class CraftedPoints:
+    """Points crafted on one source module, per (inner attack and source settings, sample).
+
+    Held in a weak map keyed by the source module, so the points live exactly as long as the
+    module. A key includes each parameter's and buffer's version counter, so an in-place
+    change of the weights (training the source further) makes every earlier point stale. At
+    most ``max_bytes`` of points are kept; the oldest go first."""
+
+    _stores: "weakref.WeakKeyDictionary[nn.Module, CraftedPoints]" = weakref.WeakKeyDictionary()
+    max_bytes = 512 * 2 ** 20
+
+    def __init__(self, source: nn.Module) -> None:
+        self.source = weakref.ref(source)
+        self.points: "OrderedDict[tuple, tuple[torch.Tensor, bool]]" = OrderedDict()
+        self.nbytes = 0
+
+    @classmethod
+    def of(cls, source: nn.Module) -> "CraftedPoints":
+        store = cls._stores.get(source)
+        if store is None:
+            store = cls._stores[source] = cls(source)
+        return store
+
+    def setting_key(self, inner: dict, sv) -> str:
+        source = self.source()
+        tensors = [] if source is None else [t.detach() for t in (*source.parameters(), *source.buffers())]
+        # version counters catch in-place updates (optimizer steps, load_state_dict); the sums
+        # also catch writes through ``.data``, which bypass the counters
+        versions = [(t.data_ptr(), t._version, float(t.double().sum())) for t in tensors]
+        return json.dumps({"inner": inner, "estimator": sv.estimator.to_dict(), "eot": sv.eot, "vote": sv.vote,
+                           "threat": sv.threat.to_dict(), "bounds": list(sv.bounds), "weights": versions,
+                           "device": str(sv.device)}, sort_keys=True, default=str)
+
+    @staticmethod
+    def sample_key(z: torch.Tensor, label: int) -> str:
+        t = z.detach().contiguous().cpu()
+        h = hashlib.sha1(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        h.update(f"{tuple(t.shape)}|{t.dtype}|{label}".encode())
+        return h.hexdigest()
+
+    def get(self, setting: str, sample: str) -> Optional[tuple[torch.Tensor, bool]]:
+        return self.points.get((setting, sample))
+
+    def put(self, setting: str, sample: str, z: torch.Tensor, fooled: bool) -> None:
+        key = (setting, sample)
+        if key in self.points:
+            return
+        z = z.detach().clone()
+        self.points[key] = (z, fooled)
+        self.nbytes += z.numel() * z.element_size()
+        while self.nbytes > self.max_bytes and self.points:
+            _, (old, _) = self.points.popitem(last=False)
+            self.nbytes -= old.numel() * old.element_size()

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from .. import __version__
 from ..data import get_dataset
 from ..errors import CheckpointError, ConfigError
-from ..io import check_output_folder
+from ..io import check_output_folder, file_sha256
 from ..models import SpikingClassifier, create_model
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -130,6 +130,16 @@ def _same_run(a: dict, b: dict) -> list[str]:
     return [k for k in keys if a.get(k) != b.get(k)]
 
 
+def _same_start(state: dict, init_from: Optional[str]) -> bool:
+    """True when a stored fine-tuning run started from the very file ``init_from`` names now
+    (same SHA-256 as its provenance records), whatever path named it then: a study resumed
+    from another working directory names its converted checkpoint by another relative path."""
+    if init_from is None or not Path(init_from).is_file():
+        return False
+    steps = [p for p in state.get("provenance") or [] if isinstance(p, dict) and p.get("step") == "hybrid-fine-tuning"]
+    return bool(steps) and steps[-1].get("sha256") == file_sha256(init_from)
+
+
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
           on_epoch_end: Optional[EpochCallback] = None) -> TrainResult:
     """Train ``cfg.model`` on ``cfg.dataset`` by BPTT (``cfg.method`` ann: the ReLU twin by
@@ -150,6 +160,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                               "or choose another --out")
         state = read_checkpoint(ckpt_path)
         diff = _same_run(state.get("train_config", {}), cfg.to_dict())
+        if "init_from" in diff and _same_start(state, cfg.init_from):
+            diff.remove("init_from")  # the same converted checkpoint, named from another folder
         if diff:
             raise CheckpointError(f"{ckpt_path} was trained with a different config ({', '.join(diff)} differ); "
                                   f"resume with the same config or choose another --out")
