@@ -9,3 +9,11 @@ import os as _os
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
+
+
+def wrap(model, **options):
+    """Wrap a SpikingJelly, snnTorch or plain PyTorch SNN for evaluation: see
+    :func:`snnrobust.foreign.wrap` (imported lazily so ``import snnrobust`` stays light)."""
+    from .foreign import wrap as _wrap
+
+    return _wrap(model, **options)

@@ -541,17 +541,21 @@ def clean_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor, plan: Evaluat
 
 
 def suite_context(plan: EvaluationPlan, threat: ThreatModel, *, has_spiking: bool, own_surrogate: Optional[Surrogate],
-                  stochastic: bool, num_classes: int) -> SuiteContext:
+                  stochastic: bool, num_classes: int, not_applicable: Optional[dict] = None) -> SuiteContext:
     """What a suite needs to expand itself at ``threat``: the plan's settings and the model's."""
     return SuiteContext(budget=plan.budget, threat=threat, own_surrogate=own_surrogate, has_spiking=has_spiking,
                         stochastic=stochastic, num_classes=num_classes, transfer_sources=plan.transfer_sources,
                         estimators=plan.estimators, eot=plan.eot, replicate_seed_code=plan.replicate_seed_code,
-                        source_ann=plan.source_ann_label if plan.source_ann is not None else None)
+                        source_ann=plan.source_ann_label if plan.source_ann is not None else None,
+                        not_applicable=dict(not_applicable or {}))
 
 
 def session_context(session: Session, plan: EvaluationPlan, threat: ThreatModel) -> SuiteContext:
+    # a wrapped foreign model (snnrobust.wrap) names the estimators its neurons cannot take
+    limits = getattr(session.model, "estimator_limits", None)
     return suite_context(plan, threat, has_spiking=session.has_spiking, own_surrogate=session.own_surrogate,
-                         stochastic=session.stochastic, num_classes=session.num_classes)
+                         stochastic=session.stochastic, num_classes=session.num_classes,
+                         not_applicable=limits if isinstance(limits, dict) else None)
 
 
 def single_attack_specs(plan: EvaluationPlan, ctx: SuiteContext) -> list[AttackSpec]:

@@ -306,6 +306,9 @@ class SuiteContext:
     replicate_seed_code: bool = False
     notes: list[str] = field(default_factory=list)          # suites append what they changed and why
     source_ann: Optional[str] = None                        # label of the model's source ANN (converted/hybrid)
+    # estimator name -> why it cannot apply to this model's neurons (a wrapped foreign model's
+    # ``estimator_limits``); the reliable suite leaves those out and says so
+    not_applicable: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # the edge: a spec string or dict ("atan:2") is parsed here once; the suites use the object
@@ -404,7 +407,12 @@ def reliable_estimators(ctx: SuiteContext) -> list[str]:
             out.append(f"bptt:{ctx.own_surrogate.widened(w).spec()}")
     if ctx.own_surrogate is None:
         ctx.notes.append("the model's neurons use different surrogates: surrogate widths are not swept")
-    out.extend(ctx.budget.extra_estimators)
+    for spec in ctx.budget.extra_estimators:
+        why = ctx.not_applicable.get(spec.split(":")[0])
+        if why:
+            ctx.notes.append(f"estimator {spec} left out: {why}")
+        else:
+            out.append(spec)
     if ctx.source_ann:
         # a converted or hybrid SNN is attacked the way such models are: BPDA through the ANN it came from
         if ctx.threat.perturb == "spikes":
