@@ -392,3 +392,65 @@ def test_plain_torch_model_and_bad_options():
     with pytest.raises(ConfigError, match="returned a tuple"):
         snnrobust.wrap(Pair())(x)
     assert math.isfinite(float(model(x).sum()))
+
+
+# ----------------------------------------------------------------------------- CLI
+MODEL_FILE = '''
+import torch
+from torch import nn
+import snntorch as snn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(28 * 28, 10)
+        self.lif = snn.Leaky(beta=0.9, init_hidden=True, output=True)
+
+    def forward(self, x):
+        total = 0
+        for _ in range(3):
+            spk, mem = self.lif(self.fc(x.flatten(1)))
+            total = total + mem
+        return total
+
+
+def build():
+    return Net()
+'''
+
+
+@need_st
+def test_cli_attack_with_model_file_and_its_one_line_errors(tmp_path, capsys):
+    from snnrobust.cli.main import main
+
+    (tmp_path / "my_model.py").write_text(MODEL_FILE)
+    torch.manual_seed(0)
+    ns: dict = {}
+    exec(MODEL_FILE, ns)
+    torch.save(ns["build"]().state_dict(), tmp_path / "w.pt")
+    out = tmp_path / "res.json"
+    base = ["attack", "--model-file", f"{tmp_path / 'my_model.py'}:build", "--weights", str(tmp_path / "w.pt"),
+            "--dataset", "mnist5k", "--attack", "fgsm", "--eps", "0.1", "--n", "8", "--no-progress"]
+    assert main(base + ["--out", str(out)]) == 0
+    import json
+
+    res = json.loads(out.read_text())
+    assert res["model"]["config"]["framework"] == "snntorch" and res["model"]["model_file"].endswith(":build")
+
+    def error_of(argv):
+        capsys.readouterr()
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err and "Traceback" not in err
+        return err
+
+    assert "no such file" in error_of(["attack", "--model-file", f"{tmp_path / 'nope.py'}:build", "--dataset",
+                                       "mnist5k", "--attack", "fgsm"])
+    assert "has no function 'make'" in error_of(["attack", "--model-file", f"{tmp_path / 'my_model.py'}:make",
+                                                 "--dataset", "mnist5k", "--attack", "fgsm"])
+    torch.save({"fc.weight": torch.zeros(3, 3)}, tmp_path / "bad.pt")
+    assert "does not match the model" in error_of(base[:4] + [str(tmp_path / "bad.pt")] + base[5:])
+    torch.save({"fn": print}, tmp_path / "code.pt")  # a pickle that would run code
+    assert "not a weights-only state_dict" in error_of(base[:4] + [str(tmp_path / "code.pt")] + base[5:])
+    assert "unknown framework" in error_of(base + ["--framework", "brian2"])

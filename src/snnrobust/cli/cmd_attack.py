@@ -80,6 +80,9 @@ def register(sub) -> None:
     p.add_argument("--out", help="results JSON path (default: next to the checkpoint)")
     p.add_argument("--seed", type=int, default=0, help="seed of random starts and stochastic encoders")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from .foreign_model import add_options
+
+    add_options(p)
     p.set_defaults(func=run)
 
 
@@ -172,8 +175,13 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         return _print_lists()
     _validate_names(args)
-    if not args.checkpoint:
-        raise ConfigError("give the CHECKPOINT to attack (a file written by `snnrobust train`)")
+    if args.model_file and args.checkpoint:
+        raise ConfigError("give either a CHECKPOINT or --model-file, not both")
+    if not args.checkpoint and not args.model_file:
+        raise ConfigError("give the CHECKPOINT to attack (a file written by `snnrobust train`), or your own model "
+                          "with --model-file FILE.py:FUNCTION --weights W.pt --dataset NAME")
+    if args.model_file and not args.dataset:
+        raise ConfigError("--model-file needs --dataset NAME (e.g. mnist5k)")
 
     import numpy as np
     import torch
@@ -186,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training import load_checkpoint, resolve_device
     from .options import parse_key_values
 
-    ckpt_path = Path(args.checkpoint)
+    ckpt_path = Path(args.checkpoint or args.weights or args.model_file.rpartition(":")[0])
     # without --eps the request takes the suite's protocol eps (else 8/255): decided there, once
     threat = {"norm": args.norm, "perturb": args.perturb, "bn_mode": args.bn_mode}
     if args.eps is not None:
@@ -196,7 +204,13 @@ def run(args: argparse.Namespace) -> int:
     attack_options = parse_key_values(args.attack_option, "--attack-option")
 
     device = resolve_device(args.device)
-    model, ckpt = load_checkpoint(ckpt_path, map_location=device)
+    if args.model_file:  # the user's own SNN (SpikingJelly, snnTorch, PyTorch), wrapped
+        from .foreign_model import load as load_foreign
+
+        model, foreign_info = load_foreign(args, device)
+        ckpt: dict = {"data": {"dataset": args.dataset}}
+    else:
+        model, ckpt = load_checkpoint(ckpt_path, map_location=device)
     data = ckpt.get("data") or {}
     dataset = data.get("dataset", "mnist5k")
     splits = get_dataset(dataset, root=args.data_root, split_seed=int(data.get("split_seed", 0)))
@@ -219,6 +233,8 @@ def run(args: argparse.Namespace) -> int:
     model_info = {"class": type(model).__name__, "config": model.config.to_dict(),
                   "checkpoint": str(ckpt_path), "sha256": file_sha256(ckpt_path),
                   "transfer_sources": [label for label, _ in sources]}
+    if args.model_file:
+        model_info = {**foreign_info, "transfer_sources": [label for label, _ in sources]}
     ann_source = ckpt.get("ann_source")  # a converted or hybrid SNN's source ANN (estimator source-ann)
     if isinstance(ann_source, dict):
         model_info["ann_source"] = {k: ann_source.get(k) for k in ("checkpoint", "sha256")}
