@@ -124,6 +124,7 @@ def st_wrapped():
 def settle(model: ForeignModel) -> None:
     """One fixed forward pass, then the model's reset: runtime leftovers of the last forward
     (snnTorch keeps the last step's reset mask) become a function of the model alone."""
+    model.eval()
     with torch.no_grad():
         model(made_up_data(2, seed=9)[0])
     model.reset_state()
@@ -454,3 +455,20 @@ def test_cli_attack_with_model_file_and_its_one_line_errors(tmp_path, capsys):
     torch.save({"fn": print}, tmp_path / "code.pt")  # a pickle that would run code
     assert "not a weights-only state_dict" in error_of(base[:4] + [str(tmp_path / "code.pt")] + base[5:])
     assert "unknown framework" in error_of(base + ["--framework", "brian2"])
+
+
+@pytest.mark.parametrize("framework", [pytest.param("spikingjelly", marks=need_sj),
+                                       pytest.param("snntorch", marks=need_st)])
+def test_gradient_sparsity_analysis_on_a_wrapped_model(framework):
+    from snnrobust.analysis.sparsity import op_gradient_stats
+
+    x, y = made_up_data(8)
+    model = sj_wrapped() if framework == "spikingjelly" else st_wrapped()
+    settle(model)
+    before = snapshot(model.model)
+    rep = op_gradient_stats(model, x, y, estimator="bptt:atan:0.5")
+    kinds = {r.kind for r in rep.rows}
+    assert {"conv", "linear"} <= kinds and rep.n_samples == 8 and rep.input_norm > 0
+    assert rep.model["framework"] == framework
+    settle(model)
+    assert_same(before, snapshot(model.model))

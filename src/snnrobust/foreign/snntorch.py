@@ -9,7 +9,7 @@ What snnrobust relies on (read from snnTorch 1.0's source):
   closure;
 - ``Leaky`` is called once per time step with [B, ...]; its membrane lives in the buffer
   ``mem`` (not in the state_dict) when ``init_hidden=True``, else it is passed in and out by the
-  user's loop. ``reset_mem()`` zeroes it; the forward re-creates it when the shape changes.
+  user's loop. The forward re-creates it as zeros when its shape differs from the input's.
   (``snntorch.utils.reset`` resets every Leaky ever created in the process, through a class
   list; resetting the model's own neurons is enough and touches nothing else.)
 
@@ -116,8 +116,12 @@ def adapters(model: nn.Module) -> list[SnnTorchNeuron]:
 
 
 def reset(model: nn.Module) -> None:
-    """Zero the membrane of every snnTorch ``Leaky`` of ``model`` (and no other model's)."""
+    """Clear the membrane of every snnTorch ``Leaky`` of ``model`` (and no other model's). The
+    buffer goes back to the empty tensor a fresh ``Leaky`` holds, which its forward replaces by
+    zeros of the input's shape — the same as ``reset_mem()`` (zeros of the last shape), but the
+    buffer keeps the shape it had before the evaluation, so code that saves and restores
+    buffers (the sparsity analysis) finds it unchanged."""
     snntorch = _snntorch()
     for m in model.modules():
         if isinstance(m, snntorch.Leaky):
-            m.reset_mem()
+            m.mem = m.mem.new_zeros(0)

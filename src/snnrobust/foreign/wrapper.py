@@ -239,7 +239,7 @@ def wrap(model: nn.Module, *, framework: str = "auto", time_steps: Optional[int]
         neurons = list(st.adapters(model))
         if fmt == "auto":
             fmt = "image" if time_steps is None else "single-step"
-        default_reset, reset_label = st.reset, "membrane of every snnTorch Leaky zeroed (reset_mem)"
+        default_reset, reset_label = st.reset, "membrane of every snnTorch Leaky cleared"
     else:
         if fmt == "auto":
             if time_steps is not None:
