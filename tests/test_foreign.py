@@ -455,6 +455,14 @@ def test_cli_attack_with_model_file_and_its_one_line_errors(tmp_path, capsys):
     torch.save({"fn": print}, tmp_path / "code.pt")  # a pickle that would run code
     assert "not a weights-only state_dict" in error_of(base[:4] + [str(tmp_path / "code.pt")] + base[5:])
     assert "unknown framework" in error_of(base + ["--framework", "brian2"])
+    # the gradient analysis command takes the same model options
+    gout = tmp_path / "g.json"
+    assert main(["gradients", "--model-file", f"{tmp_path / 'my_model.py'}:build", "--weights",
+                 str(tmp_path / "w.pt"), "--dataset", "mnist5k", "--n", "4", "--out", str(gout)]) == 0
+    rep = json.loads(gout.read_text())
+    assert rep["n_samples"] == 4 and any(r["kind"] == "linear" for r in rep["ops"])
+    assert "no function 'make'" in error_of(["gradients", "--model-file", f"{tmp_path / 'my_model.py'}:make",
+                                             "--dataset", "mnist5k"])
 
 
 @pytest.mark.parametrize("framework", [pytest.param("spikingjelly", marks=need_sj),

@@ -13,11 +13,13 @@ import sys
 from .. import __version__
 from ..errors import SnnRobustError
 from . import (
-    cmd_attack, cmd_convert, cmd_datasets, cmd_demo, cmd_eval, cmd_models, cmd_results, cmd_study, cmd_train,
+    cmd_attack, cmd_convert, cmd_datasets, cmd_demo, cmd_eval, cmd_gradients, cmd_models, cmd_results, cmd_study,
+    cmd_train,
 )
 
 #: The subcommands in the order ``--help`` lists them.
-COMMANDS = [cmd_demo, cmd_train, cmd_convert, cmd_eval, cmd_attack, cmd_study, cmd_results, cmd_models, cmd_datasets]
+COMMANDS = [cmd_demo, cmd_train, cmd_convert, cmd_eval, cmd_attack, cmd_gradients, cmd_study, cmd_results, cmd_models,
+            cmd_datasets]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,11 @@ What snnrobust relies on (read from SpikingJelly 2.0's source):
   torch reference loop — which is how a swapped-in snnrobust surrogate is used;
 - ``functional.reset_net`` clears every memory; it caches the modules to reset per network,
   so the cache is invalidated whenever a surrogate module is swapped;
-- ``step_mode`` ``"m"`` takes [T, B, ...] in one call, ``"s"`` one step [B, ...] per call.
+- ``step_mode`` ``"m"`` takes [T, B, ...] in one call, ``"s"`` one step [B, ...] per call;
+- 2.x neurons have no separate eval-mode forward and no ``backend`` attribute: their fused
+  kernels carry their own backward, and on the CPU they are torch code, so gradients exist in
+  eval mode. 0.x (``backend="cupy"``, its own eval-mode fast paths, other internals) is refused
+  with a one-line error rather than half supported.
 
 Surrogate translation (SpikingJelly derivative -> snnrobust kind:param[:scale], identical
 functions): Sigmoid(a) -> sigmoid:a; ATan(a) -> atan:a; PiecewiseExp(a) -> exponential:a;
@@ -21,7 +25,7 @@ Erf(a) = a/sqrt(pi) exp(-a^2 x^2) -> gaussian:1/(a sqrt 2).
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -177,25 +181,3 @@ def reset(model: nn.Module) -> None:
 def step_modes(model: nn.Module) -> set[str]:
     """The ``step_mode`` values of the model's SpikingJelly neurons."""
     return {str(getattr(m, "step_mode", "s")) for _, m in find_neurons(model)}
-
-
-def torch_backend(model: nn.Module) -> list[tuple[nn.Module, Any]]:
-    """Put every module that has a ``backend`` attribute (SpikingJelly's CuPy/Triton switch in
-    some versions) on ``"torch"``, which has a backward on every device; returns what to
-    restore with :func:`restore_backend`."""
-    saved = []
-    for m in model.modules():
-        b = m.__dict__.get("backend")
-        if isinstance(b, str) and b != "torch" and type(m).__module__.startswith("spikingjelly."):
-            saved.append((m, b))
-            m.backend = "torch"
-    return saved
-
-
-def restore_backend(saved: list[tuple[nn.Module, Any]]) -> None:
-    for m, b in saved:
-        m.backend = b
-
-
-def describe(adapter: Optional[SJNeuron]) -> str:
-    return "" if adapter is None else adapter.type_name

@@ -272,10 +272,10 @@ def wrap(model: nn.Module, *, framework: str = "auto", time_steps: Optional[int]
         use_reset, reset_label = reset, getattr(reset, "__qualname__", "the user's reset function")
     else:
         use_reset = default_reset
-    random_enc = False if encoder is None else (_probe_stochastic(encoder) if stochastic is None else bool(stochastic))
-    if stochastic is not None and encoder is None:
+    if stochastic is not None:
         random_enc = bool(stochastic)
-    return ForeignModel(model, framework=fw, version=version, input_format=fmt,
-                        time_steps=time_steps if fmt != "image" else time_steps, encoder=encoder,
+    else:
+        random_enc = False if encoder is None else _probe_stochastic(encoder)
+    return ForeignModel(model, framework=fw, version=version, input_format=fmt, time_steps=time_steps, encoder=encoder,
                         stochastic=random_enc, reset=use_reset, reset_label=reset_label, neurons=neurons,
                         not_applicable=not_applicable, notes=notes)
