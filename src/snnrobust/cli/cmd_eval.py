@@ -34,16 +34,22 @@ def run(args: argparse.Namespace) -> int:
     data = ckpt.get("data", {})
     splits = get_dataset(data.get("dataset", "mnist5k"), root=args.data_root, split_seed=data.get("split_seed", 0))
     res = evaluate_clean(model, splits.test, args.batch_size, device, spike_rates=True, progress=True)
+    tc = ckpt.get("train_config") if isinstance(ckpt.get("train_config"), dict) else None
     if args.json:
         print(json.dumps({"checkpoint": args.checkpoint, "kind": "SNN" if model.config.spiking else "ANN",
                           "dataset": splits.info.name, **res.to_dict(),
-                          **({"provenance": ckpt["provenance"]} if ckpt.get("provenance") else {})}, indent=2))
+                          **({"provenance": ckpt["provenance"]} if ckpt.get("provenance") else {}),
+                          **({"defense": tc.get("defense")} if tc is not None else {})}, indent=2))
         return 0
     d = res.to_dict()
     print(f"{args.checkpoint}: {model.config.name}, {model_kind(model.config)}, on {splits.info.name} test split "
           f"({res.n} images)")
     print(f"clean accuracy {d['accuracy']:.4f}  (95% CI {d['ci95'][0]:.4f}-{d['ci95'][1]:.4f}, "
           f"{res.correct}/{res.n})   loss {res.loss:.4f}")
+    if tc is not None:  # how it was trained: a defense and its settings, or none
+        from ..defenses import describe_defense
+
+        print(f"defense: {describe_defense(tc.get('defense'), tc.get('method', 'bptt'))}")
     if res.spike_rates:
         print("spike rate per layer (spikes per neuron per timestep):")
         width = max(len(k) for k in res.spike_rates)

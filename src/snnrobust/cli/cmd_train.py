@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..training import CHECKPOINT_NAME, DEMO_MODEL, TrainConfig, train
+from ..errors import ConfigError
 from .options import parse_key_values
 
 FLAGS = {  # flag -> TrainConfig key
@@ -40,6 +41,13 @@ def register(sub) -> None:
     p.add_argument("--threshold-scale", type=float, help="--init-from: multiply the converted thresholds (0.7)")
     p.add_argument("--leak", type=float, help="--init-from: leak factor of the LIF neurons (0.99)")
     p.add_argument("--amsgrad", action="store_true", default=None, help="Adam with amsgrad (default with --init-from)")
+    p.add_argument("--defense", metavar="NAME",
+                   help="train with a defense: sr (Liu et al. 2024's gradient-sparsity regularizer), pgd-at "
+                        "(PGD adversarial training), fast-at (FGSM from a random start, Wong et al. 2020; the CPU "
+                        "choice), rat (SNN-RAT, Ding et al. 2022), or none; also YAML `defense: {name: ..., ...}`")
+    p.add_argument("--defense-option", "-d", action="append", metavar="KEY=VALUE",
+                   help="defense option, repeatable (e.g. -d lambda=0.002; -d eps=8/255 -d steps=7 "
+                        "-d estimator=bptt:triangle:0.5 -d eot=10; rat: -d beta=0.004)")
     p.add_argument("--dataset", help="dataset name (see `snnrobust datasets`), default mnist5k")
     p.add_argument("--data-root", help="folder holding the dataset files")
     p.add_argument("--download", action="store_true", default=None,
@@ -92,7 +100,25 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     model.update(model_opts)
     base["model"] = model
     base.update(overrides)
+    _defense_args(base, args)
     return TrainConfig.from_dict(base)
+
+
+def _defense_args(base: dict, args: argparse.Namespace) -> None:
+    """--defense NAME replaces the YAML file's defense (its options too, unless it names the same
+    one); each -d KEY=VALUE sets one option of the defense in force."""
+    name = getattr(args, "defense", None)
+    opts = parse_key_values(getattr(args, "defense_option", None), "defense option")
+    current = base.get("defense")
+    current = {"name": current} if isinstance(current, str) else (dict(current) if isinstance(current, dict) else None)
+    if name is not None:
+        current = current if current is not None and current.get("name") == name else {"name": name}
+    if opts:
+        if current is None or str(current.get("name")).lower() == "none":
+            raise ConfigError("--defense-option needs a defense: add --defense NAME (sr, pgd-at, fast-at, rat)")
+        current.update(opts)
+    if name is not None or opts:
+        base["defense"] = current
 
 
 def _hybrid_base(base: dict, init_from: str, config: "str | None") -> None:
@@ -118,6 +144,10 @@ def run(args: argparse.Namespace) -> int:
         resume_note(Path(cfg.out))
     for line in cfg.method_summary():
         print(line, flush=True)
+    if cfg.defense is not None:
+        from ..defenses import describe_defense
+
+        print(f"defense {describe_defense(cfg.defense, cfg.method)}", flush=True)
     result = train(cfg, resume=args.resume, progress=not args.quiet)
     last = result.metrics[-1] if result.metrics else {}
     print(f"test accuracy {last.get('test_accuracy', float('nan')):.4f} after {last.get('epoch', 0)} epochs; "

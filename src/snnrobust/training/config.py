@@ -20,6 +20,9 @@ class TrainConfig:
     # | hybrid (SNN-BP fine-tuning of a converted SNN, conversion/hybrid.py; set by init_from)
     init_from: Optional[str] = None  # a converted checkpoint (snnrobust convert) to fine-tune: method hybrid
     threshold_scale: float = 0.7  # hybrid: the converted thresholds are multiplied by this
+    # a training-time defense (snnrobust.defenses): None, a name, or {name: sr|pgd-at|fast-at|rat, <options>};
+    # stored resolved (every option filled in), so checkpoints and resume compare the full setting
+    defense: Optional[dict] = None
     dataset: str = "mnist5k"
     data_root: Optional[str] = None
     download: bool = False  # fetch a missing dataset where the network allows
@@ -65,6 +68,9 @@ class TrainConfig:
         check((self.method == "hybrid") == (self.init_from is not None),
               "method hybrid needs init_from (a checkpoint made by `snnrobust convert`), and init_from "
               f"needs method hybrid (got method {self.method})")
+        from ..defenses import resolve_defense  # here: defenses import the attack machinery
+
+        self.defense = resolve_defense(self.defense)
         check(is_num(self.threshold_scale) and self.threshold_scale > 0,
               f"config 'threshold_scale' must be a positive number, got {self.threshold_scale!r}")
         check(is_int(self.epochs) and self.epochs >= 1, f"config 'epochs' must be a positive integer, "

@@ -21,6 +21,8 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..data import get_dataset
+from ..defenses import Defense, defense_from_config
+from ..defenses.cost import cost_clock, cost_line, plain_step_seconds
 from ..errors import CheckpointError, ConfigError
 from ..io import check_output_folder, file_sha256
 from ..models import SpikingClassifier, create_model
@@ -102,19 +104,30 @@ def _hflip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler: "torch.amp.GradScaler",
-               x: torch.Tensor, y: torch.Tensor, use_amp: bool, where: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+               x: torch.Tensor, y: torch.Tensor, use_amp: bool, where: str = "",
+               defense: "Optional[Defense]" = None) -> tuple[torch.Tensor, torch.Tensor]:
     """One BPTT step on images ``x`` [B, C, H, W] in [0, 1] (on the model's device) with
-    labels ``y`` [B]; returns (detached loss, logits [B, K])."""
+    labels ``y`` [B]; returns (detached loss, logits [B, K]). With a ``defense``
+    (snnrobust.defenses) the step trains on ``defense.inputs`` (adversarial training's crafted
+    batch) with ``defense.loss`` (CE plus SR's term), and ``defense.after_step`` follows the
+    optimizer step (RAT's retraction)."""
     opt.zero_grad(set_to_none=True)
+    if defense is not None:
+        x = defense.inputs(model, x, y)
     with torch.autocast(x.device.type, dtype=torch.float16, enabled=use_amp):
-        logits = model(x)
-        loss = F.cross_entropy(logits.float(), y)
+        if defense is not None:
+            loss, logits = defense.loss(model, x, y)
+        else:
+            logits = model(x)
+            loss = F.cross_entropy(logits.float(), y)
     if not torch.isfinite(loss):
         raise ConfigError(f"training diverged (loss {float(loss)}){' ' + where if where else ''}; "
                           "lower the learning rate")
     scaler.scale(loss).backward()
     scaler.step(opt)
     scaler.update()
+    if defense is not None:
+        defense.after_step(model)
     return loss.detach(), logits.detach()
 
 
@@ -126,6 +139,7 @@ def _same_run(a: dict, b: dict) -> list[str]:
         d.setdefault("init_from", None)
         d.setdefault("threshold_scale", 0.7)
         d.setdefault("amsgrad", False)
+        d.setdefault("defense", None)  # added with training-time defenses
     keys = sorted((set(a) | set(b)) - {"out", "device", "download", "data_root"})
     return [k for k in keys if a.get(k) != b.get(k)]
 
@@ -196,11 +210,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             return TrainResult(model, ckpt_path, metrics)
 
     augment = info.augment if cfg.augment == "auto" else (None if cfg.augment == "none" else cfg.augment)
+    defense = defense_from_config(cfg.defense)
+    plain_step: Optional[float] = None  # seconds of one plain step (defended runs: the cost baseline)
+    probe_seconds = 0.0  # time spent measuring it, not counted as the defense's
+    clock = cost_clock(device)  # CPU: process time, which other processes on the machine do not inflate
     for epoch in range(start_epoch, cfg.epochs):
-        t0 = time.time()
+        t0, c0 = time.time(), clock()
         es = _epoch_seed(cfg.seed, epoch)
         gen = torch.Generator().manual_seed(es)
         _seed_encoder(model, es)
+        if defense is not None:
+            defense.start_epoch(es)
         model.train()
         order = torch.randperm(len(train_set), generator=gen)
         batches = range(0, len(order), cfg.batch_size)
@@ -215,7 +235,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             if augment == "hflip":
                 x = _hflip(x, gen)
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            loss, logits = train_step(model, opt, scaler, x, y, use_amp, where=f"in epoch {epoch + 1}")
+            if defense is not None and plain_step is None:  # on a copy: the run itself is untouched
+                t_probe = clock()
+                plain_step = plain_step_seconds(model, lambda m: make_optimizer(cfg, m), x, y, clock=clock)
+                probe_seconds = clock() - t_probe
+            loss, logits = train_step(model, opt, scaler, x, y, use_amp, where=f"in epoch {epoch + 1}",
+                                      defense=defense)
             seen += y.numel()
             loss_sum += float(loss.detach()) * y.numel()
             correct += int((logits.argmax(1) == y).sum())
@@ -223,6 +248,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         if bar is not None:
             bar.close()
+        train_seconds = clock() - c0 - probe_seconds
+        probe_seconds = 0.0
         if sched is not None:
             sched.step()
         _seed_encoder(model, cfg.seed)  # evaluation draws are the same every epoch
@@ -230,6 +257,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         m = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
              "test_loss": test.loss, "test_accuracy": test.accuracy, "lr": opt.param_groups[0]["lr"],
              "seconds": time.time() - t0}
+        defense_stats = defense.epoch_stats(model) if defense is not None else {}
+        if defense is not None:  # its own numbers (SR's term, RAT's orthogonality) and its cost
+            m.update(defense_stats)
+            m.update(train_cost_seconds=train_seconds, plain_step_cost_seconds=plain_step, train_batches=len(batches),
+                     cost_clock="cpu" if device.type != "cuda" else "wall")
         metrics.append(m)
         try:
             save_checkpoint(ckpt_path, {
@@ -253,6 +285,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         if progress:
             print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {m['train_loss']:.4f} acc {m['train_accuracy']:.4f} | "
                   f"test loss {m['test_loss']:.4f} acc {m['test_accuracy']:.4f} | {m['seconds']:.1f}s", flush=True)
+            if defense is not None and plain_step is not None:
+                stats = ", ".join(f"{k} {v:.4g}" for k, v in defense_stats.items())
+                print("  " + cost_line(defense.name, train_seconds, len(batches), plain_step, cfg.method,
+                                       cpu=device.type != "cuda")
+                      + (f"; {stats}" if stats else ""), flush=True)
         if on_epoch_end is not None:
             on_epoch_end(epoch + 1, m)
     model.eval()

@@ -1,0 +1,121 @@
+"""Adversarial training's shared part: crafting the training batch through snnrobust's own
+attack machinery, so that the attacker's choices hold during training as during evaluation.
+
+The model is wrapped in a :class:`~snnrobust.evaluation.victim.Victim` (the threat model's
+eps ball and the encoder's pixel range, the gradient estimator of the defender's choice —
+default ``bptt``, the model's own surrogate — and EOT over ``eot`` passes for stochastic
+encoders such as Poisson: the Victim's default is 10 for them and 1 otherwise). Each
+gradient comes from ``Victim.grad``, which runs in its ``attack_mode``: the whole model in
+eval mode (BatchNorm normalizes with, and never updates, its running statistics), state reset
+before every pass, only the input differentiated (no ``.grad`` left on weights), and every
+training flag restored afterwards — the model is back in train mode with its state intact.
+
+Per batch, with P the Victim's projection into the ball and the pixel range:
+
+    z = P(x + U(ball))  (random_start)  or  x
+    repeat steps times:  z = P(z + step_size * d(grad CE(z)))      d = sign (L-inf), g/||g||_2 (L2)
+
+and the step trains on z. steps 1 with a random start and step 1.25 eps is Wong et al. 2020's
+fast AT; without a random start and step eps it is FGSM training (SNN-RAT's released runs).
+The loop is the PGD attack's, written on the Victim's parts rather than through
+``Attack.run``: that path also scores the clean batch, each restart and the result by a vote
+and takes one more gradient for its loss trace, which training does not use (on single-step
+crafting it would more than double the cost); the last iterate is what Madry et al. 2018 train on.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from ..attacks.base import random_delta, steepest_direction
+from .base import Defense, check_bool, check_choice, check_int, check_number, none_if_auto
+
+
+class AdversarialTraining(Defense):
+    """Base of pgd-at, fast-at and rat: :meth:`inputs` returns the crafted batch. Options
+    (subclasses choose defaults): eps (pixels in [0, 1]), steps, step_size (None: the
+    subclass's rule), random_start, norm (linf | l2), estimator (spec as in ``attack
+    --estimator``), eot (None: the Victim's default)."""
+
+    def _validate(self, opts: dict[str, Any]) -> dict[str, Any]:
+        n = self.name
+        opts["eps"] = check_number(n, "eps", opts["eps"], 0.0, 1.0)
+        if "steps" in opts:
+            opts["steps"] = check_int(n, "steps", opts["steps"])
+        if "random_start" in opts:
+            opts["random_start"] = check_bool(n, "random_start", opts["random_start"])
+        opts["step_size"] = (self.default_step(opts) if none_if_auto(opts.get("step_size")) is None
+                             else check_number(n, "step_size", opts["step_size"], 0.0, 1.0))
+        opts["norm"] = check_choice(n, "norm", opts["norm"], ("linf", "l2"))
+        opts["estimator"] = _check_estimator(n, opts["estimator"])
+        eot = none_if_auto(opts.get("eot"))
+        opts["eot"] = None if eot is None else check_int(n, "eot", eot)
+        return self._validate_more(opts)
+
+    def _validate_more(self, opts: dict[str, Any]) -> dict[str, Any]:
+        return opts
+
+    def default_step(self, opts: dict[str, Any]) -> float:
+        """step_size when not given: the pgd attack's 2.5 * eps / steps."""
+        return 2.5 * float(opts["eps"]) / int(opts.get("steps", 1))
+
+    @property
+    def steps(self) -> int:
+        return int(self.settings.get("steps", 1))
+
+    @property
+    def random_start(self) -> bool:
+        return bool(self.settings.get("random_start", False))
+
+    def victim(self, model: nn.Module):
+        """The Victim crafting runs through (rebuilt only when the model object changes)."""
+        cached = getattr(self, "_victim", None)
+        if cached is not None and cached.model is model:
+            return cached
+        from ..evaluation.threat import ThreatModel
+        from ..evaluation.victim import Victim
+
+        s = self.settings
+        v = Victim(model, threat=ThreatModel(norm=s["norm"], eps=s["eps"]), estimator=s["estimator"],
+                   eot=s["eot"], vote=1)  # vote: training never scores the crafted points
+        self._victim = v
+        return v
+
+    def inputs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return craft(self.victim(model), x, y, steps=self.steps, step_size=float(self.settings["step_size"]),
+                     random_start=self.random_start, gen=self.gen)
+
+
+def craft(victim, x: torch.Tensor, y: torch.Tensor, steps: int, step_size: float, random_start: bool,
+          gen: Optional[torch.Generator]) -> torch.Tensor:
+    """Adversarial images [B, C, H, W] (detached, inside the victim's eps ball around ``x`` and
+    its pixel range) after ``steps`` ascent steps on the CE loss; see the module docstring."""
+    z0 = victim.start(x)
+    eps, norm = float(victim.threat.eps), victim.threat.norm
+    z = victim.project(z0 + random_delta(z0, norm, eps, gen), z0) if random_start else z0
+    for _ in range(steps):
+        _, g = victim.grad(z, y, loss="ce")
+        z = victim.project(z + step_size * steepest_direction(g, norm), z0)
+    return z.detach()
+
+
+def _check_estimator(defense: str, spec: Any) -> str:
+    """A gradient estimator spec usable in training (``source-ann`` needs a converted
+    model's source ANN, which only the evaluation binds)."""
+    from ..errors import ConfigError
+    from ..estimators import get_estimator
+
+    if not isinstance(spec, str):
+        raise ConfigError(f"config 'defense': {defense} option 'estimator' must be a spec like bptt or "
+                          f"bptt:triangle:0.5, got {spec!r}")
+    try:
+        est = get_estimator(spec)
+    except ConfigError as e:
+        raise ConfigError(f"config 'defense': {defense} option 'estimator': {e}") from None
+    if est.name == "source-ann":
+        raise ConfigError(f"config 'defense': {defense} option 'estimator' cannot be source-ann in training; "
+                          "use bptt or another estimator of `snnrobust attack --help`")
+    return spec.strip()
