@@ -141,10 +141,11 @@ class ForeignNeuron(SpikingNeuron):
 
     @estimator.setter
     def estimator(self, value: Optional[Callable]) -> None:
-        if value is None:
-            if "forward" in self.target.__dict__:
-                del self.target.__dict__["forward"]  # the class's own forward again
-        else:
+        installed = self.__dict__.get("_installed_forward")
+        if installed is not None and self.target.__dict__.get("forward") is installed:
+            del self.target.__dict__["forward"]  # the forward the target had before (only ours is removed)
+        object.__setattr__(self, "_installed_forward", None)
+        if value is not None:
             if self.layer_estimators is not None:
                 name = getattr(value, "name", type(value).__name__)
                 raise ConfigError(f"estimator {name} is not applicable to {self.type_name} ({self.path}): "
@@ -155,7 +156,11 @@ class ForeignNeuron(SpikingNeuron):
                 return value(adapter, x_seq)
 
             # an instance attribute shadows the class's forward; deleting it restores the class's
+            if "forward" in self.target.__dict__:
+                raise ConfigError(f"{self.type_name} ({self.path}) has its own instance-level forward; layer "
+                                  f"estimators cannot be applied to it")
             self.target.__dict__["forward"] = forward
+            object.__setattr__(self, "_installed_forward", forward)
         object.__setattr__(self, "_estimator", value)
 
     def extra_repr(self) -> str:

@@ -120,8 +120,10 @@ def reset(model: nn.Module) -> None:
     buffer goes back to the empty tensor a fresh ``Leaky`` holds, which its forward replaces by
     zeros of the input's shape — the same as ``reset_mem()`` (zeros of the last shape), but the
     buffer keeps the shape it had before the evaluation, so code that saves and restores
-    buffers (the sparsity analysis) finds it unchanged."""
-    snntorch = _snntorch()
+    buffers (the sparsity analysis) finds it unchanged. Runs before every forward pass, so it
+    skips the version check (done once by ``wrap``)."""
+    from snntorch import Leaky
+
     for m in model.modules():
-        if isinstance(m, snntorch.Leaky):
+        if isinstance(m, Leaky):
             m.mem = m.mem.new_zeros(0)

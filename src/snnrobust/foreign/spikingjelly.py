@@ -111,7 +111,8 @@ class SJNeuron(ForeignNeuron):
     def _invalidate(self) -> None:
         root = getattr(self, "root", None)
         if root is not None:
-            functional, _, _ = _modules()
+            from spikingjelly.activation_based import functional
+
             functional.invalidate_reset_cache(root)
 
     # -- dynamics (layer estimators) ---------------------------------------------------
@@ -173,8 +174,10 @@ def adapters(model: nn.Module) -> list[SJNeuron]:
 
 
 def reset(model: nn.Module) -> None:
-    """SpikingJelly's own reset of every memory (membranes) of ``model``."""
-    functional, _, _ = _modules()
+    """SpikingJelly's own reset of every memory (membranes) of ``model``. Runs before every
+    forward pass, so it skips the version check (done once by ``wrap``)."""
+    from spikingjelly.activation_based import functional
+
     functional.reset_net(model)
 
 
