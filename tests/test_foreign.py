@@ -455,7 +455,14 @@ def test_cli_attack_with_model_file_and_its_one_line_errors(tmp_path, capsys):
     torch.save({"fn": print}, tmp_path / "code.pt")  # a pickle that would run code
     assert "not a weights-only state_dict" in error_of(base[:4] + [str(tmp_path / "code.pt")] + base[5:])
     assert "unknown framework" in error_of(base + ["--framework", "brian2"])
-    # the gradient analysis command takes the same model options
+    # eval and the gradient analysis command take the same model options
+    capsys.readouterr()
+    assert main(["eval", "--model-file", f"{tmp_path / 'my_model.py'}:build", "--weights", str(tmp_path / "w.pt"),
+                 "--dataset", "mnist5k", "--json"]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert ev["n"] == 1000 and 0.0 <= ev["accuracy"] <= 1.0 and ev["model"]["framework"] == "snntorch"
+    assert "does not match the model" in error_of(["eval", "--model-file", f"{tmp_path / 'my_model.py'}:build",
+                                                   "--weights", str(tmp_path / "bad.pt"), "--dataset", "mnist5k"])
     gout = tmp_path / "g.json"
     assert main(["gradients", "--model-file", f"{tmp_path / 'my_model.py'}:build", "--weights",
                  str(tmp_path / "w.pt"), "--dataset", "mnist5k", "--n", "4", "--out", str(gout)]) == 0

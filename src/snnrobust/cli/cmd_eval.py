@@ -12,11 +12,14 @@ from ..training import evaluate_clean, load_checkpoint, resolve_device
 def register(sub) -> None:
     p = sub.add_parser("eval", help="clean accuracy and per-layer spike rates of a checkpoint",
                        description="Evaluate a checkpoint on the test split it was trained with.")
-    p.add_argument("checkpoint")
+    p.add_argument("checkpoint", nargs="?", help="a checkpoint written by `snnrobust train` (or --model-file)")
     p.add_argument("--data-root", help="folder holding the dataset files")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    from .foreign_model import add_options
+
+    add_options(p)
     p.set_defaults(func=run)
 
 
@@ -29,6 +32,10 @@ def model_kind(config) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.model_file or not args.checkpoint:  # your own SNN (SpikingJelly, snnTorch, PyTorch)
+        from .foreign_model import run_eval
+
+        return run_eval(args)
     device = resolve_device(args.device)
     model, ckpt = load_checkpoint(args.checkpoint, map_location=device)
     data = ckpt.get("data", {})

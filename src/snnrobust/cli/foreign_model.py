@@ -94,3 +94,37 @@ def load(args: argparse.Namespace, device: Any):
 
         info["sha256"] = file_sha256(Path(args.weights))
     return model, info
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    """``snnrobust eval --model-file ...``: clean accuracy (95 % Wilson interval) of the user's model
+    on the test split of ``--dataset``. Per-layer spike rates are not measured (they count
+    snnrobust's own neurons)."""
+    import json
+
+    from ..data import get_dataset
+    from ..training import evaluate_clean, resolve_device
+
+    if args.checkpoint and args.model_file:
+        raise ConfigError("give either a CHECKPOINT or --model-file, not both")
+    if not args.model_file:
+        raise ConfigError("give the CHECKPOINT to evaluate, or your own model with --model-file FILE.py:FUNCTION "
+                          "--weights W.pt --dataset NAME")
+    if not args.dataset:
+        raise ConfigError("--model-file needs --dataset NAME (e.g. mnist5k)")
+    device = resolve_device(args.device)
+    model, info = load(args, device)
+    splits = get_dataset(args.dataset, root=args.data_root, split_seed=0)
+    res = evaluate_clean(model, splits.test, args.batch_size, device, spike_rates=False, progress=not args.json)
+    if args.json:
+        print(json.dumps({"model_file": args.model_file, "weights": args.weights, "dataset": splits.info.name,
+                          "model": info["config"], **res.to_dict()}, indent=2))
+        return 0
+    d = res.to_dict()
+    cfg = info["config"]
+    print(f"{args.model_file}: {cfg['framework']} {cfg['model_class']}, input {cfg['input_format']}"
+          f"{'' if cfg['time_steps'] is None else ', T=' + str(cfg['time_steps'])}, on {splits.info.name} test split "
+          f"({res.n} images)")
+    print(f"clean accuracy {d['accuracy']:.4f}  (95% CI {d['ci95'][0]:.4f}-{d['ci95'][1]:.4f}, "
+          f"{res.correct}/{res.n})   loss {res.loss:.4f}")
+    return 0
