@@ -447,3 +447,89 @@ def test_vulnerability_result_reads_what_the_report_object_writes():
     assert bounds == pytest.approx([4.0, 6.0]) and ratios == pytest.approx([2.0, 6.0])
     with pytest.raises(ConfigError, match="not a vulnerability result"):
         VulnerabilityResult.from_dict({"schema": "snnrobust.sparsity/1"})
+
+
+# -- replicates and paired verdicts ------------------------------------------------------------
+def replicated_study(avg_robust: list[int], max_robust: list[int], n: int = 200) -> dict:
+    """make_study with one replicate per entry of the lists (seed 10 + r): reliable robust
+    accuracy k/n of avg-pool and max-pool per replicate (per-sample records included), clean
+    accuracy 190 of n for both (per-image records included)."""
+    study = make_study()
+    base = {m["label"]: m for m in study["models"]}
+    models, evaluations = [], []
+    for r, (ka, kb) in enumerate(zip(avg_robust, max_robust)):
+        for label, k in (("avg-pool", ka), ("max-pool", kb)):
+            models.append({**base[label], "replicate": r, "seed": 10 + r, "clean_accuracy": rate(190, n),
+                           "clean_correct": "1" * 190 + "0" * (n - 190)})
+            evaluations.append({"model": label, "replicate": r, "seed": 10 + r, "protocol": "reliable",
+                                "weak": False, "result": evaluation(190, k, n, diagnostics=[diag("x", "PASS")])})
+    study.update(models=models, evaluations=evaluations, sparsity=[], vulnerability=[],
+                 claims=[{"id": "luu-robust", "seed": "000", "text": "Average pooling lowers robustness.",
+                          "checks": [{"metric": "robust_accuracy", "protocol": "reliable", "expect": "less",
+                                      "a": "avg-pool", "b": "max-pool"}]}])
+    return study
+
+
+def test_paired_verdict_clear_difference_holds_and_fails():
+    study = replicated_study([40, 42, 38], [120, 118, 125])
+    c = claim_verdict(study, study["claims"][0])
+    check = c.checks[0]
+    assert check.outcome == HOLDS and c.verdict == REPRODUCED
+    # d_r = (40-120, 42-118, 38-125) / 200 = (-0.400, -0.380, -0.435)
+    assert check.paired.across.diffs == pytest.approx((-0.400, -0.380, -0.435))
+    assert check.paired.across.mean == pytest.approx(-0.405) and check.paired.interval[1] < 0
+    # pooled McNemar: in each replicate the per-sample records put avg's robust images inside max's
+    assert check.paired.test.n == 600 and check.paired.test.a_only == 0 and check.paired.test.b_only == 243
+    assert "paired difference -40.5 points" in c.explanation and "across 3 seeds" in c.explanation
+    assert "McNemar over 3 seeds x 200 images" in c.explanation and "exact p < 0.0001" in c.explanation
+    assert "per seed: 20.0, 21.0, 19.0" in c.explanation
+    # the opposite expectation fails on the same numbers
+    study["claims"][0]["checks"][0]["expect"] = "greater"
+    c = claim_verdict(study, study["claims"][0])
+    assert c.checks[0].outcome == FAILS and c.verdict == CONTRADICTED
+
+
+def test_paired_verdict_null_difference_is_inconclusive_with_replicates_needed():
+    from snnrobust.analysis.paired import replicates_needed
+
+    # d = (-1, +5, -2) / 200 = (-0.005, 0.025, -0.010): the interval includes zero
+    study = replicated_study([100, 104, 98], [101, 99, 100])
+    c = claim_verdict(study, study["claims"][0])
+    check = c.checks[0]
+    assert check.outcome == INCONCLUSIVE and c.verdict == CLAIM_INCONCLUSIVE
+    lo, hi = check.paired.interval
+    assert lo < 0 < hi
+    need = replicates_needed(check.paired.across.mean, check.paired.across.sd)
+    assert need > 3 and f"would take about {need} replicates" in c.explanation
+    assert "interval of the paired difference includes zero" in c.explanation
+
+
+def test_one_replicate_falls_back_to_the_per_sample_test_and_old_results_to_intervals():
+    study = replicated_study([100], [104])
+    c = claim_verdict(study, study["claims"][0])
+    check = c.checks[0]
+    assert check.outcome == INCONCLUSIVE and check.paired.across is None and check.paired.test is not None
+    assert "one replicate, so no across-seed interval" in c.explanation
+    assert "paired test images (from the observed discordance rate 2.0%)" in c.explanation
+    # a decisive per-sample difference with one replicate holds on McNemar's interval
+    clear = replicated_study([40], [120])
+    assert claim_verdict(clear, clear["claims"][0]).checks[0].outcome == HOLDS
+    # results without per-sample records and one replicate: the unpaired interval rule, as before
+    for e in clear["evaluations"]:
+        e["result"]["worst_case"]["per_sample"] = []
+    check = claim_verdict(clear, clear["claims"][0]).checks[0]
+    assert check.paired is None and check.outcome == HOLDS and "paired" not in check.sentence
+
+
+def test_report_shows_per_seed_values_and_dots(tmp_path):
+    study = replicated_study([40, 42, 38], [120, 118, 125])
+    study["replicates"] = 3
+    paths = write_report(study, tmp_path)
+    md = Path(paths["markdown"]).read_text()
+    assert "20.0% [" in md and "across 3 seeds (per seed: 20.0, 21.0, 19.0)" in md
+    assert "across 3 seeds (per seed: 60.0, 59.0, 62.5)" in md
+    assert "avg-pool (replicate 2, seed 12)" in md  # per-evaluation sections name replicate and seed
+    assert (tmp_path / "figures" / "per_seed.png").stat().st_size > 1000
+    assert "paired difference a - b (95 % CI); McNemar p" in md and "-40.5 points" in md
+    html = Path(paths["html"]).read_text()
+    assert "across 3 seeds (per seed: 20.0, 21.0, 19.0)" in html and html.count("<img") >= 2

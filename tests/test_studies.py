@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from snnrobust.errors import ConfigError
 from snnrobust.store import ResultsStore
@@ -22,6 +23,7 @@ claims:
       - {metric: clean_accuracy, expect: greater, a: avg-pool, b: max-pool}
 sizes:
   quick:
+    replicates: 1
     dataset: mnist5k
     train: {epochs: 1, batch_size: 50, max_train_samples: 100, seed: 0}
     model: {name: sew_resnet, layers: [1, 1], width: 4, T: 2, encoder: phase, stem_pool: true}
@@ -169,6 +171,9 @@ def test_quick_study_check_via_cli(tmp_path, monkeypatch, capsys):
     (("protocols", [{"name": "p", "attack": "pgd", "samples": 99}]), "'samples' must be an integer from 1"),
     (("protocols", [{"name": "p", "attack": "pgd", "models": ["nope"]}]), "'models' must list variant labels"),
     (("protocols", [{"name": "p", "attack": "pgd", "vote": 0}]), "'vote' must be a positive integer"),
+    (("replicates", 0), "'replicates' must be an integer from 1"),
+    (("replicates", True), "'replicates' must be an integer from 1"),
+    (("replicates", "3"), "'replicates' must be an integer from 1"),
 ])
 def test_bad_recipe_is_one_line_error(tmp_path, change, message):
     import yaml
@@ -192,6 +197,7 @@ description: ANN, converted SNN and fine-tuned SNN, tiny
 claims: []
 sizes:
   quick:
+    replicates: 1
     dataset: mnist5k
     train: {epochs: 1, batch_size: 50, max_train_samples: 100, seed: 0}
     model: {name: vgg5, width: 2, fc_hidden: 16, T: 2, normalize_mean: 0.5, normalize_std: 0.5}
@@ -313,3 +319,84 @@ def test_sharmin_full_size_check_on_cifar_files(tmp_path, monkeypatch):
     assert set(by["snn-bp"].attacks) == {"seed-sharmin2020", "black-box", "reliable"}
     assert "source-ann" not in by["snn-bp"].estimators or by["snn-bp"].estimators["source-ann"] > 0
     assert len(by["snn-bp"].estimators) >= 3 and all(t > 0 for t in by["snn-bp"].estimators.values())
+
+
+# -------------------------------------------------- replicates: independently seeded, resumable units
+REPLICATED = """
+name: tiny-replicates
+seed: "000"
+title: tiny replicated study
+description: two variants, two replicates each
+claims:
+  - id: c
+    seed: "000"
+    text: "avg raises robust accuracy"
+    checks:
+      - {metric: robust_accuracy, protocol: fgsm, expect: greater, a: avg-pool, b: max-pool}
+sizes:
+  quick:
+    replicates: 2
+    dataset: mnist5k
+    train: {epochs: 2, batch_size: 50, max_train_samples: 100, seed: 5}
+    model: {name: sew_resnet, layers: [1, 1], width: 4, T: 2, encoder: phase, stem_pool: true}
+    variants:
+      - {label: max-pool, model: {pool: max}}
+      - {label: avg-pool, model: {pool: avg}}
+    eval: {samples: 8, eps: 0.1, eps_sweep: [], batch_size: 8}
+    protocols:
+      - {name: fgsm, attack: fgsm, weak: true}
+"""
+
+
+def test_replicates_are_seeded_units_that_resume_independently_after_a_kill(tmp_path, monkeypatch):
+    import snnrobust.training.trainer as trainer
+
+    recipe = tmp_path / "rep.yaml"
+    recipe.write_text(REPLICATED)
+    out = tmp_path / "study"
+    steps: dict[str, int] = {}
+    current = {"out": ""}
+    real_train, real_step = runner.train, trainer.train_step
+
+    def tracking_train(cfg, **kw):
+        current["out"] = cfg.out
+        return real_train(cfg, **kw)
+
+    def counting_step(*a, **kw):
+        steps[current["out"]] = steps.get(current["out"], 0) + 1
+        if kill and "replicate-1" in current["out"] and steps[current["out"]] == 3:
+            raise KeyboardInterrupt  # killed in the second epoch of replicate 1's first variant
+        return real_step(*a, **kw)
+
+    monkeypatch.setattr(runner, "train", tracking_train)
+    monkeypatch.setattr(trainer, "train_step", counting_step)
+    kill = True
+    with pytest.raises(KeyboardInterrupt):
+        run_study(str(recipe), "quick", out, device="cpu", progress=False, log=lambda s: None)
+    rep0 = {str(out / "models" / "max-pool"), str(out / "models" / "avg-pool")}
+    rep1_max = str(out / "models" / "replicate-1" / "max-pool")
+    assert {k: steps[k] for k in rep0} == {k: 4 for k in rep0} and steps[rep1_max] == 3
+    with ResultsStore(out) as st:
+        assert len(st.records(kind="train")) == 2  # replicate 0's two models are stored units
+    steps.clear()
+    kill = False
+    run_study(str(recipe), "quick", out, device="cpu", progress=False, log=lambda s: None)
+    # replicate 0 reused (not one step); replicate 1 resumed from its epoch-1 checkpoint; its other model trained
+    assert all(k not in steps for k in rep0)
+    assert steps == {rep1_max: 2, str(out / "models" / "replicate-1" / "avg-pool"): 4}
+    study = json.loads((out / "study.json").read_text())
+    seeds = {(m["label"], m["replicate"]): m["seed"] for m in study["models"]}
+    assert seeds == {("max-pool", 0): 5, ("avg-pool", 0): 5, ("max-pool", 1): 6, ("avg-pool", 1): 6}
+    assert all(len(m["clean_correct"]) == study["dataset"]["n_test"] for m in study["models"])
+    ck1 = torch.load(out / "models" / "replicate-1" / "max-pool" / "checkpoint.pt", weights_only=True)
+    assert ck1["train_config"]["seed"] == 6
+    evs = {(e["model"], e["replicate"]): e["result"] for e in study["evaluations"]}
+    assert set(evs) == {("max-pool", 0), ("avg-pool", 0), ("max-pool", 1), ("avg-pool", 1)}
+    # every replicate is attacked on the same images (same labels, same count)
+    assert len({tuple(r["worst_case"]["per_sample"].__len__() for r in evs.values())}) == 1
+    assert study["replicates"] == 2 and study["machine"]["threads"] >= 1 and study["machine"]["cpu"]
+    assert all(r["machine"]["torch"]["version"] for r in evs.values())
+    md = (out / "report.md").read_text()
+    assert "across 2 seeds (per seed:" in md and "(replicate 1, seed 6)" in md
+    assert "McNemar over 2 seeds x 8 images" in md and "paired difference" in md
+    assert (out / "figures" / "per_seed.png").is_file()

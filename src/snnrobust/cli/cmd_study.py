@@ -20,6 +20,9 @@ def register(sub) -> None:
     p.add_argument("--data-root", help="folder holding the dataset files (CIFAR for --size full)")
     p.add_argument("--device", default="auto")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--replicates", type=int, default=None,
+                   help="independently seeded training runs per variant (default: the recipe's, 3 at quick size); "
+                        "replicate 0 is the same model whatever the number, so adding replicates later reuses it")
     p.add_argument("--check", action="store_true",
                    help="only check that the study starts: load the data, build every model, time one training "
                         "step, build every attack and take one input gradient per estimator; writes nothing")
@@ -37,6 +40,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.check_batch is not None and args.check_batch < 1:
         raise ConfigError(f"--check-batch must be a positive integer, got {args.check_batch}")
+    if args.replicates is not None and args.replicates < 1:
+        raise ConfigError(f"--replicates must be a positive integer, got {args.replicates}")
     if args.check:
         from ..studies.preflight import check_study, format_checks
 
@@ -44,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
         print(format_checks(rows))
         print(f"study {args.name} --size {args.size} starts: every model, attack and estimator checked")
         return 0
-    paths = run_study(args.name, args.size, args.out, args.data_root, args.device, progress=not args.quiet)
+    paths = run_study(args.name, args.size, args.out, args.data_root, args.device, progress=not args.quiet,
+                      replicates=args.replicates)
     print(f"report: {paths['html']}")
     print(f"summary: {paths['markdown']}")
     if paths.get("incomplete"):  # the report is written; the exit status says it is not the full study

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..environment import machine_info
 from ..errors import ConfigError, SnnRobustError
 from ..estimators import SourceANN, get_estimator
 from ..spiking.functional import spiking_neurons
@@ -695,7 +696,9 @@ def assemble_result(model: nn.Module, session: Session, plan: EvaluationPlan, sp
         clean=clean_accuracy(correct), vote=session.vote_used, eot=ctx.gradient_eot(), stochastic=session.stochastic,
         attacks=main.records, worst_case=worst, eps_curve=curve, diagnostics=diagnostics,
         replication=list(plan.replication), notes=notes, protocol=protocol, timing_s=round(total_s, 3),
-        incomplete=incomplete, timing_breakdown_s={k: round(v, 3) for k, v in timing.items()})
+        incomplete=incomplete, timing_breakdown_s={k: round(v, 3) for k, v in timing.items()},
+        machine=machine_info(plan.device if plan.device is not None else next(
+            (p.device for p in model.parameters()), "cpu")))
 
 
 # ----------------------------------------------------------------------------- the entry points

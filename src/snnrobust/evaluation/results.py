@@ -14,7 +14,13 @@ JSON schema ``snnrobust.evaluation/1`` (every number travels with its threat mod
      "diagnostics": [{"name", "status", "summary", "numbers"}],
      "replication": [...], "notes": [...], "timing_s", "timing_breakdown_s",
      "complete": bool, "incomplete": [{"attack", "eps", "error", "not_attacked": [sample index],
-                                       "n_not_attacked", "n_scheduled", "counted_robust", "reason"}]}
+                                       "n_not_attacked", "n_scheduled", "counted_robust", "reason"}],
+     "machine": {"cpu", "cpu_count", "threads", "interop_threads", "omp_num_threads", "torch": {...},
+                 "device", "gpu", "python", "platform"}}
+
+``machine`` (:func:`snnrobust.environment.machine_info`) says where the numbers were computed:
+the same seed reproduces them exactly only on the same CPU type, thread count and torch build
+(``{}`` in results written before it existed).
 
 ``broken`` lists the samples each attack broke (indices into the evaluated set; in a cascade
 only samples still robust were attacked). ``gradient_images`` / ``forward_images`` are the
@@ -203,6 +209,7 @@ class EvaluationResult:
     timing_s: float = 0.0
     timing_breakdown_s: dict = field(default_factory=dict)
     incomplete: list[dict] = field(default_factory=list)  # failed attack runs (see the module docstring)
+    machine: dict = field(default_factory=dict)  # where it was computed (snnrobust.environment.machine_info)
     schema: str = SCHEMA
 
     # -- names -----------------------------------------------------------------------------
@@ -246,7 +253,7 @@ class EvaluationResult:
             "diagnostics": [d.to_dict() for d in self.diagnostics], "diagnostics_status": self.diagnostics_status,
             "replication": self.replication, "notes": self.notes, "timing_s": self.timing_s,
             "timing_breakdown_s": self.timing_breakdown_s,
-            "complete": self.complete, "incomplete": self.incomplete,
+            "complete": self.complete, "incomplete": self.incomplete, "machine": self.machine,
         })
 
     @classmethod
@@ -266,7 +273,8 @@ class EvaluationResult:
                    diagnostics=[DiagnosticResult.from_dict(x) for x in d.get("diagnostics") or []],
                    replication=list(d.get("replication") or []), notes=list(d.get("notes") or []),
                    protocol=d.get("protocol") or {}, timing_s=float(d.get("timing_s") or 0.0),
-                   timing_breakdown_s=d.get("timing_breakdown_s") or {}, incomplete=incomplete_from_dict(d))
+                   timing_breakdown_s=d.get("timing_breakdown_s") or {}, incomplete=incomplete_from_dict(d),
+                   machine=d.get("machine") if isinstance(d.get("machine"), dict) else {})
 
     # -- terminal table --------------------------------------------------------------------
     def table(self) -> str:

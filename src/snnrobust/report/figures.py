@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Sequence
 
 import numpy as np
@@ -262,11 +262,13 @@ class TradeoffPoint:
     marker: str
     clean: tuple[float, Optional[float], Optional[float]]   # value, lo, hi (fractions)
     robust: tuple[float, Optional[float], Optional[float]]
+    seeds: list = field(default_factory=list)   # (clean, robust) of each training seed, drawn as dots
 
 
 def tradeoff(points: list[TradeoffPoint], title: str) -> Optional[bytes]:
     """Clean accuracy (x, %) vs robust accuracy (y, %), one point per model x protocol with
-    95 % interval error bars. Labels are in the legend, so they never overlap."""
+    95 % interval error bars (Wilson for one seed, across seeds for several, each seed then a
+    small dot). Labels are in the legend, so they never overlap."""
     if not points:
         return None
     fig, (ax,) = _figure(8, 5.5)
@@ -280,11 +282,66 @@ def tradeoff(points: list[TradeoffPoint], title: str) -> Optional[bytes]:
     for p in points:
         ax.errorbar([100 * p.clean[0]], [100 * p.robust[0]], xerr=err(p.clean), yerr=err(p.robust), fmt=p.marker,
                     color=p.color, ms=8, capsize=3, label=p.label)
+        if p.seeds:
+            ax.scatter([100 * c for c, _ in p.seeds], [100 * r for _, r in p.seeds], s=14, color=p.color,
+                       marker=p.marker, alpha=0.45, edgecolors="none")
     ax.set_xlabel("clean accuracy (%)")
     ax.set_ylabel("robust accuracy (%)")
-    ax.set_title(title + "\n(error bars: 95 % Wilson intervals; up and right is better)", fontsize=10)
+    ax.set_title(title + "\n(error bars: 95 % intervals; small dots: one training seed each; up and right is "
+                         "better)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return _png(fig)
+
+
+# -- per-seed values -------------------------------------------------------------------
+@dataclass
+class SeedColumn:
+    """One model in a per-seed panel: its per-seed values (fractions), their mean and the
+    across-seed 95 % interval (with one seed: that seed's own interval; None: unknown)."""
+
+    label: str
+    color: str
+    values: list[float]
+    mean: float
+    lo: Optional[float]
+    hi: Optional[float]
+
+
+@dataclass
+class SeedPanel:
+    title: str                      # e.g. "clean accuracy", "robust accuracy, reliable"
+    columns: list[SeedColumn]
+
+
+def seed_dots(panels: list[SeedPanel], title: str) -> Optional[bytes]:
+    """One panel per quantity (%): for each model its per-seed values as dots on the left and
+    their mean as a larger marker on the right with the across-seed 95 % interval as error bar,
+    so the spread between training seeds is visible beside the mean."""
+    panels = [p for p in panels if p.columns]
+    if not panels:
+        return None
+    width = min(16.0, 1.2 + sum(1.0 + 0.9 * len(p.columns) for p in panels))
+    fig, axes = _figure(max(width, 6.0), 4.6, len(panels))
+    for ax, p in zip(axes, panels):
+        for i, c in enumerate(p.columns):
+            n = len(c.values)
+            jitter = np.linspace(-0.08, 0.08, n) if n > 1 else np.zeros(1)
+            ax.scatter(i - 0.15 + jitter, [100 * v for v in c.values], s=22, color=c.color, alpha=0.75,
+                       edgecolors="none", label="one training seed" if i == 0 else None)
+            err = None
+            if c.lo is not None and c.hi is not None:
+                err = [[100 * max(c.mean - c.lo, 0.0)], [100 * max(c.hi - c.mean, 0.0)]]
+            ax.errorbar([i + 0.15], [100 * c.mean], yerr=err, fmt="D", ms=7, color=c.color, capsize=4,
+                        label="mean, 95 % interval" if i == 0 else None)
+        ax.set_xticks(range(len(p.columns)))
+        ax.set_xticklabels([c.label for c in p.columns], rotation=30, ha="right", fontsize=8)
+        ax.set_xlim(-0.6, len(p.columns) - 0.4)
+        ax.set_title(p.title, fontsize=9)
+        ax.set_ylabel("%")
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].legend(fontsize=7, loc="best")
+    fig.suptitle(title, fontsize=10)
     return _png(fig)
 
 

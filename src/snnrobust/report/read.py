@@ -13,6 +13,12 @@ non-weak evaluation could not be read. Study-level parts written by the runner i
 missing renders as "not measured".
 
 Accuracies and zero fractions are fractions in [0, 1]; they are shown in percent.
+
+Replicates: a study trains each variant R times (training seeds s, s+1, ...); its model
+entries, evaluations and sparsity entries carry ``replicate`` (0..R-1) and ``seed``. Entries
+without them (studies written before replicates existed) are replicate 0. Functions that
+return one number per model (:func:`clean_accuracy`, :func:`model_entry`) give replicate
+0's; :func:`per_seed` and :class:`SeedValues` give every replicate's.
 """
 
 from __future__ import annotations
@@ -159,6 +165,8 @@ class Evaluation:
     protocol: str
     weak: Optional[bool]
     result: EvaluationResult
+    replicate: int = 0
+    seed: Optional[int] = None
 
 
 @dataclass
@@ -166,6 +174,8 @@ class SparsityEntry:
     model: str
     source: str                 # "attack" | "train": which loss the gradient is of
     result: SparsityReport
+    replicate: int = 0
+    seed: Optional[int] = None
 
 
 @dataclass
@@ -238,7 +248,8 @@ def load(study: StudyLike) -> Study:
                                              _why(err), weak))
             continue
         protocol = text(e.get("protocol")) or text(res.suite) or "unnamed protocol"
-        out.evaluations.append(Evaluation(model, protocol, weak, res))
+        out.evaluations.append(Evaluation(model, protocol, weak, res, integer(e.get("replicate")) or 0,
+                                          integer(e.get("seed"))))
     for i, e in enumerate(as_list(out.raw.get("sparsity"))):
         e = as_dict(e)
         model = text(e.get("model"))
@@ -249,7 +260,8 @@ def load(study: StudyLike) -> Study:
         except _READ_ERRORS as err:
             out.unreadable.append(Unreadable("sparsity", model, text(e.get("source"), "?"), _why(err)))
             continue
-        out.sparsity.append(SparsityEntry(model, text(e.get("source")) or text(rep.source) or "attack", rep))
+        out.sparsity.append(SparsityEntry(model, text(e.get("source")) or text(rep.source) or "attack", rep,
+                                          integer(e.get("replicate")) or 0, integer(e.get("seed"))))
     for i, e in enumerate(as_list(out.raw.get("vulnerability"))):
         e = as_dict(e)
         model = text(e.get("model"))
@@ -272,7 +284,7 @@ def model_labels(study: StudyLike) -> list[str]:
     """Every model label, from the model list first, then any that only appear in results
     (unreadable ones too: their model still gets a verdict, "not established")."""
     st = load(study)
-    labels = [m["label"] for m in models(st)]
+    labels = list(dict.fromkeys(m["label"] for m in models(st)))
     for lab in ([e.model for e in st.evaluations] + [e.model for e in st.sparsity]
                 + [e.model for e in st.vulnerability] + [u.model for u in st.unreadable]):
         if lab and lab not in labels:
@@ -280,11 +292,28 @@ def model_labels(study: StudyLike) -> list[str]:
     return labels
 
 
-def model_entry(study: StudyLike, label: str) -> dict:
+def model_entry(study: StudyLike, label: str, replicate: int = 0) -> dict:
+    """The model entry of ``label`` (its replicate ``replicate``; entries without one are replicate 0)."""
     for m in models(study):
-        if m["label"] == label:
+        if m["label"] == label and (integer(m.get("replicate")) or 0) == replicate:
             return m
     return {}
+
+
+def replicate_count(study: StudyLike, label: Optional[str] = None) -> int:
+    """How many replicates the study has of ``label`` (of any model when None): distinct
+    replicate numbers among its model entries and results, at least 1."""
+    st = load(study)
+    reps = {integer(m.get("replicate")) or 0 for m in models(st) if label is None or m["label"] == label}
+    reps |= {e.replicate for e in st.evaluations if label is None or e.model == label}
+    return max(1, len(reps))
+
+
+def tag(study: StudyLike, model: str, replicate: int, seed: Optional[int]) -> str:
+    """`` (replicate r, seed s)`` after a model's name where the study has several replicates of it, else ""."""
+    if replicate_count(study, model) < 2:
+        return ""
+    return f" (replicate {replicate}" + (f", seed {seed})" if seed is not None else ")")
 
 
 def evaluations(study: StudyLike, model: Optional[str] = None, protocol: Optional[str] = None) -> list[Evaluation]:
@@ -318,8 +347,112 @@ def unreadable(study: StudyLike, kind: Optional[str] = None, model: Optional[str
             if (kind is None or u.kind == kind) and (model is None or u.model == model)]
 
 
+@dataclass(frozen=True)
+class SeedValues:
+    """One number per replicate of a model: ``values[i]`` = (replicate, training seed, estimate),
+    in replicate order. :meth:`summary` is their mean with the across-seed t interval."""
+
+    values: tuple
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    def by_replicate(self) -> dict[int, Estimate]:
+        return {r: est for r, _, est in self.values}
+
+    def summary(self) -> Optional[Estimate]:
+        """Mean over seeds; with >= 2 seeds [lo, hi] = mean ± t_{0.975, n-1} · sd / sqrt(n) (``se`` =
+        sd / sqrt(n), ``n`` = seeds, ``kind`` "rate" when every seed's is); one seed: its own estimate."""
+        from ..analysis.paired import t_quantile
+
+        if not self.values:
+            return None
+        if len(self.values) == 1:
+            return self.values[0][2]
+        xs = [est.value for _, _, est in self.values]
+        m = sum(xs) / len(xs)
+        sd = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1))
+        se = sd / math.sqrt(len(xs))
+        half = t_quantile(0.975, len(xs) - 1) * se
+        kind = "rate" if all(e.kind == "rate" for _, _, e in self.values) else "mean"
+        return Estimate(m, m - half, m + half, kind, n=len(xs), se=se)
+
+    def text(self, missing: str = "not measured") -> str:
+        """``96.0% [95.1, 96.9] across 3 seeds (per seed: 95.7, 96.0, 96.3)`` for rates; one seed:
+        its estimate's own text (a rate with its Wilson interval)."""
+        est = self.summary()
+        if est is None:
+            return missing
+        if self.n == 1:
+            return est.text()
+        rate_like = all(e.kind == "rate" for _, _, e in self.values)
+        f = (lambda v: f"{100 * v:.1f}") if rate_like else (lambda v: f"{v:.3g}")
+        unit = "%" if rate_like else ""
+        return (f"{f(est.value)}{unit} [{f(est.lo)}, {f(est.hi)}] across {self.n} seeds "
+                f"(per seed: {', '.join(f(e.value) for _, _, e in self.values)})")
+
+
+def per_seed_clean(study: StudyLike, label: str) -> SeedValues:
+    """Clean accuracy of every replicate of ``label`` (from its model entries)."""
+    out = []
+    for m in models(study):
+        if m["label"] == label:
+            est = rate(m.get("clean_accuracy"))
+            if est is not None:
+                out.append((integer(m.get("replicate")) or 0, integer(m.get("seed")), est))
+    if not out:
+        est = clean_accuracy(study, label)
+        if est is not None:
+            out.append((0, None, est))
+    return SeedValues(tuple(sorted(out, key=lambda t: t[0])))
+
+
+def per_seed_robust(study: StudyLike, label: str, protocol: str) -> SeedValues:
+    """Robust accuracy (per-sample worst case) of every replicate of ``label`` under ``protocol``."""
+    out = []
+    for e in evaluations(study, model=label, protocol=protocol):
+        est, _ = robust_accuracy(e.result)
+        if est is not None:
+            out.append((e.replicate, e.seed, est))
+    return SeedValues(tuple(sorted(out, key=lambda t: t[0])))
+
+
+def per_seed_zero_fraction(study: StudyLike, label: str, source: str = "attack") -> SeedValues:
+    """Pixel-level input-gradient zero fraction (:func:`input_zero_fraction`) of every replicate of
+    ``label`` from its ``source`` sparsity measurement (any source when it has none)."""
+    entries = sparsity_entries(study, model=label, source=source) or sparsity_entries(study, model=label)
+    out, seen = [], set()
+    for e in entries:
+        est, _ = input_zero_fraction(e.result)
+        if est is not None and e.replicate not in seen:
+            seen.add(e.replicate)
+            out.append((e.replicate, e.seed, est))
+    return SeedValues(tuple(sorted(out, key=lambda t: t[0])))
+
+
+def clean_correct(study: StudyLike, label: str) -> dict[int, list[bool]]:
+    """Per replicate, whether each test image is classified correctly (the model entry's
+    ``clean_correct``, "1"/"0" per image); replicates that did not record it are left out."""
+    out = {}
+    for m in models(study):
+        s = m.get("clean_correct") if m["label"] == label else None
+        if isinstance(s, str) and s and set(s) <= {"0", "1"}:
+            out[integer(m.get("replicate")) or 0] = [c == "1" for c in s]
+    return out
+
+
+def robust_correct(result: Union[EvaluationResult, dict]) -> Optional[list[bool]]:
+    """Per evaluated sample, whether it stayed correct under every attack (``per_sample`` is
+    None there); None when the result has no per-sample record."""
+    per = evaluation_result(result).worst_case.per_sample
+    if not per:
+        return None
+    return [v is None for v in per]
+
+
 def clean_accuracy(study: StudyLike, label: str) -> Optional[Estimate]:
-    """From ``models[].clean_accuracy``; lacking it, from the first evaluation's clean rate."""
+    """Replicate 0's, from ``models[].clean_accuracy``; lacking it, from the first evaluation's clean rate."""
     est = rate(model_entry(study, label).get("clean_accuracy"))
     if est is not None:
         return est

@@ -8,6 +8,12 @@ Section ids (stable anchors in the HTML, headings in markdown), in order: ``summ
 ``setup``, ``threat-models``, ``accuracy``, ``eps-curves``, ``sparsity``, ``tradeoff``,
 ``diagnostics``, ``vulnerability``, ``model-verdicts``, ``claim-verdicts``.
 Anything the study does not contain renders as "not measured" instead of failing.
+
+Replicates: where a model was trained with several seeds, the summary tables show the mean
+over seeds with its across-seed 95 % t interval and every seed's value, the summary's figure
+and the trade-off scatter draw each seed as a dot beside the mean, and per-evaluation
+sections name the replicate and seed of each result. Per-operation sparsity figures show
+replicate 0 (the pixel-level zero fraction of every seed is in the summary).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any, Optional
 
 from . import figures as F
 from . import read as R
+from ..environment import machine_label
 from ..evaluation.results import AttackRecord, EvaluationResult
 from .doc import Badge, Bullets, Callout, Code, Figure, Heading, Para, Section, Table, badge
 from .read import Study
@@ -95,6 +102,57 @@ def _robust_cell(res: EvaluationResult) -> Any:
     return [text, " ", badge("INCOMPLETE")] if not res.complete else text
 
 
+def _robust_seeds_cell(study: Study, label: str, protocol: str) -> Any:
+    """Robust accuracy of every replicate of ``label`` under ``protocol``: mean, across-seed
+    interval and per-seed values (one seed: its Wilson interval); INCOMPLETE when any is."""
+    evs = R.evaluations(study, model=label, protocol=protocol)
+    if not evs:
+        return NOT_MEASURED
+    text = R.per_seed_robust(study, label, protocol).text("-")
+    return [text, " ", badge("INCOMPLETE")] if any(not e.result.complete for e in evs) else text
+
+
+def _zero_fraction_cell(study: Study, label: str) -> str:
+    sv = R.per_seed_zero_fraction(study, label)
+    if not sv.n:
+        return NOT_MEASURED
+    if sv.n == 1:
+        izf = sv.values[0][2]
+        return f"{100 * izf.value:.1f}%" + (f" ± {100 * izf.se:.1f}" if izf.se is not None else "")
+    m = sv.summary()
+    return (f"{100 * m.value:.1f}% [{100 * m.lo:.1f}, {100 * m.hi:.1f}] across {sv.n} seeds (per seed: "
+            + ", ".join(f"{100 * e.value:.1f}" for _, _, e in sv.values) + ")")
+
+
+def _seed_column(label: str, color: str, sv: R.SeedValues) -> Optional[F.SeedColumn]:
+    m = sv.summary()
+    if m is None:
+        return None
+    return F.SeedColumn(label, color, [e.value for _, _, e in sv.values], m.value, m.lo, m.hi)
+
+
+def seed_figure(study: Study, colors: dict[str, str]) -> Optional[Figure]:
+    """Clean and robust accuracy of every model, each training seed a dot beside the mean (None
+    when no model has two seeds: the summary table and the trade-off scatter then say it all)."""
+    if R.replicate_count(study) < 2:
+        return None
+    labels = R.model_labels(study)
+    panels = [F.SeedPanel("clean accuracy", [c for c in (_seed_column(lab, colors.get(lab, "#333333"),
+                                                                      R.per_seed_clean(study, lab))
+                                                         for lab in labels) if c])]
+    for p in _protocols(study):
+        cols = [_seed_column(lab, colors.get(lab, "#333333"), R.per_seed_robust(study, lab, p)) for lab in labels]
+        panels.append(F.SeedPanel(f"robust accuracy, {p}", [c for c in cols if c]))
+    n = R.replicate_count(study)
+    png = F.seed_dots(panels, f"Per-seed values ({n} training seed{'s' if n > 1 else ''} per model)")
+    if not png:
+        return None
+    return Figure("per_seed", png, "Each small dot is one independently seeded training run (replicate) of the model; "
+                                   "the diamond is their mean with the 95 % t interval across seeds (with a single "
+                                   "seed: its Wilson interval), so the spread between seeds is visible beside the "
+                                   "mean.", "per-seed clean and robust accuracy of every model, dots beside the mean")
+
+
 # -- summary -------------------------------------------------------------------------------
 def summary_section(study: Study, verdicts: list[ModelVerdict], claims: list[ClaimVerdict]) -> Section:
     s = Section("summary", "Summary at a glance")
@@ -122,14 +180,10 @@ def summary_section(study: Study, verdicts: list[ModelVerdict], claims: list[Cla
     rows = []
     by_model = {v.model: v for v in verdicts}
     for lab in R.model_labels(study):
-        row: list = [lab, R.pct(R.clean_accuracy(study, lab))]
+        row: list = [lab, R.per_seed_clean(study, lab).text()]
         for p in protocols:
-            evs = R.evaluations(study, model=lab, protocol=p)
-            row.append(_robust_cell(evs[0].result) if evs else NOT_MEASURED)
-        ent = R.sparsity_entries(study, model=lab, source="attack") or R.sparsity_entries(study, model=lab)
-        izf = R.input_zero_fraction(ent[0].result)[0] if ent else None
-        row.append(NOT_MEASURED if izf is None else
-                   f"{100 * izf.value:.1f}%" + (f" ± {100 * izf.se:.1f}" if izf.se is not None else ""))
+            row.append(_robust_seeds_cell(study, lab, p))
+        row.append(_zero_fraction_cell(study, lab))
         statuses = [d.status for e in R.evaluations(study, model=lab) for d in e.result.diagnostics]
         if statuses:
             row.append(_status_counts(statuses))
@@ -139,9 +193,14 @@ def summary_section(study: Study, verdicts: list[ModelVerdict], claims: list[Cla
         row.append(badge(v.status) if v else "-")
         rows.append(row)
     if rows:
-        s.add(Table(headers, rows, "Accuracies with 95 % Wilson intervals; robust accuracy is the per-sample worst "
-                                   "case over the protocol's attacks. Zero fraction: exactly-zero entries of the loss "
-                                   "gradient w.r.t. the input pixels (mean ± SE)."))
+        s.add(Table(headers, rows, "Accuracies with 95 % Wilson intervals (one training seed), or, with several "
+                                   "seeds, the mean over seeds with its 95 % t interval across seeds and each seed's "
+                                   "value; robust accuracy is the per-sample worst case over the protocol's attacks. "
+                                   "Zero fraction: exactly-zero entries of the loss gradient w.r.t. the input pixels "
+                                   "(mean ± SE over samples; across seeds as above)."))
+        fig = seed_figure(study, F.model_colors(R.model_labels(study)))
+        if fig:
+            s.add(fig)
     else:
         s.add(Para("No models in this study."))
     if claims:
@@ -198,6 +257,12 @@ def setup_section(study: Study, colors: dict[str, str]) -> Section:
         facts.append(f"created: {study.get('created')}")
     if R.num(study.get("seconds")) is not None:
         facts.append(f"run time: {study.get('seconds') / 60:.1f} min")
+    if R.integer(study.get("replicates")) is not None:
+        facts.append(f"replicates: {study.get('replicates')} independently seeded training run(s) per model, "
+                     "all evaluated on the same test images")
+    if study.get("machine") is not None:
+        facts.append(f"machine: {machine_label(R.as_dict(study.get('machine')))} (the same seed reproduces these "
+                     "numbers exactly only on the same CPU type, thread count and torch build)")
     s.add(Bullets(facts))
     s.add(Heading("Dataset and split"))
     ds = R.as_dict(study.get("dataset"))
@@ -222,7 +287,8 @@ def setup_section(study: Study, colors: dict[str, str]) -> Section:
         for m in models:
             mc, tc = R.as_dict(m.get("model_config")), R.as_dict(m.get("train_config"))
             sha = R.text(m.get("checkpoint_sha256"))
-            rows.append([m["label"], R.text(m.get("group"), "-"), made_by(m), _kv(mc, _MODEL_KEYS) or "-",
+            name = m["label"] + R.tag(study, m["label"], R.integer(m.get("replicate")) or 0, R.integer(m.get("seed")))
+            rows.append([name, R.text(m.get("group"), "-"), made_by(m), _kv(mc, _MODEL_KEYS) or "-",
                          _kv(tc, _TRAIN_KEYS) or "-",
                          R.pct(R.rate(m.get("clean_accuracy"))),
                          (R.text(m.get("checkpoint"), "-") + (f" (sha256 {sha[:12]}…)" if sha else ""))])
@@ -230,12 +296,14 @@ def setup_section(study: Study, colors: dict[str, str]) -> Section:
                      "checkpoint"], rows))
         for m in models:
             cfg = {"model_config": m.get("model_config"), "train_config": m.get("train_config")}
-            s.add(Code(json.dumps(cfg, indent=2, default=str, sort_keys=True), f"full configuration of {m['label']}",
+            name = m["label"] + R.tag(study, m["label"], R.integer(m.get("replicate")) or 0, R.integer(m.get("seed")))
+            s.add(Code(json.dumps(cfg, indent=2, default=str, sort_keys=True), f"full configuration of {name}",
                        "json"))
     else:
         s.add(Para(f"Models: {NOT_MEASURED}."))
     s.add(Heading("Training curves"))
-    curves = {m["label"]: [r for r in R.as_list(m.get("train_metrics")) if isinstance(r, dict)] for m in models}
+    curves = {m["label"]: [r for r in R.as_list(m.get("train_metrics")) if isinstance(r, dict)] for m in models
+              if not R.integer(m.get("replicate"))}  # replicate 0's: one curve per model
     png = F.training_curves(curves, colors)
     if png:
         s.add(Figure("training_curves", png, "Training loss and test accuracy per epoch.",
@@ -272,7 +340,7 @@ def threat_section(study: Study) -> Section:
     flagged = []
     for e in evs:
         for flag in R.replication_flags(e.result):
-            flagged.append(f"{e.model} / {e.protocol}: {flag}")
+            flagged.append(f"{e.model}{R.tag(study, e.model, e.replicate, e.seed)} / {e.protocol}: {flag}")
     if flagged:
         s.add(Callout("REPLICATION OPTIONS IN FORCE — these settings inflate robustness and are not a valid "
                       "input-level threat model; they only reproduce a seed paper's code", flagged, "bad"))
@@ -282,7 +350,7 @@ def threat_section(study: Study) -> Section:
         t = res.threat_model
         flags = R.replication_flags(res)
         rows.append([
-            e.model, _protocol_cell(study, e.protocol), t.label(),
+            e.model + R.tag(study, e.model, e.replicate, e.seed), _protocol_cell(study, e.protocol), t.label(),
             "L∞" if t.norm == "linf" else "L2", R.format_eps(t.eps),
             badge("SPIKE TENSOR") if t.perturb == "spikes" else "pixels",
             badge("TRAIN (replication)") if t.bn_mode == "train" else "eval",
@@ -319,7 +387,8 @@ def accuracy_section(study: Study) -> Section:
     for e in evs:
         res = e.result
         p = e.protocol
-        s.add(Heading(f"{e.model} — {p} ({'weak' if R.evaluation_is_weak(study, e) else 'reliable'} protocol), "
+        s.add(Heading(f"{e.model}{R.tag(study, e.model, e.replicate, e.seed)} — {p} "
+                      f"({'weak' if R.evaluation_is_weak(study, e) else 'reliable'} protocol), "
                       f"{res.threat_model.label()}"))
         broken = res.incomplete_reasons()
         if broken:
@@ -384,12 +453,12 @@ def eps_section(study: Study, colors: dict[str, str]) -> Section:
             continue
         t = res.threat_model
         ls, mk = F.style_for(protocols.index(e.protocol))
-        label = f"{e.model} · {e.protocol}"
+        label = f"{e.model}{R.tag(study, e.model, e.replicate, e.seed)} · {e.protocol}"
         groups.setdefault((t.norm, t.perturb), []).append(F.Curve(
             label, colors.get(e.model, "#333333"), ls, mk, [p for p, _ in pts], [x.value for _, x in pts],
             [x.lo for _, x in pts], [x.hi for _, x in pts]))
         scale, _ = R.eps_units(t.norm, t.perturb)
-        table.append([e.model, e.protocol,
+        table.append([e.model + R.tag(study, e.model, e.replicate, e.seed), e.protocol,
                       "; ".join(f"ε={_fmt(eps * scale, '.3g')}: {x.text()}" for eps, x in pts)])
     if not groups:
         return s.add(Para(f"ε curves: {NOT_MEASURED} (no evaluation recorded robust accuracy at more than one ε)."))
@@ -425,7 +494,7 @@ def sparsity_section(study: Study, colors: dict[str, str]) -> Section:
     for e in entries:
         rep = e.result
         izf, _ = R.input_zero_fraction(rep)
-        rows.append([e.model, e.source, R.text(rep.estimator, "-"),
+        rows.append([e.model + R.tag(study, e.model, e.replicate, e.seed), e.source, R.text(rep.estimator, "-"),
                      _fmt(rep.n_samples), "-" if izf is None else f"{100 * izf.value:.2f}%"
                      + (f" ± {100 * izf.se:.2f}" if izf.se is not None else ""),
                      _fmt(R.num(rep.input_norm)) + (f" ± {_fmt(R.num(rep.input_norm_se), '.2g')}"
@@ -438,7 +507,7 @@ def sparsity_section(study: Study, colors: dict[str, str]) -> Section:
         if e.source not in sources:
             sources.append(e.source)
     for src in sources:
-        series = R.sparsity_entries(study, source=src)
+        series = [e for e in R.sparsity_entries(study, source=src) if e.replicate == 0]
         for metric in F.SPARSITY_METRICS:
             ops_series = []
             for e in series:
@@ -457,7 +526,7 @@ def sparsity_section(study: Study, colors: dict[str, str]) -> Section:
                              f"bar chart: {title.lower()} per operation"))
     for e in entries:
         ops = R.sparsity_ops(e.result)
-        if not ops:
+        if not ops or e.replicate != 0:
             continue
         rows = []
         for r in ops:
@@ -483,21 +552,33 @@ def tradeoff_section(study: Study, colors: dict[str, str]) -> Section:
     s = Section("tradeoff", "Clean vs robust accuracy trade-off")
     protocols = _protocols(study)
     points, rows = [], []
-    for e in R.evaluations(study):
-        lab, p = e.model, e.protocol
-        clean = R.clean_accuracy(study, lab) or R.estimate(e.result.clean)
-        robust, _ = R.robust_accuracy(e.result)
+    pairs = list(dict.fromkeys((e.model, e.protocol) for e in R.evaluations(study)))
+    for lab, p in pairs:
+        evs = R.evaluations(study, model=lab, protocol=p)
+        cleans = R.per_seed_clean(study, lab).by_replicate()
+        seeds = []  # (clean, robust) of each replicate that has both
+        for e in evs:
+            c = cleans.get(e.replicate) or R.estimate(e.result.clean)
+            r, _ = R.robust_accuracy(e.result)
+            if c is not None and r is not None:
+                seeds.append((c.value, r.value))
+        clean_sv, robust_sv = R.per_seed_clean(study, lab), R.per_seed_robust(study, lab, p)
+        clean = clean_sv.summary() or R.estimate(evs[0].result.clean)
+        robust = robust_sv.summary()
         if clean is None or robust is None:
             continue
         _, mk = F.style_for(protocols.index(p))
         points.append(F.TradeoffPoint(f"{lab} · {p}", colors.get(lab, "#333333"), mk, (clean.value, clean.lo, clean.hi),
-                                      (robust.value, robust.lo, robust.hi)))
-        rows.append([lab, p, clean.text(), _robust_cell(e.result), e.result.threat_model.label()])
+                                      (robust.value, robust.lo, robust.hi), seeds if len(seeds) > 1 else []))
+        rows.append([lab, p, clean_sv.text() if clean_sv.n else clean.text(), _robust_seeds_cell(study, lab, p),
+                     evs[0].result.threat_model.label()])
     png = F.tradeoff(points, "Clean accuracy vs robust accuracy (one point per model and protocol)")
     if not png:
         return s.add(Para(f"Trade-off: {NOT_MEASURED} (no model has both a clean and a robust accuracy)."))
     s.add(Figure("tradeoff", png, "Each point is one model under one protocol: x = clean accuracy, y = robust "
-                                  "accuracy (worst case over the protocol's attacks).",
+                                  "accuracy (worst case over the protocol's attacks); with several training seeds "
+                                  "the marker is their mean with across-seed intervals and each seed is a small dot "
+                                  "beside it.",
                  "scatter of clean accuracy against robust accuracy"))
     s.add(Table(["model", "protocol", "clean accuracy", "robust accuracy", "threat model"], rows))
     return s
@@ -520,10 +601,11 @@ def diagnostics_section(study: Study) -> Section:
     matrix = []
     for e in evs:
         by = {d.name: d.status for d in e.result.diagnostics}
-        matrix.append([e.model, e.protocol] + [badge(by[n]) if n in by else "-" for n in names])
+        matrix.append([e.model + R.tag(study, e.model, e.replicate, e.seed), e.protocol]
+                      + [badge(by[n]) if n in by else "-" for n in names])
     s.add(Table(["model", "protocol"] + names, matrix, "Status of every check, per model and protocol."))
     for e in evs:
-        s.add(Heading(f"{e.model} — {e.protocol}"))
+        s.add(Heading(f"{e.model}{R.tag(study, e.model, e.replicate, e.seed)} — {e.protocol}"))
         s.add(Table(["check", "status", "summary", "numbers"],
                     [[d.name, badge(d.status), d.summary or "-", _kv(d.numbers) or "-"]
                      for d in e.result.diagnostics]))
@@ -592,9 +674,16 @@ def model_verdict_section(verdicts: list[ModelVerdict]) -> Section:
 
 def claim_verdict_section(claims: list[ClaimVerdict]) -> Section:
     s = Section("claim-verdicts", "Verdict per claim of the papers")
-    s.add(Para("Each check compares two models' numbers: it holds when the 95 % intervals do not overlap and the "
-               "difference has the claimed sign, fails when they do not overlap and the sign is the opposite, and is "
-               "inconclusive otherwise. A claim is reproduced when every check holds, holds only under the weak "
+    s.add(Para("Each check compares two models evaluated on the same test images, paired: replicate r of one "
+               "with replicate r of the other. With several training seeds it is decided by the 95 % t interval of "
+               "the mean per-seed difference across seeds; with one seed, by the 95 % interval of the per-sample "
+               "paired difference (McNemar's exact p pooled over every seed and image is cited either way). It "
+               "holds when that interval excludes zero on the claimed side, fails when it excludes zero on the "
+               "other side, and is inconclusive only when it includes zero - then the sentence says how many "
+               "replicates or test images would decide a difference of the observed size (95 % confidence, 80 % "
+               "power). Numbers without replicates or per-sample records (e.g. one seed's gradient zero fraction) "
+               "are compared unpaired: the check holds when their 95 % intervals do not overlap. A claim is "
+               "reproduced when every check holds, holds only under the weak "
                "protocol when a check holds under the paper's protocol but not under the reliable one, is "
                "contradicted when any other check fails, and is inconclusive otherwise."))
     if not claims:
@@ -605,12 +694,26 @@ def claim_verdict_section(claims: list[ClaimVerdict]) -> Section:
             s.add(Para(f"Claim: {c.claim}"))
         s.add(Para(["verdict: ", badge(c.verdict)]), Para(c.explanation))
         if c.checks:
-            s.add(Table(["metric", "protocol", "expected", "a", "value of a", "b", "value of b", "outcome"],
+            s.add(Table(["metric", "protocol", "expected", "a", "value of a", "b", "value of b",
+                         "paired difference a - b (95 % CI); McNemar p", "outcome"],
                         [[r.metric, r.protocol or "-", f"a {r.expect} than b", r.a,
-                          "not measured" if r.value_a is None else r.value_a.text(), r.b,
-                          "not measured" if r.value_b is None else r.value_b.text(), badge(r.outcome)]
+                          "not measured" if r.value_a is None else r.text_a(), r.b,
+                          "not measured" if r.value_b is None else r.text_b(), _paired_cell(r), badge(r.outcome)]
                          for r in c.checks]))
     return s
+
+
+def _paired_cell(r) -> str:
+    p = r.paired
+    if p is None:
+        return "unpaired (95 % intervals compared)"
+    iv = p.interval
+    d = p.difference
+    out = "-" if d is None or iv is None else f"{100 * d:+.1f} points [{100 * iv[0]:+.1f}, {100 * iv[1]:+.1f}]"
+    out += f" ({len(p.replicates)} seeds)" if p.across is not None else " (one seed, per sample)"
+    if p.test is not None:
+        out += f"; p = {p.test.p:.2g}" if p.test.p >= 1e-4 else "; p < 0.0001"
+    return out
 
 
 # -- all -----------------------------------------------------------------------------------

@@ -23,6 +23,9 @@ its attacks) and c = the model's clean accuracy:
 A non-weak evaluation whose stored result could not be read (:class:`read.Unreadable`) gives
 "robustness not established" too: no verdict is built around a result that was not read.
 
+With replicates every replicate's evaluation is judged (the sentence names its replicate and
+seed): the model is ``ROBUST`` only if every replicate is, ``NOT_ROBUST`` if any is not.
+
 A model without any non-weak evaluation is "robustness not established" (weak protocols
 overestimate robustness and cannot support the claim either way). Statuses: ``ROBUST``,
 ``NOT_ROBUST``, ``NOT_ESTABLISHED``; a model is ``ROBUST`` only if every non-weak
@@ -42,11 +45,32 @@ Claim verdict (:func:`claim_verdict`): each check compares metric(a) with metric
 A check that reads an incomplete evaluation (``robust_accuracy``, ``attack_success_rate``)
 is *inconclusive*, whatever its numbers: no claim verdict rests on an incomplete result.
 
-A check *holds* when the 95 % intervals of the two numbers do not overlap and the difference
-has the expected sign (``expect``: "greater"/"less"), *fails* when they do not overlap and the
-sign is the opposite, and is *inconclusive* when they overlap or a number is missing. Rates
-use their Wilson intervals, means use mean ± 1.96·SE. Non-overlap of two 95 % intervals is a
-conservative test (it needs more than a 5 % two-sided significance), deliberately so: the
+Paired checks (the default for studies with replicates or per-sample records; formulas in
+:mod:`snnrobust.analysis.paired`). Replicate r of a is paired with replicate r of b (both
+evaluated on the same test images):
+
+- with >= 2 common replicates, the check is decided by the t-based 95 % interval of the mean
+  per-seed difference d̄ = mean_r(metric(a, r) - metric(b, r)) across seeds;
+- with one replicate, by the 95 % interval (Agresti-Min) of the per-sample paired difference in
+  proportions, from the per-image outcomes (``clean_accuracy``: the model entries'
+  ``clean_correct``; ``robust_accuracy``: the worst case's ``per_sample``); no across-seed
+  interval exists then and the sentence says so.
+
+The check *holds* when that interval excludes zero on the expected side (``expect``:
+"greater"/"less"), *fails* when it excludes zero on the other side, and is *inconclusive*
+only when it includes zero; the sentence then says how many replicates (from the observed
+across-seed spread) or paired test samples (from the observed discordance rate) would decide
+a difference of the observed size at 95 % confidence with 80 % power. Every paired sentence
+cites the difference, its interval and McNemar's exact p pooled over all (seed, image) pairs
+(when per-sample records exist for every common replicate).
+
+Unpaired checks (the path for results without replicates or per-sample records: one
+replicate of ``attack_success_rate`` or ``input_zero_fraction``, or results written before
+per-sample records existed): a check *holds* when the 95 % intervals of the two numbers do
+not overlap and the difference has the expected sign, *fails* when they do not overlap and
+the sign is the opposite, and is *inconclusive* when they overlap or a number is missing.
+Rates use their Wilson intervals, means use mean ± 1.96·SE. Non-overlap of two 95 % intervals
+is a conservative test (it needs more than a 5 % two-sided significance), deliberately so: the
 report should not claim a difference it cannot defend.
 
 Claim: **reproduced** if all checks hold; **only under the weak protocol** if at least one
@@ -61,7 +85,8 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional
 
 from . import read as R
-from .read import Estimate, Evaluation, StudyLike
+from ..analysis.paired import McNemar, SeedDifference, mcnemar, replicates_needed, samples_needed, seed_differences
+from .read import Estimate, Evaluation, SeedValues, StudyLike
 
 #: A model may be called robust only if its reliable robust accuracy (lower end of the 95 %
 #: Wilson interval) is at least this fraction of its clean accuracy. One half: an attacker
@@ -110,7 +135,7 @@ def _warn_names(study: StudyLike, label: str) -> list[str]:
 def _one_evaluation(study: StudyLike, e: Evaluation, clean: Optional[Estimate], warns: list[str]) -> tuple[str, str]:
     """(status, sentence) of one non-weak evaluation."""
     res = e.result
-    protocol = e.protocol
+    protocol = e.protocol + R.tag(study, e.model, e.replicate, e.seed)  # "reliable (replicate 1, seed 1)"
     at = f"at {res.threat_model.label()}"
     r, _ = R.robust_accuracy(res)
     broken = res.incomplete_reasons()
@@ -162,16 +187,17 @@ def model_verdict(study: StudyLike, label: str) -> ModelVerdict:
     clean = R.clean_accuracy(study, label)
     evs = R.evaluations(study, model=label)
     warns = _warn_names(study, label)
-    numbers = [f"clean accuracy {R.pct(clean)}"]
+    numbers = [f"clean accuracy {R.per_seed_clean(study, label).text()}"]
     for e in evs:
         r, how = R.robust_accuracy(e.result)
         kind = "weak protocol" if R.evaluation_is_weak(study, e) else "reliable protocol"
-        numbers.append(f"{e.protocol} ({kind}; {e.result.threat_model.label()}): robust accuracy "
+        numbers.append(f"{e.protocol}{R.tag(study, label, e.replicate, e.seed)} ({kind}; "
+                       f"{e.result.threat_model.label()}): robust accuracy "
                        f"{R.pct(r)} ({how})"
                        + (" INCOMPLETE (upper bound)" if not e.result.complete else ""))
     for e in evs:
         for d in e.result.diagnostics:
-            numbers.append(f"diagnostic {d.name} ({e.protocol}): {d.status}"
+            numbers.append(f"diagnostic {d.name} ({e.protocol}{R.tag(study, label, e.replicate, e.seed)}): {d.status}"
                            + (f" - {d.summary}" if d.summary else ""))
     lost = [u for u in R.unreadable(study, "evaluation", label) if not R.evaluation_is_weak(study, u)]
     for u in lost:
@@ -215,15 +241,117 @@ class CheckResult:
     sentence: str               # the comparison for a human, with its numbers
     detail: str = ""            # the sentence without its "<metric> under <protocol>: " head
     noun: str = ""
+    paired: Optional["Paired"] = None      # the paired comparison the outcome came from (None: unpaired)
+    seeds_a: Optional[SeedValues] = None   # per-seed values of a and b (tables show them)
+    seeds_b: Optional[SeedValues] = None
 
     def key(self) -> tuple:
         """The comparison without its protocol (pairs a weak check with its reliable twin)."""
         return self.metric, self.a, self.b, self.expect
 
+    def text_a(self) -> str:
+        """a's value for a table: mean, across-seed interval and per-seed values with replicates."""
+        return self.seeds_a.text() if self.seeds_a is not None and self.seeds_a.n else _show(self.value_a)
+
+    def text_b(self) -> str:
+        return self.seeds_b.text() if self.seeds_b is not None and self.seeds_b.n else _show(self.value_b)
+
     def to_dict(self) -> dict:
-        return {"check": self.check, "outcome": self.outcome, "sentence": self.sentence,
-                "a": None if self.value_a is None else self.value_a.text(),
-                "b": None if self.value_b is None else self.value_b.text()}
+        d = {"check": self.check, "outcome": self.outcome, "sentence": self.sentence,
+             "a": None if self.value_a is None else self.text_a(),
+             "b": None if self.value_b is None else self.text_b()}
+        if self.paired is not None:
+            d["paired"] = self.paired.to_dict()
+        return d
+
+
+@dataclass
+class Paired:
+    """A paired comparison of a and b under one check: per-seed values of each (``seeds_a``,
+    ``seeds_b``, replicates in common), the across-seed difference (``across``, None with fewer
+    than 2 common replicates) and McNemar's test pooled over (seed, image) pairs (``test``, None
+    without per-sample records for every common replicate)."""
+
+    seeds_a: SeedValues
+    seeds_b: SeedValues
+    replicates: list[int]
+    across: Optional[SeedDifference]
+    test: Optional[McNemar]
+
+    @property
+    def interval(self) -> Optional[tuple[float, float]]:
+        """The interval that decides (module docstring): across seeds with >= 2 replicates, else per sample."""
+        if self.across is not None and self.across.has_interval:
+            return self.across.lo, self.across.hi
+        if self.test is not None:
+            return self.test.lo, self.test.hi
+        return None
+
+    @property
+    def difference(self) -> Optional[float]:
+        if self.across is not None:
+            return self.across.mean
+        return None if self.test is None else self.test.diff
+
+    def outcome(self, expect: str) -> str:
+        iv = self.interval
+        if iv is None or expect not in ("greater", "less"):
+            return INCONCLUSIVE
+        lo, hi = iv
+        if lo <= 0 <= hi:
+            return INCONCLUSIVE
+        return HOLDS if (lo > 0) == (expect == "greater") else FAILS
+
+    def needed(self) -> str:
+        """How much more data would decide a difference of the observed size (95 % / 80 % power)."""
+        if self.across is not None and self.across.has_interval:
+            r = replicates_needed(self.across.mean, self.across.sd)
+            if r is None:
+                return "the observed mean difference is zero, so no number of replicates can be estimated from it"
+            more = f"more than {r - 1}" if r > 1000 else f"about {r}"
+            return (f"deciding a difference of this size at 95 % confidence with 80 % power would take {more} "
+                    f"replicates (from the observed across-seed spread, sd {100 * self.across.sd:.2f} points)")
+        if self.test is not None:
+            n = samples_needed(self.test.discordant / self.test.n, self.test.diff)
+            if n is None:
+                return ("the two models are right on different images equally often, so no sample size can be "
+                        "estimated from them")
+            return (f"deciding a difference of this size at 95 % confidence with 80 % power would take about {n} "
+                    f"paired test images (from the observed discordance rate "
+                    f"{100 * self.test.discordant / self.test.n:.1f}%), and more than one replicate to know it holds "
+                    f"across training seeds")
+        return ""
+
+    def text(self) -> str:
+        """The paired numbers for a sentence: difference, its interval, McNemar's p."""
+        parts = []
+        if self.across is not None and self.across.has_interval:
+            parts.append(f"paired difference {100 * self.across.mean:+.1f} points [{100 * self.across.lo:+.1f}, "
+                         f"{100 * self.across.hi:+.1f}] (95 % t interval across {self.across.n} seeds; per seed "
+                         f"{', '.join(f'{100 * d:+.1f}' for d in self.across.diffs)})")
+        elif self.test is not None:
+            parts.append(f"one replicate, so no across-seed interval (seed-to-seed variation is not measured); "
+                         f"per-sample paired difference {100 * self.test.diff:+.1f} points "
+                         f"[{100 * self.test.lo:+.1f}, {100 * self.test.hi:+.1f}] (95 %, Agresti-Min)")
+        if self.test is not None:
+            over = f"{len(self.replicates)} seeds x {self.test.n // max(len(self.replicates), 1)} images" \
+                if len(self.replicates) > 1 else f"{self.test.n} images"
+            parts.append(f"McNemar over {over}: {self.test.a_only} pairs only a right vs {self.test.b_only} only b "
+                         f"right, exact p {_p(self.test.p)}")
+        return "; ".join(parts)
+
+    def to_dict(self) -> dict:
+        iv = self.interval
+        return {"replicates": list(self.replicates), "difference": self.difference,
+                "interval": None if iv is None else list(iv),
+                "per_seed_differences": None if self.across is None else list(self.across.diffs),
+                "mcnemar": None if self.test is None else {
+                    "n": self.test.n, "a_only": self.test.a_only, "b_only": self.test.b_only, "p": self.test.p}}
+
+
+def _p(p: float) -> str:
+    """``= 0.031`` or ``< 0.0001``."""
+    return f"= {p:.2g}" if p >= 1e-4 else "< 0.0001"
 
 
 def _pick_eval(study: StudyLike, model: str, check: dict) -> tuple[Optional[Evaluation], str]:
@@ -271,13 +399,72 @@ def _zero_fraction(study: StudyLike, model: str, check: dict) -> tuple[Optional[
     return R.input_zero_fraction(entries[0].result)
 
 
+def _eval_per_replicate(study: StudyLike, model: str, check: dict) -> dict[int, Evaluation]:
+    """The evaluation of every replicate of ``model`` the check reads (its protocol, its eps)."""
+    protocol = R.text(check.get("protocol"))
+    if not protocol:
+        return {}
+    eps = R.num(check.get("eps"))
+    out: dict[int, Evaluation] = {}
+    for e in R.evaluations(study, model=model, protocol=protocol):
+        if eps is not None and abs(e.result.threat_model.eps - eps) >= 1e-9:
+            continue
+        out.setdefault(e.replicate, e)
+    return out
+
+
+def _per_seed(study: StudyLike, metric: str, model: str, check: dict) -> tuple[SeedValues, dict[int, list[bool]]]:
+    """(per-seed values, per-replicate per-sample correctness) of ``model`` for ``metric``
+    (per-sample records exist for clean and robust accuracy only)."""
+    if metric == "clean_accuracy":
+        return R.per_seed_clean(study, model), R.clean_correct(study, model)
+    if metric in _FROM_EVALUATION:
+        vals, per = [], {}
+        for r, e in sorted(_eval_per_replicate(study, model, check).items()):
+            if metric == "robust_accuracy":
+                est, _ = R.robust_accuracy(e.result)
+                correct = R.robust_correct(e.result)
+                if correct is not None:
+                    per[r] = correct
+            else:
+                est = R.estimate(e.result.worst_case.attack_success_rate)
+            if est is not None:
+                vals.append((r, e.seed, est))
+        return SeedValues(tuple(vals)), per
+    if metric == "input_zero_fraction":
+        return R.per_seed_zero_fraction(study, model, R.text(check.get("source")) or "attack"), {}
+    return SeedValues(()), {}
+
+
+def paired_comparison(study: StudyLike, metric: str, a: str, b: str, check: dict) -> Optional[Paired]:
+    """The paired comparison of ``a`` and ``b`` for one check, or None when the study has
+    neither two common replicates nor per-sample records of both (then the unpaired rule
+    applies; module docstring)."""
+    sa, pa = _per_seed(study, metric, a, check)
+    sb, pb = _per_seed(study, metric, b, check)
+    va, vb = sa.by_replicate(), sb.by_replicate()
+    common = sorted(set(va) & set(vb))
+    if not common:
+        return None
+    across = seed_differences([va[r].value for r in common], [vb[r].value for r in common]) \
+        if len(common) >= 2 else None
+    test = None
+    if all(r in pa and r in pb and len(pa[r]) == len(pb[r]) and pa[r] for r in common):
+        test = mcnemar([x for r in common for x in pa[r]], [x for r in common for x in pb[r]])
+    if across is None and test is None:
+        return None
+    keep_a = SeedValues(tuple(t for t in sa.values if t[0] in common))
+    keep_b = SeedValues(tuple(t for t in sb.values if t[0] in common))
+    return Paired(keep_a, keep_b, common, across, test)
+
+
 #: metrics read from an evaluation result (inconclusive when that evaluation is incomplete)
 _FROM_EVALUATION = ("robust_accuracy", "attack_success_rate")
 
 
 def _reads_incomplete(study: StudyLike, model: str, check: dict) -> bool:
-    e, _ = _pick_eval(study, model, check)
-    return e is not None and not e.result.complete
+    """Whether any replicate's evaluation the check reads is incomplete."""
+    return any(not e.result.complete for e in _eval_per_replicate(study, model, check).values())
 
 
 #: metric name -> (reader(study, model, check) -> (estimate, note), noun for sentences)
@@ -328,9 +515,19 @@ def evaluate_check(study: StudyLike, check: dict) -> CheckResult:
     reader, noun = METRICS[metric]
     va, note_a = reader(study, a, check)
     vb, note_b = reader(study, b, check)
-    outcome = compare(va, vb, expect)
+    paired = paired_comparison(study, metric, a, b, check) if va is not None and vb is not None else None
+    if paired is not None:
+        # the values shown are the means over the paired replicates; the outcome is the paired one
+        va, vb = paired.seeds_a.summary(), paired.seeds_b.summary()
+        outcome = paired.outcome(expect)
+    else:
+        outcome = compare(va, vb, expect)
     word = {"greater": "higher", "less": "lower"}.get(expect, expect)
-    head = f"{a} {_show(va)} vs {b} {_show(vb)}"
+    shown_a = paired.seeds_a.text() if paired is not None else _show(va)
+    shown_b = paired.seeds_b.text() if paired is not None else _show(vb)
+    head = f"{a} {shown_a} vs {b} {shown_b}"
+    if paired is not None:
+        head += f" - {paired.text()}"
     incomplete = [m for m in (a, b) if metric in _FROM_EVALUATION and _reads_incomplete(study, m, check)]
     if incomplete:
         outcome = INCONCLUSIVE
@@ -345,13 +542,15 @@ def evaluate_check(study: StudyLike, check: dict) -> CheckResult:
         tail = f"{a} is {word}, as claimed"
     elif outcome == FAILS:
         tail = f"{a} is {'lower' if expect == 'greater' else 'higher'}, the opposite of the claim"
+    elif paired is not None:
+        tail = "the interval of the paired difference includes zero: no significant difference; " + paired.needed()
     elif not (va.has_interval and vb.has_interval):
         tail = "no uncertainty recorded, so the difference cannot be judged"
     else:
         tail = "the 95 % intervals overlap: no significant difference"
     detail = f"{head} - {tail}"
     return CheckResult(check, metric, a, b, expect, protocol, weak, outcome, va, vb, f"{noun}{where}: {detail}",
-                       detail, noun)
+                       detail, noun, paired, paired.seeds_a if paired else None, paired.seeds_b if paired else None)
 
 
 # -- claim verdicts ------------------------------------------------------------------------

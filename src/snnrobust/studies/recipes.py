@@ -11,10 +11,19 @@ from ..errors import ConfigError
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
 SIZE_KEYS = {"note", "dataset", "train", "model", "variants", "eval", "protocols", "sparsity", "vulnerability",
-             "black_box_sources"}
+             "black_box_sources", "replicates"}
 REQUIRED = {"dataset", "train", "model", "variants", "eval", "protocols"}
 #: how a protocol picks the models it transfers from (see :func:`snnrobust.studies.runner.transfer_sources`)
 TRANSFER_MODES = ("other-variants", "same-type-source")
+#: independently seeded training runs per variant when a size does not say (``replicates:``):
+#: three at quick size (a CPU can afford them and one run cannot separate an effect from seed
+#: noise), one elsewhere (a full size costs GPU hours per run; say how many you can afford)
+DEFAULT_REPLICATES = {"quick": 3}
+MAX_REPLICATES = 100
+
+
+def default_replicates(size: str) -> int:
+    return DEFAULT_REPLICATES.get(size, 1)
 
 
 @dataclass
@@ -55,6 +64,7 @@ def load_recipe(name_or_path: str) -> Recipe:
         if missing or unknown:
             raise ConfigError(f"study recipe {p} size {size}: missing {sorted(missing)}, unknown {sorted(unknown)}")
         _check_size(f"study recipe {p} size {size}", spec)
+        spec.setdefault("replicates", default_replicates(size))
     return Recipe(d.get("name", p.stem), str(d.get("seed", "")), d.get("title", p.stem), d.get("description", ""),
                   d.get("claims", []), d["sizes"])
 
@@ -65,6 +75,11 @@ def _check_size(where: str, spec: dict) -> None:
     from ..evaluation.suites import get_budget, get_suite
 
     labels = _unique_keys(where, spec, "variants", "label")
+    reps = spec.get("replicates")
+    if reps is not None and not (isinstance(reps, int) and not isinstance(reps, bool)
+                                 and 1 <= reps <= MAX_REPLICATES):
+        raise ConfigError(f"{where}: 'replicates' must be an integer from 1 to {MAX_REPLICATES} (independently "
+                          f"seeded training runs per variant), got {reps!r}")
     ev = spec["eval"]
     if not isinstance(ev, dict) or "eps" not in ev or "samples" not in ev:
         raise ConfigError(f"{where}: 'eval' needs 'eps' and 'samples'")

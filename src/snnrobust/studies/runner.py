@@ -6,6 +6,23 @@ measures. Each result is written to the study's SQLite store as soon as it compl
 keyed by the checkpoint's sha256 and the full configuration, so re-running an
 interrupted study recomputes nothing that is done. Finally the report is written.
 
+Replicates (``replicates: N`` per recipe size, default 3 at quick size,
+:func:`snnrobust.studies.recipes.default_replicates`): every variant is made N times,
+replicate r with training seed = the variant's seed + r, in its own folder (replicate 0 in
+``models/LABEL`` as before, so study folders made before replicates existed resume;
+replicate r >= 1 in ``models/replicate-r/LABEL``). Each replicate is a chain of its own:
+a converted variant's replicate r converts its ANN's replicate r (conversion seed + r), a
+fine-tuned variant's replicate r starts from its converted variant's replicate r, and
+transfer sources (``other-variants``, ``same-type-source``) are the sources' replicate r, so
+each replicate is a complete, independent copy of the experiment and the black-box source of
+replicate r was itself trained with another seed than its target. Replicates are made in
+order (all of replicate 0, then 1, ...); each trained model and each evaluation is its own
+row of the store (its checkpoint differs), so a study killed during replicate 2 keeps
+replicates 0 and 1 and resumes 2. Every protocol evaluates every replicate on the same test
+images, so two variants can be compared per seed and per sample
+(:mod:`snnrobust.analysis.paired`). The vulnerability measure (rho, no claim rests on it)
+runs on replicate 0 only; gradient sparsity runs on every replicate.
+
 Incomplete evaluations: an evaluation in which an attack crashed (even after the
 out-of-memory retries at smaller batches) is stored as it is, with ``complete: false`` and
 its reasons, so study.json and the report show what was done and what was not; it is
@@ -35,9 +52,10 @@ from ..io import atomic_write_text, check_output_folder
 from ..store import ResultsStore, cached, file_sha256
 from ..conversion import ConversionConfig, convert_checkpoint
 from ..errors import ConfigError
-from ..training import CHECKPOINT_NAME, TrainConfig, evaluate_clean, load_checkpoint, train
+from ..training import CHECKPOINT_NAME, TrainConfig, load_checkpoint, train
 from ..training.checkpoint import read_checkpoint
 from ..evaluation.metrics import wilson_interval as wilson
+from ..environment import machine_info
 from .recipes import Recipe, load_recipe
 
 Log = Callable[[str], None]
@@ -105,53 +123,97 @@ def protocol_keywords(spec: dict, proto: dict, threat: ThreatModel, sources: Opt
                 **what, **run)
 
 
+def clean_correct(model: torch.nn.Module, dataset, batch_size: int, device: torch.device) -> torch.Tensor:
+    """Whether ``model`` (eval mode, one forward pass per image) classifies each image of
+    ``dataset`` correctly: bool [len(dataset)], in dataset order (the per-sample record that
+    paired comparisons of clean accuracy use)."""
+    was = model.training
+    model.eval()
+    out = []
+    idx = torch.arange(len(dataset))
+    try:
+        with torch.no_grad():
+            for s in range(0, len(dataset), batch_size):
+                x, y = dataset.batch(idx[s:s + batch_size])
+                out.append((model(x.to(device)).argmax(1).cpu() == y))
+    finally:
+        model.train(was)
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.bool)
+
+
 class StudyRunner:
     def __init__(self, recipe: Recipe, size: str, out: "str | Path", data_root: Optional[str] = None,
-                 device: str = "auto", progress: bool = True, log: Log = print) -> None:
+                 device: str = "auto", progress: bool = True, log: Log = print,
+                 replicates: Optional[int] = None) -> None:
         self.recipe = recipe
         self.size = size
         self.spec = recipe.size(size)
+        # ``replicates`` overrides the recipe's (``snnrobust demo`` runs one); the recipe validated its own
+        self.replicates = int(replicates if replicates is not None else self.spec.get("replicates", 1))
+        if self.replicates < 1:
+            raise ConfigError(f"replicates must be a positive integer, got {self.replicates}")
         self.folder = Path(out)
         self.data_root = data_root
         self.device = device
         self.progress = progress
         self.log = log
-        self.models: dict[str, dict] = {}  # label -> {"model": nn.Module, "sha": str, "entry": dict}
+        # replicate -> label -> {"model": nn.Module, "sha": str, "entry": dict}
+        self.made: dict[int, dict[str, dict]] = {}
         self.incomplete: list[str] = []     # "<model> / <protocol>" of evaluations an attack crashed in
+
+    @property
+    def models(self) -> dict[str, dict]:
+        """Replicate 0's models by label."""
+        return self.made.setdefault(0, {})
+
+    @models.setter
+    def models(self, value: dict[str, dict]) -> None:
+        self.made[0] = value
+
+    def _unit_name(self, label: str, r: int) -> str:
+        """How logs and the incomplete list name replicate r of a variant."""
+        return label if r == 0 else f"{label} (replicate {r})"
 
     # -- helpers ---------------------------------------------------------------------------
     def _eval_data(self, splits) -> tuple[torch.Tensor, torch.Tensor]:
         n = min(int(self.spec["eval"]["samples"]), len(splits.test))
         return splits.test.batch(torch.arange(n))
 
-    def _variant_train_config(self, v: dict) -> TrainConfig:
-        """The training run of variant ``v``. A fine-tuned variant (``init_from: LABEL``, Sharmin
-        et al. 2020's SNN-BP) names only the model options it changes: the rest comes from the
-        converted checkpoint it starts from (which the runner made earlier in the list)."""
+    def _variant_train_config(self, v: dict, replicate: int = 0) -> TrainConfig:
+        """The training run of replicate ``replicate`` of variant ``v`` (seed: the variant's +
+        replicate). A fine-tuned variant (``init_from: LABEL``, Sharmin et al. 2020's SNN-BP)
+        names only the model options it changes: the rest comes from the converted checkpoint it
+        starts from (the same replicate of it, which the runner made earlier in the list)."""
         tr = _merge(self.spec["train"], v.get("train"))
+        tr["seed"] = int(tr.get("seed", 0)) + replicate
         if v.get("init_from"):
             model = {"name": self.spec["model"]["name"], **(v.get("model") or {})}
-            tr["init_from"] = str(self._variant_folder(v["init_from"]) / CHECKPOINT_NAME)
+            tr["init_from"] = str(self._variant_folder(v["init_from"], replicate) / CHECKPOINT_NAME)
         else:
             model = _merge(self.spec["model"], v.get("model"))
         tr.update(model=model, dataset=self.spec["dataset"], data_root=self.data_root, device=self.device,
-                  out=str(self._variant_folder(v["label"])))
+                  out=str(self._variant_folder(v["label"], replicate)))
         return TrainConfig.from_dict(tr)
 
-    def _variant_folder(self, label: str) -> Path:
-        return self.folder / "models" / label
+    def _variant_folder(self, label: str, replicate: int = 0) -> Path:
+        """Replicate 0 where studies have always kept their models (so old folders resume)."""
+        if replicate == 0:
+            return self.folder / "models" / label
+        return self.folder / "models" / f"replicate-{replicate}" / label
 
-    def _conversion_config(self, v: dict) -> ConversionConfig:
+    def _conversion_config(self, v: dict, replicate: int = 0) -> ConversionConfig:
         opts = {k: val for k, val in v["convert"].items() if k != "from"}
-        return ConversionConfig(**{"seed": int(self.spec["train"].get("seed", 0)), **opts})
+        seed = int(opts.pop("seed", self.spec["train"].get("seed", 0))) + replicate
+        return ConversionConfig(**{"seed": seed, **opts})
 
-    def _convert(self, v: dict) -> Path:
-        """Variant ``v`` made by converting variant ``v['convert']['from']`` (an ANN trained
-        earlier in the list); a converted checkpoint already in place is reused when it was made
-        from the same ANN checkpoint with the same settings."""
-        cfg = self._conversion_config(v)
-        src = self.models[v["convert"]["from"]]
-        target = self._variant_folder(v["label"]) / CHECKPOINT_NAME
+    def _convert(self, v: dict, replicate: int = 0) -> Path:
+        """Replicate ``replicate`` of variant ``v``, made by converting that replicate of variant
+        ``v['convert']['from']`` (an ANN trained earlier in the list); a converted checkpoint
+        already in place is reused when it was made from the same ANN checkpoint with the same
+        settings."""
+        cfg = self._conversion_config(v, replicate)
+        src = self.made[replicate][v["convert"]["from"]]
+        target = self._variant_folder(v["label"], replicate) / CHECKPOINT_NAME
         if target.is_file():
             done = read_checkpoint(target)
             made = done.get("conversion") or {}
@@ -159,41 +221,52 @@ class StudyRunner:
                     and all(made.get(k) == getattr(cfg, k) for k in ("method", "T", "calibration_samples", "seed"))
                     and (cfg.method != "percentile" or made.get("percentile") == cfg.percentile))
             if same:
-                self.log(f"[{self.recipe.name}] model {v['label']}: reusing the converted checkpoint")
+                self.log(f"[{self.recipe.name}] model {self._unit_name(v['label'], replicate)}: "
+                         "reusing the converted checkpoint")
                 return target
             raise ConfigError(f"{target} was converted from another ANN or with other settings than this recipe "
                               "asks; delete that folder (or give another --out) to convert again")
-        self.log(f"[{self.recipe.name}] model {v['label']}: converting {v['convert']['from']} "
-                 f"({cfg.method}, T={cfg.T}, {cfg.calibration_samples} calibration images)")
-        convert_checkpoint(src["entry"]["checkpoint"], self._variant_folder(v["label"]), cfg,
+        self.log(f"[{self.recipe.name}] model {self._unit_name(v['label'], replicate)}: converting "
+                 f"{v['convert']['from']} ({cfg.method}, T={cfg.T}, {cfg.calibration_samples} calibration images)")
+        convert_checkpoint(src["entry"]["checkpoint"], self._variant_folder(v["label"], replicate), cfg,
                            device=str(self._device()))
         return target
 
     # -- stages ----------------------------------------------------------------------------
     def train_all(self, splits) -> None:
-        """Make every variant in list order: train it (BPTT, or its ANN twin with ``train:
-        {method: ann}``), convert an ANN made earlier (``convert: {from: LABEL, ...}``), or
-        fine-tune a converted one (``init_from: LABEL``)."""
-        for v in self.spec["variants"]:
-            if v.get("convert"):
-                ckpt, eval_batch = self._convert(v), 256
-            else:
-                cfg = self._variant_train_config(v)
-                what = "fine-tuning " + v["init_from"] if v.get("init_from") else "training"
-                self.log(f"[{self.recipe.name}] model {v['label']}: {what} ({cfg.epochs} epochs, resumable)")
-                ckpt, eval_batch = train(cfg, resume=True, progress=self.progress).checkpoint, cfg.eval_batch_size
-            model, ck = load_checkpoint(ckpt, map_location=self._device())
-            sha = file_sha256(ckpt)
-            clean = evaluate_clean(model, splits.test, eval_batch, self._device())
-            made = ck.get("train_config") or {"conversion": ck.get("conversion")}
-            entry = {"label": v["label"], "group": v.get("group", v["label"]), "model_config": ck["model_config"],
-                     "train_config": made, "checkpoint": str(ckpt), "checkpoint_sha256": sha,
-                     "clean_accuracy": _rate(clean.correct, clean.n),
-                     "train_metrics": ck.get("metrics", []), "attacked": v.get("attack", True),
-                     "provenance": ck.get("provenance", [])}
-            self.store.put("train", sha, {"train_config": made}, entry, label=v["label"], study=self.recipe.name)
-            self.models[v["label"]] = {"model": model, "sha": sha, "entry": entry,
-                                       "ann_source": ck.get("ann_source")}  # converted/hybrid: source-ann
+        """Make every replicate of every variant, replicate by replicate and in list order
+        within one: train it (BPTT, or its ANN twin with ``train: {method: ann}``), convert an
+        ANN made earlier (``convert: {from: LABEL, ...}``), or fine-tune a converted one
+        (``init_from: LABEL``). Replicate r follows its own chain (module docstring)."""
+        for r in range(self.replicates):
+            for v in self.spec["variants"]:
+                self._make(v, r, splits)
+
+    def _make(self, v: dict, r: int, splits) -> None:
+        name = self._unit_name(v["label"], r)
+        if v.get("convert"):
+            ckpt, eval_batch = self._convert(v, r), 256
+            seed = self.made[r][v["convert"]["from"]]["entry"]["seed"]  # the lineage's: its ANN's
+        else:
+            cfg = self._variant_train_config(v, r)
+            what = "fine-tuning " + v["init_from"] if v.get("init_from") else "training"
+            self.log(f"[{self.recipe.name}] model {name}: {what} ({cfg.epochs} epochs, seed {cfg.seed}, resumable)")
+            ckpt, eval_batch = train(cfg, resume=True, progress=self.progress).checkpoint, cfg.eval_batch_size
+            seed = cfg.seed
+        model, ck = load_checkpoint(ckpt, map_location=self._device())
+        sha = file_sha256(ckpt)
+        correct = clean_correct(model, splits.test, eval_batch, self._device())
+        made = ck.get("train_config") or {"conversion": ck.get("conversion")}
+        entry = {"label": v["label"], "replicate": r, "seed": seed, "group": v.get("group", v["label"]),
+                 "model_config": ck["model_config"], "train_config": made, "checkpoint": str(ckpt),
+                 "checkpoint_sha256": sha, "clean_accuracy": _rate(int(correct.sum()), int(correct.numel())),
+                 # per test image, "1" correct / "0" wrong: the paired (McNemar) comparison of clean accuracy
+                 "clean_correct": "".join("1" if c else "0" for c in correct.tolist()),
+                 "train_metrics": ck.get("metrics", []), "attacked": v.get("attack", True),
+                 "provenance": ck.get("provenance", []), "machine": machine_info(self._device())}
+        self.store.put("train", sha, {"train_config": made}, entry, label=name, study=self.recipe.name)
+        self.made.setdefault(r, {})[v["label"]] = {"model": model, "sha": sha, "entry": entry,
+                                                   "ann_source": ck.get("ann_source")}  # converted/hybrid: source-ann
 
     def _device(self) -> torch.device:
         from ..training import resolve_device
@@ -201,13 +274,23 @@ class StudyRunner:
         return resolve_device(self.device)
 
     def evaluate_all(self, x: torch.Tensor, y: torch.Tensor, data_info: dict) -> list[dict]:
+        """Every protocol on every attacked model of every replicate, replicate by replicate,
+        all on the same images ``x``, ``y`` (a protocol's ``samples`` takes their first N)."""
+        out = []
+        for r in sorted(self.made):
+            out += self._evaluate_replicate(r, x, y, data_info)
+        return out
+
+    def _evaluate_replicate(self, r: int, x: torch.Tensor, y: torch.Tensor, data_info: dict) -> list[dict]:
         threat = study_threat(self.spec)
         out = []
-        modules = {k: v["model"] for k, v in self.models.items()}
-        for label, m in self.models.items():
+        made = self.made[r]
+        modules = {k: v["model"] for k, v in made.items()}
+        for label, m in made.items():
             if not m["entry"]["attacked"]:
                 continue
             for proto in self.spec["protocols"]:
+                # transfer sources are this replicate's (module docstring)
                 sources = transfer_sources(self.spec, label, proto, modules)
                 if sources is None:
                     continue
@@ -216,8 +299,8 @@ class StudyRunner:
                 config = {"protocol": proto, "threat": threat.to_dict(), "n": int(xp.shape[0]),
                           "eps_sweep": protocol_eps_sweep(self.spec, proto),
                           "sources": [s for s, _ in sources],
-                          "source_sha": [self.models[s]["sha"] for s, _ in sources], "seed": 0}
-                desc = f"{label} / {proto['name']}"
+                          "source_sha": [made[s]["sha"] for s, _ in sources], "seed": 0}
+                desc = f"{self._unit_name(label, r)} / {proto['name']}"
 
                 def compute(label=label, m=m, proto=proto, sources=sources, xp=xp, yp=yp) -> dict:
                     self.log(f"[{self.recipe.name}] attacking {desc}")
@@ -237,8 +320,8 @@ class StudyRunner:
                 else:
                     self.log(f"[{self.recipe.name}] {desc}: "
                              f"{'reused stored result' if was else f'done in {time.time() - t0:.0f}s'}")
-                out.append({"model": label, "protocol": proto["name"], "weak": bool(proto.get("weak", False)),
-                            "result": payload})
+                out.append({"model": label, "replicate": r, "seed": m["entry"].get("seed"), "protocol": proto["name"],
+                            "weak": bool(proto.get("weak", False)), "result": payload})
         return out
 
     def _evaluation(self, sha: str, config: dict, compute: Callable[[], dict], desc: str) -> tuple[dict, bool]:
@@ -265,19 +348,22 @@ class StudyRunner:
         n = min(int(sp.get("samples", 200)), len(splits.test))
         x, y = splits.test.batch(torch.arange(n))
         out = []
-        for label, m in self.models.items():
-            if not m["entry"]["attacked"]:
-                continue
-            for source in sp.get("sources", ["attack"]):
-                config = {"source": source, "n": n}
+        for r in sorted(self.made):
+            for label, m in self.made[r].items():
+                if not m["entry"]["attacked"]:
+                    continue
+                name = self._unit_name(label, r)
+                for source in sp.get("sources", ["attack"]):
+                    config = {"source": source, "n": n}
 
-                def compute(m=m, source=source) -> dict:
-                    self.log(f"[{self.recipe.name}] gradient sparsity of {label} ({source} loss)")
-                    return op_gradient_stats(m["model"], x, y, source=source).to_dict()
+                    def compute(m=m, source=source, name=name) -> dict:
+                        self.log(f"[{self.recipe.name}] gradient sparsity of {name} ({source} loss)")
+                        return op_gradient_stats(m["model"], x, y, source=source).to_dict()
 
-                payload, _ = cached(self.store, "sparsity", m["sha"], config, compute, label=f"{label} / {source}",
-                                    study=self.recipe.name)
-                out.append({"model": label, "source": source, "result": payload})
+                    payload, _ = cached(self.store, "sparsity", m["sha"], config, compute,
+                                        label=f"{name} / {source}", study=self.recipe.name)
+                    out.append({"model": label, "replicate": r, "seed": m["entry"].get("seed"), "source": source,
+                                "result": payload})
         return out
 
     def vulnerability_all(self, splits) -> list[dict]:
@@ -290,7 +376,7 @@ class StudyRunner:
         x, y = splits.test.batch(torch.arange(n))
         eps = parse_eps(self.spec["eval"]["eps"])
         out = []
-        for label, m in self.models.items():
+        for label, m in self.models.items():  # replicate 0 only: no claim rests on rho (module docstring)
             if not m["entry"]["attacked"]:
                 continue
             config = {"n": n, "eps": eps, "n_random": vu.get("n_random", 10),
@@ -303,7 +389,7 @@ class StudyRunner:
 
             payload, _ = cached(self.store, "vulnerability", m["sha"], config, compute, label=label,
                                 study=self.recipe.name)
-            out.append({"model": label, "result": payload})
+            out.append({"model": label, "replicate": 0, "seed": m["entry"].get("seed"), "result": payload})
         return out
 
     # -- all -------------------------------------------------------------------------------
@@ -327,7 +413,8 @@ class StudyRunner:
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "seconds": time.time() - t0,
             "dataset": splits.info.to_dict(),
-            "models": [m["entry"] for m in self.models.values()],
+            "replicates": self.replicates, "machine": machine_info(self._device()),
+            "models": [m["entry"] for r in sorted(self.made) for m in self.made[r].values()],
             "evaluations": evaluations, "sparsity": sparsity, "vulnerability": vuln,
             "claims": self.recipe.claims,
         }
@@ -342,9 +429,12 @@ class StudyRunner:
 
 
 def run_study(name: str, size: str = "quick", out: "str | Path | None" = None, data_root: Optional[str] = None,
-              device: str = "auto", progress: bool = True, log: Log = print) -> dict:
+              device: str = "auto", progress: bool = True, log: Log = print,
+              replicates: Optional[int] = None) -> dict:
     """Run study ``name`` at ``size`` ("quick" or "full") into ``out`` (default
-    runs/study-NAME-SIZE); returns the report paths. Re-running resumes."""
+    runs/study-NAME-SIZE); returns the report paths. Re-running resumes. ``replicates``
+    overrides the recipe's number of replicates (replicate 0 is the same model either way, so
+    a later run with more replicates reuses it)."""
     recipe = load_recipe(name)
     folder = check_output_folder(Path(out) if out is not None else Path("runs") / f"study-{name}-{size}", "--out")
-    return StudyRunner(recipe, size, folder, data_root, device, progress, log).run()
+    return StudyRunner(recipe, size, folder, data_root, device, progress, log, replicates=replicates).run()
