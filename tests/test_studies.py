@@ -131,6 +131,10 @@ def test_full_study_check_builds_trains_and_attacks_every_variant(tmp_path, monk
         check_study("pooling-tradeoff", "huge", str(tmp_path), "cpu")
     assert main(["study", "pooling-tradeoff", "--size", "full", "--check", "--check-batch", "0"]) == 2
     assert "--check-batch must be a positive integer" in capsys.readouterr().err
+    assert main(["study", "pooling-tradeoff", "--replicates", "0"]) == 2
+    assert "--replicates must be a positive integer" in capsys.readouterr().err
+    assert main(["demo", "--replicates", "-1"]) == 2
+    assert "--replicates must be a positive integer" in capsys.readouterr().err
     # without the data the check fails the way the study would: one line saying how to get it
     empty = tmp_path / "empty"
     empty.mkdir()
