@@ -303,6 +303,14 @@ def test_transfer_source_votes_like_the_target_unless_told():
     assert tr.meta["per_source"][0]["vote"] == 3
     tr = run("transfer", t, x[:8], y[:8], **kw, source_vote=2, reuse=False)
     assert tr.meta["per_source"][0]["vote"] == 2
+    # a deterministic source takes one pass for EOT and vote, whatever was asked
+    from toy_models import Linear
+
+    tr = run("transfer", t, x[:8], y[:8], sources=[Linear()], inner_options={"steps": 2}, source_eot=4,
+             source_vote=3, reuse=False)
+    assert (tr.meta["per_source"][0]["eot"], tr.meta["per_source"][0]["vote"]) == (1, 1)
+    tr = run("transfer", t, x[:8], y[:8], sources=[src], inner_options={"steps": 2}, source_eot=4, reuse=False)
+    assert tr.meta["per_source"][0]["eot"] == 4
 
 
 # ----------------------------------------------------------------------------- masking replication

@@ -97,8 +97,12 @@ def test_sources_a_suite_cannot_use_are_said_to_be_unused():
     assert all(s.kind != "transfer" for s in specs)
     assert any("not used" in n and "seed-luu2025" in n for n in ctx.notes)
     rel_ctx = _ctx(transfer_sources=[("other", Template(templates()))])
-    assert any(s.kind == "transfer" for s in expand("reliable", rel_ctx))
-    assert not any("not used" in n for n in rel_ctx.notes)
+    transfer = [s for s in expand("reliable", rel_ctx) if s.kind == "transfer"]
+    assert len(transfer) == 1 and not any("not used" in n for n in rel_ctx.notes)
+    # a stochastic source is crafted on with the budget's EOT, not the Victim's default 10
+    assert transfer[0].options["source_eot"] == get_budget("quick").eot == 4
+    over = _ctx(transfer_sources=[("other", Template(templates()))], budget=get_budget("quick").override(eot=2))
+    assert [s.options["source_eot"] for s in expand("reliable", over) if s.kind == "transfer"] == [2]
 
 
 def test_cli_seed_sharmin_with_transfer_from_writes_black_box_records(tmp_path, capsys):

@@ -43,8 +43,8 @@ class TransferConfig:
     inner: str = "pgd"                                 # attack crafted on each source
     inner_options: dict = field(default_factory=dict)
     source_estimator: Any = None                       # estimator spec for the sources (None = "bptt")
-    source_eot: Optional[int] = None                   # EOT samples on the sources (None = Victim default)
-    source_vote: Optional[int] = None                  # votes per prediction on the sources (None = the target's)
+    source_eot: Optional[int] = None                   # EOT on stochastic sources (None = Victim default)
+    source_vote: Optional[int] = None                  # votes on stochastic sources (None = the target's)
     reuse: bool = True                                 # reuse points crafted earlier (same source, settings, images)
 
     def validate(self, attack: str) -> None:
@@ -118,11 +118,17 @@ class Transfer(Attack):
                 "source_vote": c.source_vote, "reuse": c.reuse}
 
     def source_victim(self, victim, source: nn.Module, device: torch.device):
-        from ..evaluation.victim import Victim
+        """The source as the crafting attacker sees it. ``source_eot`` and ``source_vote`` apply
+        to a stochastic source; a deterministic one takes one pass for each (repeating an
+        identical pass adds nothing)."""
+        from ..evaluation.victim import Victim, is_stochastic
 
-        vote = self.config.source_vote if self.config.source_vote is not None else getattr(victim, "vote", None)
-        return Victim(source, victim.threat, estimator=self.config.source_estimator,
-                      eot=self.config.source_eot, vote=vote, device=device)
+        c = self.config
+        if is_stochastic(source, victim.threat):
+            eot, vote = c.source_eot, c.source_vote if c.source_vote is not None else getattr(victim, "vote", None)
+        else:
+            eot, vote = 1, 1
+        return Victim(source, victim.threat, estimator=c.source_estimator, eot=eot, vote=vote, device=device)
 
     def craft(self, sv, z0: torch.Tensor, y: torch.Tensor, bdim: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(points [like z0], fooled the source bool [B], samples reused): the inner attack on

@@ -476,7 +476,9 @@ def _transfer_spec(ctx: SuiteContext, steps: int) -> list[AttackSpec]:
         return []
     labels = [label for label, _ in ctx.transfer_sources]
     modules = [m for _, m in ctx.transfer_sources]
-    return [AttackSpec("transfer", {"sources": modules, "inner": "pgd",
+    # stochastic sources get the budget's EOT (or the user's), as white-box attacks do
+    eot = ctx.eot if ctx.eot is not None else ctx.budget.eot
+    return [AttackSpec("transfer", {"sources": modules, "inner": "pgd", "source_eot": eot,
                                     "inner_options": {"steps": steps, "random_start": True, "restarts": 1}},
                        estimator=None, eot=None, kind="transfer", id=f"transfer[{','.join(labels)}]")]
 

@@ -100,6 +100,17 @@ def code_range(encoder: Any) -> tuple[float, float]:
     raise ConfigError(f"perturb=spikes: unknown code range of encoder {name!r}; give it a code_range attribute")
 
 
+def is_stochastic(model: nn.Module, threat: ThreatModel) -> bool:
+    """Whether attacking ``model`` under ``threat`` meets randomness in its forward pass: the
+    model's own ``stochastic`` flag when it declares one, else a stochastic encoder (Poisson)
+    under a pixel perturbation (with perturb=spikes the encoder runs once, outside the attacked
+    function)."""
+    declared = getattr(model, "stochastic", None)
+    if isinstance(declared, bool):
+        return declared
+    return bool(threat.perturb == "pixels" and getattr(getattr(model, "encoder", None), "stochastic", False))
+
+
 class _VictimModule(nn.Module):
     """``forward(z) -> logits`` [B, K] with a graph: reset, estimator applied, mean over
     ``eot`` passes. The victim's model is deliberately not a submodule, so that external
@@ -161,11 +172,7 @@ class Victim:
         self.forward_images = 0
 
     def _is_stochastic(self) -> bool:
-        declared = getattr(self.model, "stochastic", None)
-        if isinstance(declared, bool):
-            return declared
-        # with perturb=spikes the encoder runs once in start(), outside the attacked function
-        return bool(self.threat.perturb == "pixels" and getattr(self.encoder, "stochastic", False))
+        return is_stochastic(self.model, self.threat)
 
     # -- description ---------------------------------------------------------------------
     @property
