@@ -393,6 +393,13 @@ def test_plain_torch_model_and_bad_options():
     with pytest.raises(ConfigError, match="returned a tuple"):
         snnrobust.wrap(Pair())(x)
     assert math.isfinite(float(model(x).sum()))
+    # a surrogate swap on a model whose neurons snnrobust cannot see is refused, not a silent no-op
+    from snnrobust.evaluation import ThreatModel, Victim
+
+    for spec in ("bptt:atan:4", "ste", "rga", "hart:1.0"):
+        with pytest.raises(ConfigError, match="has none snnrobust can see"):
+            Victim(model, ThreatModel(eps=0.1), estimator=spec).grad(x, y)
+    assert Victim(model, ThreatModel(eps=0.1), estimator="bptt").grad(x, y)[1].abs().sum() > 0
 
 
 # ----------------------------------------------------------------------------- CLI

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from ..spiking.functional import use_estimator
+from ..spiking.functional import spiking_neurons, use_estimator
 from ..spiking.neurons import SpikingNeuron
 
 
@@ -138,12 +138,24 @@ _GREEK = {"gamma": "γ", "beta": "β", "tau": "τ"}
 
 
 
+def require_neurons(model: nn.Module, spec: str) -> None:
+    """A ConfigError when ``model`` has no spiking neuron snnrobust can see: an estimator that
+    acts on neurons would then change nothing and attack with the model's own gradient under
+    another name."""
+    if not spiking_neurons(model):
+        raise ConfigError(
+            f"estimator {spec} acts on spiking neurons, but {type(model).__name__} has none snnrobust can see (an "
+            "ANN, or a plain PyTorch SNN whose spike functions are opaque); use estimator bptt (the model's own "
+            "gradient)")
+
+
 class LayerEstimator(GradientEstimator):
     """An estimator that replaces each spiking layer's forward (``neuron.estimator``) by a
     call of this object: ``(neuron, x_seq [T, B, ...]) -> spikes`` with exact values."""
 
     @contextmanager
     def applied(self, model: nn.Module) -> Iterator[nn.Module]:
+        require_neurons(model, self.spec())
         with use_estimator(model, self):
             yield model
 

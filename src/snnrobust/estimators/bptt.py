@@ -10,7 +10,7 @@ from torch import nn
 from ..spiking.functional import use_estimator, use_surrogate
 from ..spiking.surrogates import Surrogate
 
-from .base import GradientEstimator
+from .base import GradientEstimator, require_neurons
 
 
 class BPTT(GradientEstimator):
@@ -35,6 +35,7 @@ class BPTT(GradientEstimator):
             # exact BPTT: no layer-level estimator may stay in place
             stack.enter_context(use_estimator(model, None))
             if self.surrogate is not None:
+                require_neurons(model, self.spec())
                 stack.enter_context(use_surrogate(model, self.surrogate))
             yield model
 
