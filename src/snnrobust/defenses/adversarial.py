@@ -42,14 +42,15 @@ class AdversarialTraining(Defense):
 
     def _validate(self, opts: dict[str, Any]) -> dict[str, Any]:
         n = self.name
-        opts["eps"] = check_number(n, "eps", opts["eps"], 0.0, 1.0)
+        opts["norm"] = check_choice(n, "norm", opts["norm"], ("linf", "l2"))
+        top = 1.0 if opts["norm"] == "linf" else float("inf")  # an L2 ball may reach beyond 1 pixel unit
+        opts["eps"] = check_number(n, "eps", opts["eps"], 0.0, top)
         if "steps" in opts:
             opts["steps"] = check_int(n, "steps", opts["steps"])
         if "random_start" in opts:
             opts["random_start"] = check_bool(n, "random_start", opts["random_start"])
         opts["step_size"] = (self.default_step(opts) if none_if_auto(opts.get("step_size")) is None
-                             else check_number(n, "step_size", opts["step_size"], 0.0, 1.0))
-        opts["norm"] = check_choice(n, "norm", opts["norm"], ("linf", "l2"))
+                             else check_number(n, "step_size", opts["step_size"], 0.0, top))
         opts["estimator"] = _check_estimator(n, opts["estimator"])
         eot = none_if_auto(opts.get("eot"))
         opts["eot"] = None if eot is None else check_int(n, "eot", eot)
