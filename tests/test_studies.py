@@ -1,6 +1,7 @@
 """Studies: recipes load, a study killed midway resumes without recomputation or duplicates."""
 
 import json
+import time
 
 import pytest
 import torch
@@ -95,8 +96,17 @@ def test_killed_study_resumes_without_recomputation(tmp_path, monkeypatch):
         assert len(evs) == 4 and len({(r.checkpoint_hash, r.config_hash) for r in evs}) == 4
         assert len(st.records(kind="sparsity")) == 2
     calls.clear()
+    import datetime
+
+    real_vuln = runner.StudyRunner.vulnerability_all
+    # "created" is when this run began, not when it finished: make its last stage 3 s late
+    monkeypatch.setattr(runner.StudyRunner, "vulnerability_all",
+                        lambda self, splits: (time.sleep(3), real_vuln(self, splits))[1])
+    before = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0)
     run_study(str(recipe), "quick", out, progress=False, log=lambda s: None)
     assert calls == []  # a finished study recomputes nothing
+    created = datetime.datetime.fromisoformat(json.loads((out / "study.json").read_text())["created"])
+    assert before <= created < before + datetime.timedelta(seconds=2.5)
     html = paths["html"].read_text() if hasattr(paths["html"], "read_text") else open(paths["html"]).read()
     assert "<html" in html.lower() and "max-pool" in html and "avg-pool" in html
     study = json.loads((out / "study.json").read_text())

@@ -395,6 +395,7 @@ class StudyRunner:
     # -- all -------------------------------------------------------------------------------
     def run(self) -> dict:
         t0 = time.time()
+        started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")  # "created" is when this run began
         self.folder.mkdir(parents=True, exist_ok=True)
         splits = get_dataset(self.spec["dataset"], root=self.data_root,
                              split_seed=int(self.spec["train"].get("split_seed", 0)))
@@ -410,7 +411,7 @@ class StudyRunner:
             "study": self.recipe.name, "size": self.size, "title": self.recipe.title,
             "description": self.recipe.description.strip()
             + ("\n\n" + self.spec["note"] if self.spec.get("note") else ""),
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "created": started,
             "seconds": time.time() - t0,
             "dataset": splits.info.to_dict(),
             "replicates": self.replicates, "machine": machine_info(self._device()),
