@@ -241,6 +241,23 @@ def test_transfer_keeps_first_fooling_candidate(trained, data):
     assert d["name"] == "transfer" and d["inner"]["steps"] == 10 and len(d["sources"]) == 1
 
 
+@pytest.mark.parametrize("name,options", [("pgd", {"steps": 6, "random_start": False}), ("mifgsm", {"steps": 6}),
+                                          ("sapgd", {"steps": 6})])
+def test_iterative_attacks_take_one_gradient_per_step(trained, data, name, options):
+    """The last iterate needs its loss (trace, best point), not its gradient: steps gradients, not steps + 1."""
+    x, y = data
+    x, y = x[:20], y[:20]
+    v = victim(trained)
+    res = run(name, v, x, y, **options)
+    assert v.gradient_images == 6 * 20
+    trace = res.loss_trace
+    assert trace.shape[0] == 7 and torch.isfinite(trace).all()
+    if name == "pgd":  # classic PGD keeps the last iterate where nothing fooled the model: its trace ends at its loss
+        keep = ~res.success
+        want = v.loss(res.z_adv, y)[keep]
+        assert torch.allclose(trace[-1][keep], want.cpu(), atol=1e-5)
+
+
 class CountingModule(nn.Module):
     """A source whose forward passes are counted (in images)."""
 

@@ -58,11 +58,14 @@ class MIFGSM(Attack):
         loss, g = victim.grad(z, ys, loss=c.loss)
         trace = [loss]
         m = torch.zeros_like(zs)
-        for _ in range(c.steps):
+        for k in range(c.steps):
             l1 = sample_norm(g, "l1", s.bdim).clamp_min(1e-12)
             m = c.mu * m + g / per_sample(l1, g, s.bdim)
             z = victim.project(z + alpha * steepest_direction(m, s.norm, s.bdim), zs)
-            loss, g = victim.grad(z, ys, loss=c.loss)
+            if k == c.steps - 1:  # the last iterate's gradient would never be used
+                loss = victim.loss(z, ys, loss=c.loss)
+            else:
+                loss, g = victim.grad(z, ys, loss=c.loss)
             trace.append(loss)
         return Candidates(z, loss, stack_trace(trace, c.steps + 1))
 

@@ -82,7 +82,10 @@ class PGD(Attack):
                                              "abort_grad_norm_value": gnorm}
                     break
             z = victim.project(z + alpha * steepest_direction(g, s.norm, s.bdim), zs)
-            loss, g = victim.grad(z, ys, loss=c.loss)
+            if k == c.steps - 1:  # the last iterate's gradient would never be used
+                loss = victim.loss(z, ys, loss=c.loss)
+            else:
+                loss, g = victim.grad(z, ys, loss=c.loss)
             trace.append(loss)
         return Candidates(z, loss, stack_trace(trace, c.steps + 1), stop=stop)
 

@@ -87,7 +87,8 @@ class SAPGD(Attack):
         z_best, loss_best = z.clone(), loss.detach().clone()
         m = torch.zeros_like(zs)
         v = torch.zeros_like(zs)
-        for eta in eta_schedule(s.eps, c.steps, c.decay_at):
+        etas = eta_schedule(s.eps, c.steps, c.decay_at)
+        for k, eta in enumerate(etas):
             m = c.beta1 * m + g / per_sample(sample_mean(g.abs(), bdim) + _TINY, g, bdim)
             v = c.beta2 * v + g * g / per_sample(sample_mean(g * g, bdim) + _TINY, g, bdim)
             u = m / (v.sqrt() + _TINY)
@@ -96,7 +97,10 @@ class SAPGD(Attack):
             else:
                 step = eta * u / per_sample(sample_norm(u, "l2", bdim) + _TINY, u, bdim)
             z = victim.project(z + step, zs)
-            loss, g = victim.grad(z, ys, loss=c.loss)
+            if k == len(etas) - 1:  # the last iterate's gradient would never be used
+                loss = victim.loss(z, ys, loss=c.loss)
+            else:
+                loss, g = victim.grad(z, ys, loss=c.loss)
             trace.append(loss)
             better = loss.detach() > loss_best
             z_best = torch.where(per_sample(better, z, bdim), z, z_best)

@@ -349,6 +349,25 @@ class Victim:
         assert loss_sum is not None
         return loss_sum / self.eot, grad_sum / self.eot
 
+    def loss(self, z: torch.Tensor, y: torch.Tensor, loss: LossSpec = "ce",
+             target: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The loss [B] of :meth:`grad` (mean over ``eot`` passes under the estimator, the same
+        random draws consumed) without building a graph: an iterative attack's last iterate needs
+        its loss for the trace and the best-point choice, not its gradient."""
+        z = z.to(self.device).detach()
+        y = y.to(self.device)
+        fn = self._loss_fn(loss, target is not None)
+        if target is not None:
+            target = target.to(self.device)
+        total: Optional[torch.Tensor] = None
+        with self.attack_mode(), torch.no_grad():
+            for _ in range(self.eot):
+                out = self._forward(z)
+                lb = fn(out, y) if target is None else fn(out, y, target)
+                total = lb if total is None else total + lb
+        assert total is not None
+        return total / self.eot
+
     def module(self) -> nn.Module:
         """An ``nn.Module`` mapping z to logits with a graph (reset, estimator applied, mean
         over ``eot`` passes) for external code such as pyautoattack. Enters
