@@ -187,8 +187,9 @@ class CraftedPoints:
     """Points crafted on one source module, per (inner attack and source settings, sample).
 
     Held in a weak map keyed by the source module, so the points live exactly as long as the
-    module. A key includes each parameter's and buffer's version counter, so an in-place
-    change of the weights (training the source further) makes every earlier point stale. At
+    module. A key includes each parameter's and buffer's version counter and sum, so a change
+    of the weights (training the source further, a write through ``.data``) makes every earlier
+    point stale. At
     most ``max_bytes`` of points are kept; the oldest go first."""
 
     _stores: "weakref.WeakKeyDictionary[nn.Module, CraftedPoints]" = weakref.WeakKeyDictionary()
