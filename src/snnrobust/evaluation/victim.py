@@ -322,17 +322,21 @@ class Victim:
             raise ConfigError(f"loss '{loss}' is targeted: pass target labels")
         return get_loss(loss, targeted=targeted)
 
+    def _loss_inputs(self, z: torch.Tensor, y: torch.Tensor, loss: LossSpec, target: Optional[torch.Tensor]
+                     ) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Callable[..., torch.Tensor]]:
+        """(z detached, y, target, loss function), on the victim's device: what :meth:`grad` and
+        :meth:`loss` start from."""
+        fn = self._loss_fn(loss, target is not None)
+        return (z.to(self.device).detach(), y.to(self.device),
+                None if target is None else target.to(self.device), fn)
+
     def grad(self, z: torch.Tensor, y: torch.Tensor, loss: LossSpec = "ce",
              target: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss [B], dloss/dz shaped like z), both detached, each the mean over ``eot``
         forward passes under the estimator. The attacker maximizes the loss. Only ``z`` is
         differentiated (``torch.autograd.grad``), so no ``.grad`` is left on parameters.
         A loss with no path to ``z`` (a fully masked model) gives an all-zero gradient."""
-        z = z.to(self.device).detach()
-        y = y.to(self.device)
-        fn = self._loss_fn(loss, target is not None)
-        if target is not None:
-            target = target.to(self.device)
+        z, y, target, fn = self._loss_inputs(z, y, loss, target)
         loss_sum: Optional[torch.Tensor] = None
         grad_sum = torch.zeros_like(z)
         with self.attack_mode(), torch.enable_grad():
@@ -354,11 +358,7 @@ class Victim:
         """The loss [B] of :meth:`grad` (mean over ``eot`` passes under the estimator, the same
         random draws consumed) without building a graph: an iterative attack's last iterate needs
         its loss for the trace and the best-point choice, not its gradient."""
-        z = z.to(self.device).detach()
-        y = y.to(self.device)
-        fn = self._loss_fn(loss, target is not None)
-        if target is not None:
-            target = target.to(self.device)
+        z, y, target, fn = self._loss_inputs(z, y, loss, target)
         total: Optional[torch.Tensor] = None
         with self.attack_mode(), torch.no_grad():
             for _ in range(self.eot):
