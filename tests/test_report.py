@@ -533,3 +533,48 @@ def test_report_shows_per_seed_values_and_dots(tmp_path):
     assert "paired difference a - b (95 % CI); McNemar p" in md and "-40.5 points" in md
     html = Path(paths["html"]).read_text()
     assert "across 3 seeds (per seed: 20.0, 21.0, 19.0)" in html and html.count("<img") >= 2
+
+
+def test_not_less_is_a_non_inferiority_test_with_a_margin():
+    from snnrobust.report.verdicts import decide_interval
+
+    # the rule on intervals of a - b: holds above -m, fails wholly below -m, else inconclusive
+    assert decide_interval(-0.04, 0.02, "not-less", 0.05) == HOLDS
+    assert decide_interval(-0.20, -0.06, "not-less", 0.05) == FAILS
+    assert decide_interval(-0.08, -0.01, "not-less", 0.05) == INCONCLUSIVE
+    assert decide_interval(-0.08, -0.01, "not-less", 0.10) == HOLDS
+    # "avg-pool is as robust as max-pool": per-seed robust 100-104 of 200 against 99-101 (d within +-2.5 points)
+    study = replicated_study([100, 104, 98], [101, 99, 100])
+    check = study["claims"][0]["checks"][0]
+    check.update(expect="not-less")
+    c = claim_verdict(study, study["claims"][0])
+    assert c.checks[0].outcome == HOLDS and c.verdict == REPRODUCED
+    assert "avg-pool is as high as max-pool (within 5 points), as claimed" in c.explanation
+    # with a 1-point margin the same interval (lower end about -3.7 points) cannot show it
+    check.update(margin=0.01)
+    c = claim_verdict(study, study["claims"][0])
+    assert c.checks[0].outcome == INCONCLUSIVE and "neither shown nor refuted" in c.explanation
+    assert "replicates" in c.explanation
+    # 40 of 200 against 120 of 200: lower by 40 points, far past the margin
+    clear = replicated_study([40, 42, 38], [120, 118, 125])
+    clear["claims"][0]["checks"][0].update(expect="not-less")
+    c = claim_verdict(clear, clear["claims"][0])
+    assert c.checks[0].outcome == FAILS and c.verdict == CONTRADICTED
+    assert "lower than max-pool by more than 5 points" in c.explanation
+
+
+def test_recipe_claims_are_validated_on_load(tmp_path):
+    import yaml
+
+    from snnrobust.studies.recipes import RECIPE_DIR, load_recipe
+
+    d = yaml.safe_load((RECIPE_DIR / "pooling-tradeoff.yaml").read_text())
+    d["claims"][0]["checks"][0]["expect"] = "bigger"
+    p = tmp_path / "r.yaml"
+    p.write_text(yaml.safe_dump(d))
+    with pytest.raises(ConfigError, match="is not one of greater, less, not-less"):
+        load_recipe(str(p))
+    d["claims"][0]["checks"][0].update(expect="not-less", margin=5)
+    p.write_text(yaml.safe_dump(d))
+    with pytest.raises(ConfigError, match="margin must be a fraction"):
+        load_recipe(str(p))

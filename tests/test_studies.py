@@ -414,3 +414,31 @@ def test_replicates_are_seeded_units_that_resume_independently_after_a_kill(tmp_
     assert "across 2 seeds (per seed:" in md and "(replicate 1, seed 6)" in md
     assert "McNemar over 2 seeds x 8 images" in md and "paired difference" in md
     assert (out / "figures" / "per_seed.png").is_file()
+
+
+def test_defenses_full_size_check_times_the_defended_step(tmp_path, monkeypatch):
+    # `study luu-vs-defenses --size full --check`: the baselines on their own architectures (WRN-16 for
+    # SR, VGG-11 for SNN-RAT, not the SEW-ResNet options merged into them), each timed training step
+    # taken with the variant's defense
+    from cifar_files import make_cifar10
+    from snnrobust.studies import preflight
+    from snnrobust.studies.preflight import check_study, format_checks
+
+    make_cifar10(tmp_path / "cifar-10-batches-py", style="2", n=3)
+    monkeypatch.chdir(tmp_path)
+    used = []
+    real_step = preflight.train_step
+
+    def spy(*args, defense=None, **kw):
+        used.append(None if defense is None else defense.name)
+        return real_step(*args, defense=defense, **kw)
+
+    monkeypatch.setattr(preflight, "train_step", spy)
+    monkeypatch.setattr(preflight, "_check_protocols", lambda *a, **k: None)  # attacks: covered above
+    rows = check_study("luu-vs-defenses", "full", str(tmp_path), "cpu", batch=2, variants=["sr", "rat"],
+                       log=lambda s: None)
+    by = {r.label: r for r in rows}
+    assert by["sr"].defense == "sr" and by["rat"].defense == "rat" and by["sr"].epochs == 200
+    assert used == ["sr", "sr", "rat", "rat"]  # warm-up and timed step of each, defended
+    assert 2_000_000 < by["sr"].parameters < 4_000_000  # WRN-16-4, not a SEW-ResNet-18
+    assert "(sr)" in format_checks(rows)

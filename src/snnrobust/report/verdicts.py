@@ -58,7 +58,11 @@ evaluated on the same test images):
 
 The check *holds* when that interval excludes zero on the expected side (``expect``:
 "greater"/"less"), *fails* when it excludes zero on the other side, and is *inconclusive*
-only when it includes zero; the sentence then says how many replicates (from the observed
+only when it includes zero. ``expect: not-less`` with ``margin`` m (a fraction, default
+``DEFAULT_MARGIN``) tests "a is as high as b" (non-inferiority, e.g. Luu et al. 2025's "as
+robust as the defended baselines"): it *holds* when the interval's lower end is above -m (a is
+at most m below b), *fails* when its upper end is below -m (a is lower by more than m), and is
+*inconclusive* otherwise; the sentence then says how many replicates (from the observed
 across-seed spread) or paired test samples (from the observed discordance rate) would decide
 a difference of the observed size at 95 % confidence with 80 % power. Every paired sentence
 cites the difference, its interval and McNemar's exact p pooled over all (seed, image) pairs
@@ -102,8 +106,32 @@ WEAK_ONLY = "only under the weak protocol"
 CONTRADICTED = "contradicted"
 CLAIM_INCONCLUSIVE = "inconclusive"
 
-_EXPECT = {"greater": "greater", "higher": "greater", ">": "greater", "more": "greater",
-           "less": "less", "lower": "less", "<": "less", "smaller": "less"}
+EXPECT_WORDS = {"greater": "greater", "higher": "greater", ">": "greater", "more": "greater",
+           "less": "less", "lower": "less", "<": "less", "smaller": "less",
+           "not-less": "not-less", "not less": "not-less", "at-least": "not-less", "as-high-as": "not-less",
+           ">=": "not-less"}
+#: the expectations a check can test
+EXPECTATIONS = ("greater", "less", "not-less")
+#: ``not-less`` checks: how far below b a may be and still count as "as high as b" (5 points)
+DEFAULT_MARGIN = 0.05
+
+
+def decide_interval(lo: float, hi: float, expect: str, margin: float = DEFAULT_MARGIN) -> str:
+    """HOLDS / FAILS / INCONCLUSIVE from a 95 % interval [lo, hi] of the difference a - b
+    (module docstring: sign tests for greater/less, a non-inferiority margin for not-less)."""
+    if expect == "not-less":
+        if lo > -margin:
+            return HOLDS
+        return FAILS if hi < -margin else INCONCLUSIVE
+    if expect not in ("greater", "less") or lo <= 0 <= hi:
+        return INCONCLUSIVE
+    return HOLDS if (lo > 0) == (expect == "greater") else FAILS
+
+
+def check_margin(check: dict) -> float:
+    """The non-inferiority margin of a ``not-less`` check (a fraction; recipes are validated on load)."""
+    m = R.num(check.get("margin"))
+    return DEFAULT_MARGIN if m is None else m
 
 
 # -- model verdicts ------------------------------------------------------------------------
@@ -293,26 +321,22 @@ class Paired:
             return self.across.mean
         return None if self.test is None else self.test.diff
 
-    def outcome(self, expect: str) -> str:
+    def outcome(self, expect: str, margin: float = DEFAULT_MARGIN) -> str:
         iv = self.interval
-        if iv is None or expect not in ("greater", "less"):
-            return INCONCLUSIVE
-        lo, hi = iv
-        if lo <= 0 <= hi:
-            return INCONCLUSIVE
-        return HOLDS if (lo > 0) == (expect == "greater") else FAILS
+        return INCONCLUSIVE if iv is None else decide_interval(iv[0], iv[1], expect, margin)
 
-    def needed(self) -> str:
-        """How much more data would decide a difference of the observed size (95 % / 80 % power)."""
+    def needed(self, shift: float = 0.0) -> str:
+        """How much more data would decide a difference of the observed size (95 % / 80 % power);
+        ``shift``: the non-inferiority margin, so the distance to decide is difference + margin."""
         if self.across is not None and self.across.has_interval:
-            r = replicates_needed(self.across.mean, self.across.sd)
+            r = replicates_needed(self.across.mean + shift, self.across.sd)
             if r is None:
                 return "the observed mean difference is zero, so no number of replicates can be estimated from it"
             more = f"more than {r - 1}" if r > 1000 else f"about {r}"
             return (f"deciding a difference of this size at 95 % confidence with 80 % power would take {more} "
                     f"replicates (from the observed across-seed spread, sd {100 * self.across.sd:.2f} points)")
         if self.test is not None:
-            n = samples_needed(self.test.discordant / self.test.n, self.test.diff)
+            n = samples_needed(self.test.discordant / self.test.n, self.test.diff + shift)
             if n is None:
                 return ("the two models are right on different images equally often, so no sample size can be "
                         "estimated from them")
@@ -476,11 +500,14 @@ METRICS: dict[str, tuple[Callable, str]] = {
 }
 
 
-def compare(a: Optional[Estimate], b: Optional[Estimate], expect: str) -> str:
+def compare(a: Optional[Estimate], b: Optional[Estimate], expect: str, margin: float = DEFAULT_MARGIN) -> str:
     """HOLDS / FAILS / INCONCLUSIVE for "a is ``expect`` than b" (rules in the module docstring)."""
-    expect = _EXPECT.get(str(expect).lower(), "")
+    expect = EXPECT_WORDS.get(str(expect).lower(), "")
     if a is None or b is None or not expect or not (a.has_interval and b.has_interval):
         return INCONCLUSIVE
+    if expect == "not-less":
+        # unpaired: the widest difference the two intervals allow (conservative, like non-overlap)
+        return decide_interval(a.lo - b.hi, a.hi - b.lo, expect, margin)
     if a.overlaps(b) or a.value == b.value:
         return INCONCLUSIVE
     return HOLDS if (a.value > b.value) == (expect == "greater") else FAILS
@@ -504,7 +531,7 @@ def evaluate_check(study: StudyLike, check: dict) -> CheckResult:
     metric = R.text(check.get("metric"), "?")
     a, b = R.text(check.get("a"), "?"), R.text(check.get("b"), "?")
     expect_raw = R.text(check.get("expect"), "?")
-    expect = _EXPECT.get(expect_raw.lower(), expect_raw)
+    expect = EXPECT_WORDS.get(expect_raw.lower(), expect_raw)
     protocol = R.text(check.get("protocol")) or None
     weak = check["weak"] if isinstance(check.get("weak"), bool) else (
         R.protocol_is_weak(study, protocol) if protocol else None)
@@ -516,13 +543,15 @@ def evaluate_check(study: StudyLike, check: dict) -> CheckResult:
     va, note_a = reader(study, a, check)
     vb, note_b = reader(study, b, check)
     paired = paired_comparison(study, metric, a, b, check) if va is not None and vb is not None else None
+    margin = check_margin(check)
     if paired is not None:
         # the values shown are the means over the paired replicates; the outcome is the paired one
         va, vb = paired.seeds_a.summary(), paired.seeds_b.summary()
-        outcome = paired.outcome(expect)
+        outcome = paired.outcome(expect, margin)
     else:
-        outcome = compare(va, vb, expect)
-    word = {"greater": "higher", "less": "lower"}.get(expect, expect)
+        outcome = compare(va, vb, expect, margin)
+    word = {"greater": "higher", "less": "lower", "not-less": "as high"}.get(expect, expect)
+    within = f"within {100 * margin:g} points"
     shown_a = paired.seeds_a.text() if paired is not None else _show(va)
     shown_b = paired.seeds_b.text() if paired is not None else _show(vb)
     head = f"{a} {shown_a} vs {b} {shown_b}"
@@ -536,8 +565,14 @@ def evaluate_check(study: StudyLike, check: dict) -> CheckResult:
     elif va is None or vb is None:
         tail = "not measured (" + "; ".join(n for n in (note_a if va is None else "", note_b if vb is None else "")
                                             if n) + ")"
-    elif expect not in ("greater", "less"):
-        tail = f"cannot test expectation {expect_raw!r} (use greater or less)"
+    elif expect not in EXPECTATIONS:
+        tail = f"cannot test expectation {expect_raw!r} (use {', '.join(EXPECTATIONS)})"
+    elif expect == "not-less" and (paired is not None or (va.has_interval and vb.has_interval)):
+        tail = {HOLDS: f"{a} is as high as {b} ({within}), as claimed",
+                FAILS: f"{a} is lower than {b} by more than {100 * margin:g} points, the opposite of the claim"}.get(
+            outcome, f"the interval of the difference reaches below -{100 * margin:g} points but not wholly, so "
+                     f"'{a} as high as {b} ({within})' is neither shown nor refuted"
+                     + ("; " + paired.needed(margin) if paired is not None and paired.needed(margin) else ""))
     elif outcome == HOLDS:
         tail = f"{a} is {word}, as claimed"
     elif outcome == FAILS:

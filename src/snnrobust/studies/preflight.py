@@ -42,6 +42,7 @@ class VariantCheck:
     attacks: dict[str, int] = field(default_factory=dict)       # protocol -> number of attack specs
     estimators: dict[str, float] = field(default_factory=dict)  # estimator -> seconds per input gradient
     overflows: dict[str, int] = field(default_factory=dict)     # estimator -> images whose gradient overflowed
+    defense: str = ""                                            # the training-time defense the step used
 
     @property
     def train_hours(self) -> float:
@@ -93,25 +94,33 @@ def check_study(name: str, size: str = "full", data_root: Optional[str] = None, 
 
 
 def _time_training_step(v: dict, cfg, model, splits, batch: Optional[int], dev: torch.device) -> VariantCheck:
-    """One warm-up and one timed BPTT step of variant ``v`` (``batch`` images, default its own)."""
+    """One warm-up and one timed BPTT step of variant ``v`` (``batch`` images, default its own),
+    with its training-time defense when it has one (adversarial training's crafting, SR's extra
+    passes: the step the study will take)."""
+    from ..defenses import defense_from_config
+
     n = min(int(batch or cfg.batch_size), len(splits.train))
     x, y = splits.train.batch(torch.arange(n))
     x, y = x.to(dev), y.to(dev)
     opt = make_optimizer(cfg, model)
     use_amp = cfg.amp and dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    defense = defense_from_config(cfg.defense)
+    if defense is not None:
+        defense.start_epoch(0)
     model.train()
     # warm-up (allocator, kernels) on a couple of images, then one timed step of n images
-    train_step(model, opt, scaler, x[:2], y[:2], use_amp, where=f"in the check of {v['label']}")
+    train_step(model, opt, scaler, x[:2], y[:2], use_amp, where=f"in the check of {v['label']}", defense=defense)
     _sync(dev)
     t0 = time.perf_counter()
-    train_step(model, opt, scaler, x, y, use_amp, where=f"in the check of {v['label']}")
+    train_step(model, opt, scaler, x, y, use_amp, where=f"in the check of {v['label']}", defense=defense)
     _sync(dev)
     step_s = time.perf_counter() - t0
     model.eval()
     return VariantCheck(label=v["label"], parameters=sum(p.numel() for p in model.parameters()),
                         step_images=int(x.shape[0]), step_s=step_s,
-                        epoch_hours=step_s / x.shape[0] * len(splits.train) / 3600, epochs=cfg.epochs)
+                        epoch_hours=step_s / x.shape[0] * len(splits.train) / 3600, epochs=cfg.epochs,
+                        defense="" if defense is None else defense.name)
 
 
 def check_model(runner: StudyRunner, v: dict, configs: dict, models: dict, splits, info):
@@ -201,7 +210,7 @@ def format_checks(rows: list[VariantCheck]) -> str:
         if r.overflows:
             grads += "; overflow under " + ", ".join(f"{e} ({n})" for e, n in r.overflows.items())
         if r.step_images:
-            step = f"{r.step_s:.2f}s for {r.step_images} images"
+            step = f"{r.step_s:.2f}s for {r.step_images} images" + (f" ({r.defense})" if r.defense else "")
             total = f"{_duration(r.epoch_hours)}/epoch, {_duration(r.train_hours)} for {r.epochs} epochs"
         else:
             step, total = "- (converted, not trained)", "-"

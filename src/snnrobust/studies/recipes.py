@@ -58,6 +58,7 @@ def load_recipe(name_or_path: str) -> Recipe:
         raise ConfigError(f"study recipe {p} is not valid YAML") from None
     if not isinstance(d, dict) or not isinstance(d.get("sizes"), dict):
         raise ConfigError(f"study recipe {p} needs a mapping with 'sizes'")
+    _check_claims(f"study recipe {p}", d.get("claims", []))
     for size, spec in d["sizes"].items():
         missing = REQUIRED - set(spec)
         unknown = set(spec) - SIZE_KEYS
@@ -120,6 +121,24 @@ def _check_size(where: str, spec: dict) -> None:
         if target not in labels or src not in labels or target == src:
             raise ConfigError(f"{where}: black_box_sources {target}: {src} must name two different variants "
                               f"(variants: {', '.join(map(str, labels))})")
+
+
+def _check_claims(where: str, claims) -> None:
+    """Each claim's checks name a known expectation, and a ``not-less`` margin is a fraction."""
+    from ..report.verdicts import EXPECT_WORDS, EXPECTATIONS
+
+    if not isinstance(claims, list) or not all(isinstance(c, dict) for c in claims):
+        raise ConfigError(f"{where}: 'claims' must be a list of mappings")
+    for c in claims:
+        for check in c.get("checks") or []:
+            expect = str(check.get("expect", "")).lower() if isinstance(check, dict) else ""
+            if expect not in EXPECT_WORDS:
+                raise ConfigError(f"{where}: claim {c.get('id')}: check expect {expect or None!r} is not one of "
+                                  f"{', '.join(EXPECTATIONS)}")
+            m = check.get("margin")
+            if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float)) or not 0 <= m < 1):
+                raise ConfigError(f"{where}: claim {c.get('id')}: margin must be a fraction in [0, 1) "
+                                  f"(0.05 = 5 points), got {m!r}")
 
 
 def _check_derived_variants(where: str, spec: dict) -> None:

@@ -189,6 +189,10 @@ class StudyRunner:
         if v.get("init_from"):
             model = {"name": self.spec["model"]["name"], **(v.get("model") or {})}
             tr["init_from"] = str(self._variant_folder(v["init_from"], replicate) / CHECKPOINT_NAME)
+        elif (v.get("model") or {}).get("name", self.spec["model"]["name"]) != self.spec["model"]["name"]:
+            # another architecture (a defended baseline on its own paper's network): the base
+            # model's options belong to the base architecture, so the variant gives all of its own
+            model = dict(v["model"])
         else:
             model = _merge(self.spec["model"], v.get("model"))
         tr.update(model=model, dataset=self.spec["dataset"], data_root=self.data_root, device=self.device,
