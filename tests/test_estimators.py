@@ -311,7 +311,7 @@ def test_spec_round_trip_and_labels():
     assert get_estimator(None).label() == "BPTT[model surrogate]"
     assert get_estimator("bptt:triangle:0.5").label() == "BPTT[triangle:0.5]"
     assert get_estimator("hart:1.0").label() == "HART[γ=1.0]"
-    assert set(ESTIMATORS) == {"bptt", "ste", "bptr", "rga", "hart", "pdsg", "assg", "source-ann"}
+    assert set(ESTIMATORS) == {"bptt", "ste", "bptr", "rga", "hart", "pdsg", "assg", "source-ann", "encoder-smooth"}
 
 
 @pytest.mark.parametrize("bad", ["nope", "hart:x", "hart:-1", "assg:1.5", "rga:0.2:2:1.5", "bptt:nosuch:1",
@@ -471,3 +471,66 @@ def test_model_surrogate_is_an_object_and_the_width_sweep_keeps_the_stored_strin
     assert estimators("atan:2")[:4] == ["bptt:atan:4", "bptt:atan:2", "bptt:atan:1", "bptt:atan:0.5"]
     # a constant derivative has no width: only the model's own, once
     assert [e for e in estimators(Surrogate("straight-through")) if e.startswith("bptt")] == ["bptt:straight-through:1"]
+
+
+# -- encoder-smooth: the phase encoder's gradient averaged over a window ---------------------
+def test_encoder_smooth_passes_gradient_only_through_bits_the_window_can_flip():
+    from snnrobust.spiking.encoders import PhaseEncoder, phase_bits
+    from snnrobust.spiking.functional import use_encoder_smoothing
+
+    enc = PhaseEncoder(T=8, K=8)
+    x = torch.tensor([[0.0, 0.3, 1.0]], requires_grad=True)
+    g = torch.ones(8, 1, 3)
+    (ste,) = torch.autograd.grad((enc(x) * g).sum(), x)
+    assert torch.equal(ste, torch.full((1, 3), 8.0))  # straight-through: 1 per bit, all 8 bits
+    w = 0.025
+    with use_encoder_smoothing(torch.nn.Sequential(enc), w):
+        code = enc(x)
+        (smooth,) = torch.autograd.grad((code * g).sum(), x)
+    assert enc.smooth_width is None  # restored
+    assert torch.equal(code, phase_bits(x.detach(), 8))  # the forward is the code itself
+    hi, lo = phase_bits((x.detach() + w).clamp(0, 1), 8), phase_bits((x.detach() - w).clamp(0, 1), 8)
+    assert torch.allclose(smooth, ((hi - lo) / (2 * w)).sum(0))
+    # pixel 0: [0, 0.025] reaches 0.00000110b, so only bits 6 and 7 move (up); bits 1-5 never can
+    per_bit = (hi - lo)[:, 0, 0]
+    assert per_bit.tolist() == [0, 0, 0, 0, 0, 1, 1, 0]
+    # the window is restored after an exception too
+    with pytest.raises(RuntimeError):
+        with use_encoder_smoothing(torch.nn.Sequential(enc), w):
+            raise RuntimeError("attack crashed")
+    assert enc.smooth_width is None
+
+
+def test_encoder_smooth_estimator_in_the_reliable_suite_and_errors():
+    from snnrobust.evaluation import ThreatModel, Victim
+    from snnrobust.evaluation.suites import SuiteContext, get_budget, reliable_estimators
+    from snnrobust.models import create_model
+
+    phase = create_model("sew_resnet", layers=[1, 1], width=4, T=4, encoder="phase", encoder_options={"K": 4},
+                         in_channels=1, num_classes=3, image_size=8).eval()
+    direct = create_model("sew_resnet", layers=[1, 1], width=4, T=4, encoder="direct", in_channels=1, num_classes=3,
+                          image_size=8).eval()
+    x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 0])
+    v = Victim(phase, ThreatModel("linf", 0.1), estimator="encoder-smooth:0.05")
+    _, g_smooth = v.grad(v.start(x), y)
+    _, g_bptt = Victim(phase, ThreatModel("linf", 0.1)).grad(x, y)
+    assert g_smooth.abs().sum() > 0 and not torch.allclose(g_smooth, g_bptt)
+    # the same forward: the estimator changes only the encoder's backward
+    with torch.no_grad():
+        assert torch.equal(v.predict(x), Victim(phase, ThreatModel("linf", 0.1)).predict(x))
+    with pytest.raises(ConfigError, match="has none; use bptt"):
+        Victim(direct, ThreatModel("linf", 0.1), estimator="encoder-smooth").grad(x, y)
+    with pytest.raises(ConfigError, match="must be < 1"):
+        get_estimator("encoder-smooth:2")
+
+    def estimators(smooth, perturb="pixels"):
+        ctx = SuiteContext(budget=get_budget("quick"), threat=ThreatModel(eps=0.1, perturb=perturb),
+                           own_surrogate="atan:2", has_spiking=True, stochastic=False, num_classes=10,
+                           smooth_encoder=smooth)
+        return reliable_estimators(ctx), ctx.notes
+
+    est, notes = estimators(True)
+    assert est[-1] == "encoder-smooth:0.025" and any("encoder-smooth:0.025 added" in n for n in notes)
+    assert not any(e.startswith("encoder-smooth") for e in estimators(False)[0])
+    est, notes = estimators(True, "spikes")
+    assert not any(e.startswith("encoder-smooth") for e in est) and any("perturbs spikes" in n for n in notes)

@@ -54,6 +54,10 @@ assg[:A[:r[:b]]]  Wang et al. 2025: BPTT with the ATan surrogate and per-neuron,
 source-ann  BPDA for converted/hybrid SNNs: forward through the SNN, dL/dx = J_ann(x)^T dL/dl at
             the SNN's logits l, through the source ANN stored with the checkpoint (ann_source);
             see :mod:`snnrobust.estimators.source_ann` for why the loss gradient is taken there.
+encoder-smooth[:w]  BPDA for phase coding: exact BPTT through the model's own surrogate, and through
+            the encoder d code_t/dx := (code_t(x + w) - code_t(x - w)) / 2w instead of the
+            straight-through 1 per bit (only bits a window of half-width w pixels can flip
+            pass gradient); w default 0.025, the reliable suite uses eps / 4.
 ==========  ==================================================================================
 
 With alpha = a / M the ATan surrogate puts mass A of its integral inside |u - theta| < M, so
@@ -64,11 +68,13 @@ from .assg import ASSG
 from .base import GradientEstimator, LayerEstimator, exact_forward
 from .bptr import BPTR
 from .bptt import BPTT, STE
+from .encoder_smooth import EncoderSmooth
 from .hart import HART
 from .pdsg import PDSG
 from .registry import ESTIMATOR_TYPES, ESTIMATORS, get_estimator
 from .rga import RGA
 from .source_ann import SourceANN, ann_from_source
 
-__all__ = ["ASSG", "BPTR", "BPTT", "ESTIMATOR_TYPES", "ESTIMATORS", "GradientEstimator", "HART", "LayerEstimator",
+__all__ = ["ASSG", "BPTR", "BPTT", "ESTIMATOR_TYPES", "ESTIMATORS", "EncoderSmooth", "GradientEstimator", "HART",
+           "LayerEstimator",
            "PDSG", "RGA", "STE", "SourceANN", "ann_from_source", "exact_forward", "get_estimator"]

@@ -15,13 +15,14 @@ from .hart import HART
 from .pdsg import PDSG
 from .assg import ASSG
 from .source_ann import SourceANN
+from .encoder_smooth import EncoderSmooth
 
 
 # ---------------------------------------------------------------------------------------
 # registry and parsing
 # ---------------------------------------------------------------------------------------
 ESTIMATOR_TYPES: dict[str, type[GradientEstimator]] = {
-    c.name: c for c in (BPTT, STE, BPTR, RGA, HART, PDSG, ASSG, SourceANN)
+    c.name: c for c in (BPTT, STE, BPTR, RGA, HART, PDSG, ASSG, SourceANN, EncoderSmooth)
 }
 
 ESTIMATORS: dict[str, str] = {name: cls.description for name, cls in ESTIMATOR_TYPES.items()}
@@ -37,7 +38,8 @@ def _unknown(spec: Any) -> ConfigError:
 def get_estimator(spec: "str | dict | GradientEstimator | None" = None) -> GradientEstimator:
     """Parse an estimator spec. Strings: ``bptt``, ``bptt:KIND:PARAM[:SCALE]``, ``ste``,
     ``bptr``, ``rga[:gamma[:beta[:tau]]]``, ``hart[:gamma]``, ``pdsg[:min_sigma]``, ``assg[:A[:r[:beta]]]``,
-    ``source-ann`` (its ANN is bound by the evaluation, :meth:`SourceANN.bound`).
+    ``source-ann`` (its ANN is bound by the evaluation, :meth:`SourceANN.bound`),
+    ``encoder-smooth[:width]``.
     Dicts: ``{"name": ..., "params": {...}}`` (as written by ``to_dict``) or flat
     ``{"name": ..., **params}``. ``None`` is ``bptt``."""
     if spec is None:

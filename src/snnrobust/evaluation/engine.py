@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 from ..environment import machine_info
 from ..errors import ConfigError, SnnRobustError
 from ..estimators import SourceANN, get_estimator
-from ..spiking.functional import spiking_neurons
+from ..spiking.functional import smoothable_encoders, spiking_neurons
 from ..spiking.surrogates import Surrogate
 from .diagnostics import AttackRun, run_diagnostics
 from .metrics import Rate, attack_success_rate, clean_accuracy, robust_accuracy
@@ -542,13 +542,14 @@ def clean_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor, plan: Evaluat
 
 
 def suite_context(plan: EvaluationPlan, threat: ThreatModel, *, has_spiking: bool, own_surrogate: Optional[Surrogate],
-                  stochastic: bool, num_classes: int, not_applicable: Optional[dict] = None) -> SuiteContext:
+                  stochastic: bool, num_classes: int, not_applicable: Optional[dict] = None,
+                  smooth_encoder: bool = False) -> SuiteContext:
     """What a suite needs to expand itself at ``threat``: the plan's settings and the model's."""
     return SuiteContext(budget=plan.budget, threat=threat, own_surrogate=own_surrogate, has_spiking=has_spiking,
                         stochastic=stochastic, num_classes=num_classes, transfer_sources=plan.transfer_sources,
                         estimators=plan.estimators, eot=plan.eot, replicate_seed_code=plan.replicate_seed_code,
                         source_ann=plan.source_ann_label if plan.source_ann is not None else None,
-                        not_applicable=dict(not_applicable or {}))
+                        not_applicable=dict(not_applicable or {}), smooth_encoder=smooth_encoder)
 
 
 def session_context(session: Session, plan: EvaluationPlan, threat: ThreatModel) -> SuiteContext:
@@ -556,7 +557,8 @@ def session_context(session: Session, plan: EvaluationPlan, threat: ThreatModel)
     limits = getattr(session.model, "estimator_limits", None)
     return suite_context(plan, threat, has_spiking=session.has_spiking, own_surrogate=session.own_surrogate,
                          stochastic=session.stochastic, num_classes=session.num_classes,
-                         not_applicable=limits if isinstance(limits, dict) else None)
+                         not_applicable=limits if isinstance(limits, dict) else None,
+                         smooth_encoder=bool(smoothable_encoders(session.model)))
 
 
 def single_attack_specs(plan: EvaluationPlan, ctx: SuiteContext) -> list[AttackSpec]:

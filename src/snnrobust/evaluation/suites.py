@@ -309,6 +309,9 @@ class SuiteContext:
     # estimator name -> why it cannot apply to this model's neurons (a wrapped foreign model's
     # ``estimator_limits``); the reliable suite leaves those out and says so
     not_applicable: dict = field(default_factory=dict)
+    # the model has a phase encoder whose straight-through gradient the attacker may smooth
+    # (estimator ``encoder-smooth``); the reliable suite adds it at eps / 4
+    smooth_encoder: bool = False
 
     def __post_init__(self) -> None:
         # the edge: a spec string or dict ("atan:2") is parsed here once; the suites use the object
@@ -379,6 +382,11 @@ def list_suites() -> dict[str, str]:
 
 
 # ----------------------------------------------------------------------------- helpers
+#: the reliable suite's encoder-smooth window: eps / 4 (the best of 0.01, 0.025, 0.05 at eps 0.1 on a
+#: fast-AT phase-coded SEW-ResNet; see snnrobust.estimators.encoder_smooth)
+ENCODER_SMOOTH_EPS_FRACTION = 4.0
+
+
 def own_estimator(ctx: SuiteContext) -> str:
     """The model's own training surrogate as an explicit BPTT spec (so labels show it)."""
     return f"bptt:{ctx.own_surrogate.spec()}" if ctx.own_surrogate else "bptt"
@@ -413,6 +421,15 @@ def reliable_estimators(ctx: SuiteContext) -> list[str]:
             ctx.notes.append(f"estimator {spec} left out: {why}")
         else:
             out.append(spec)
+    if ctx.smooth_encoder:
+        if ctx.threat.perturb == "spikes":
+            ctx.notes.append("encoder-smooth left out: this threat model perturbs spikes, after the encoder")
+        else:
+            width = ctx.threat.eps / ENCODER_SMOOTH_EPS_FRACTION
+            out.append(f"encoder-smooth:{width:.6g}")
+            ctx.notes.append(f"estimator encoder-smooth:{width:.6g} added: the phase encoder's straight-through "
+                             f"gradient credits bits no eps-{ctx.threat.eps:.4g} perturbation can flip; this one "
+                             f"averages the code's slope over +-{width:.4g} pixels")
     if ctx.source_ann:
         # a converted or hybrid SNN is attacked the way such models are: BPDA through the ANN it came from
         if ctx.threat.perturb == "spikes":

@@ -8,7 +8,12 @@ Every encoder declares:
   ``"exact"`` (direct), ``"ste"`` (straight-through: the gradient of the encoder's
   expected value / reconstruction), ``"relaxed"`` (latency: a linear relaxation of the
   spike time), or ``"zero"`` (the true derivative of a step: no gradient at all, which
-  masks gradients and exists to test masking diagnostics).
+  masks gradients and exists to test masking diagnostics);
+- ``smoothable``: whether an attacker may replace that backward by the derivative of the code
+  averaged over a window of pixel values (``smooth_width``, set only through
+  :func:`snnrobust.spiking.functional.use_encoder_smoothing` by the ``encoder-smooth``
+  estimator): for a deterministic discrete code (phase bits) the straight-through gradient
+  credits every bit, also those no perturbation of the threat model's size can flip.
 
 Stochastic encoders draw from their own ``torch.Generator`` (``manual_seed``) so that
 training and evaluation are reproducible.
@@ -28,6 +33,9 @@ from ..errors import ConfigError
 class Encoder(nn.Module):
     name = "encoder"
     stochastic = False
+    smoothable = False
+    #: attack time only: the window (pixels) of the smoothed backward; None = ``backward``
+    smooth_width: Optional[float] = None
     backward_kinds: tuple[str, ...] = ("ste", "zero")
     input_range = (0.0, 1.0)
 
@@ -149,6 +157,7 @@ class PhaseEncoder(Encoder):
     gradient through the weighted code is that of its reconstruction (~x)."""
 
     name = "phase"
+    smoothable = True
 
     def __init__(self, T: int, backward: Optional[str] = None, K: int = 8,
                  weighted: bool = False, scale: float = 1.0) -> None:
@@ -165,16 +174,25 @@ class PhaseEncoder(Encoder):
         return torch.pow(2.0, -(1.0 + idx.to(dtype)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        bits = phase_bits((x * self.scale).clamp(0, 1), self.K)
-        idx = torch.arange(self.T, device=x.device) % self.K
-        code = bits[idx]
+        code = self._code(x)
+        if self.smooth_width is not None:
+            # the attacker's smoothed backward: d/dx of the code averaged over [x - w, x + w],
+            # (code(x + w) - code(x - w)) / 2w -- a bit counts only where the window flips it
+            w = float(self.smooth_width)
+            return _attach(x, code, lambda: (self._code(x + w) - self._code(x - w)) / (2 * w), "ste")
         shape = (self.T,) + (1,) * x.dim()
-        w = self.step_weights(x.device, x.dtype).view(shape)
-        if self.weighted:
-            code = code * w
+        w_t = self.step_weights(x.device, x.dtype).view(shape)
         # d(code_t)/dx: 1 per raw bit (times w_t when weighted), times the input scale.
-        return _attach(x, code, lambda: (w if self.weighted else torch.ones_like(w)).expand_as(code) * self.scale,
+        return _attach(x, code, lambda: (w_t if self.weighted else torch.ones_like(w_t)).expand_as(code) * self.scale,
                        self.backward)
+
+    def _code(self, x: torch.Tensor) -> torch.Tensor:
+        """The code [T, B, ...] of pixels ``x`` (clamped into [0, 1] first)."""
+        bits = phase_bits((x.detach() * self.scale).clamp(0, 1), self.K)
+        code = bits[torch.arange(self.T, device=x.device) % self.K]
+        if self.weighted:
+            code = code * self.step_weights(x.device, x.dtype).view((self.T,) + (1,) * x.dim())
+        return code
 
     def describe(self) -> dict:
         return {**super().describe(), "K": self.K, "weighted": self.weighted, "scale": self.scale}

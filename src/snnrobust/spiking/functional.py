@@ -2,8 +2,9 @@
 
 - :func:`reset_states` is *the* one function that clears every stateful module; it runs
   before every forward pass.
-- :func:`use_surrogate` and :func:`use_estimator` apply an attacker's gradient choice to a
-  trained model for the duration of a ``with`` block and restore the model afterwards.
+- :func:`use_surrogate`, :func:`use_estimator` and :func:`use_encoder_smoothing` apply an
+  attacker's gradient choice to a trained model for the duration of a ``with`` block and
+  restore the model afterwards.
 """
 
 from __future__ import annotations
@@ -60,6 +61,28 @@ def use_estimator(model: nn.Module, estimator: Optional[Estimator]) -> Iterator[
     finally:
         for n, e in zip(neurons, saved):
             n.estimator = e
+
+
+def smoothable_encoders(model: nn.Module) -> list[nn.Module]:
+    """The encoders of ``model`` whose backward an attacker may smooth (phase coding)."""
+    from .encoders import Encoder
+
+    return [m for m in model.modules() if isinstance(m, Encoder) and m.smoothable]
+
+
+@contextmanager
+def use_encoder_smoothing(model: nn.Module, width: Optional[float]) -> Iterator[nn.Module]:
+    """Temporarily give every smoothable encoder of ``model`` the smoothed backward of window
+    half-width ``width`` (pixels; None: its own backward); restored on exit."""
+    encoders = smoothable_encoders(model)
+    saved = [e.smooth_width for e in encoders]
+    try:
+        for e in encoders:
+            e.smooth_width = width
+        yield model
+    finally:
+        for e, w in zip(encoders, saved):
+            e.smooth_width = w
 
 
 @contextmanager

@@ -23,6 +23,7 @@ from ..evaluation.threat import ThreatModel
 from ..evaluation.victim import Victim
 from ..data import get_dataset
 from ..errors import ConfigError
+from ..spiking.functional import smoothable_encoders
 from ..training.trainer import build_model_for, make_optimizer, resolve_device, train_step
 from .recipes import load_recipe
 from .runner import StudyRunner, protocol_keywords, study_threat, transfer_sources
@@ -172,7 +173,8 @@ def _check_protocols(runner: StudyRunner, label: str, model, models: dict, threa
         # the study's own request and spec list, so the check expands exactly what the run will
         plan = EvaluationRequest(**protocol_keywords(runner.spec, proto, threat, sources, progress=False)).plan
         specs = attack_specs(plan, suite_context(plan, threat, has_spiking=has_spiking, own_surrogate=own_sg,
-                                                 stochastic=base.stochastic, num_classes=k))
+                                                 stochastic=base.stochastic, num_classes=k,
+                                                 smooth_encoder=bool(smoothable_encoders(model))))
         for s in specs:
             get_attack(s.attack, **s.options)  # options are validated when the attack is built
             if s.estimator not in estimators and s.kind in ("gradient", "single-step"):
