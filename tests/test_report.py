@@ -561,6 +561,9 @@ def test_not_less_is_a_non_inferiority_test_with_a_margin():
     c = claim_verdict(clear, clear["claims"][0])
     assert c.checks[0].outcome == FAILS and c.verdict == CONTRADICTED
     assert "lower than max-pool by more than 5 points" in c.explanation
+    from snnrobust.report.verdicts import expectation_text
+
+    assert expectation_text(c.checks[0]) == "a at least b - 5 points"
 
 
 def test_recipe_claims_are_validated_on_load(tmp_path):

@@ -29,7 +29,7 @@ from ..environment import machine_label
 from ..evaluation.results import AttackRecord, EvaluationResult
 from .doc import Badge, Bullets, Callout, Code, Figure, Heading, Para, Section, Table, badge
 from .read import Study
-from .verdicts import ROBUST_FRACTION, ClaimVerdict, ModelVerdict, all_verdicts
+from .verdicts import ROBUST_FRACTION, ClaimVerdict, ModelVerdict, all_verdicts, expectation_text
 
 SECTION_IDS = ("summary", "setup", "threat-models", "accuracy", "eps-curves", "sparsity", "tradeoff",
                "diagnostics", "vulnerability", "model-verdicts", "claim-verdicts")
@@ -696,7 +696,7 @@ def claim_verdict_section(claims: list[ClaimVerdict]) -> Section:
         if c.checks:
             s.add(Table(["metric", "protocol", "expected", "a", "value of a", "b", "value of b",
                          "paired difference a - b (95 % CI); McNemar p", "outcome"],
-                        [[r.metric, r.protocol or "-", f"a {r.expect} than b", r.a,
+                        [[r.metric, r.protocol or "-", expectation_text(r), r.a,
                           "not measured" if r.value_a is None else r.text_a(), r.b,
                           "not measured" if r.value_b is None else r.text_b(), _paired_cell(r), badge(r.outcome)]
                          for r in c.checks]))

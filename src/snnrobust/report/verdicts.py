@@ -128,6 +128,13 @@ def decide_interval(lo: float, hi: float, expect: str, margin: float = DEFAULT_M
     return HOLDS if (lo > 0) == (expect == "greater") else FAILS
 
 
+def expectation_text(r: "CheckResult") -> str:
+    """The claim's expectation for a table: "a greater than b", "a at least b - 5 points"."""
+    if r.expect == "not-less":
+        return f"a at least b - {100 * check_margin(r.check):g} points"
+    return f"a {r.expect} than b"
+
+
 def check_margin(check: dict) -> float:
     """The non-inferiority margin of a ``not-less`` check (a fraction; recipes are validated on load)."""
     m = R.num(check.get("margin"))
