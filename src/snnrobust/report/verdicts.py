@@ -107,9 +107,9 @@ CONTRADICTED = "contradicted"
 CLAIM_INCONCLUSIVE = "inconclusive"
 
 EXPECT_WORDS = {"greater": "greater", "higher": "greater", ">": "greater", "more": "greater",
-           "less": "less", "lower": "less", "<": "less", "smaller": "less",
-           "not-less": "not-less", "not less": "not-less", "at-least": "not-less", "as-high-as": "not-less",
-           ">=": "not-less"}
+                "less": "less", "lower": "less", "<": "less", "smaller": "less",
+                "not-less": "not-less", "not less": "not-less", "at-least": "not-less", "as-high-as": "not-less",
+                ">=": "not-less"}
 #: the expectations a check can test
 EXPECTATIONS = ("greater", "less", "not-less")
 #: ``not-less`` checks: how far below b a may be and still count as "as high as b" (5 points)
