@@ -557,7 +557,7 @@ def evaluate_check(study: StudyLike, check: dict) -> CheckResult:
         outcome = paired.outcome(expect, margin)
     else:
         outcome = compare(va, vb, expect, margin)
-    word = {"greater": "higher", "less": "lower", "not-less": "as high"}.get(expect, expect)
+    word = {"greater": "higher", "less": "lower"}.get(expect, expect)
     within = f"within {100 * margin:g} points"
     shown_a = paired.seeds_a.text() if paired is not None else _show(va)
     shown_b = paired.seeds_b.text() if paired is not None else _show(vb)

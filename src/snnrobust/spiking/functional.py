@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator, Optional
+from typing import Any, Iterator, Optional
 
 from torch import nn
 
@@ -33,34 +33,33 @@ def spiking_neurons(model: nn.Module) -> list[SpikingNeuron]:
 
 
 @contextmanager
+def _attribute_set(objects: list, name: str, value: Any) -> Iterator[list]:
+    """Set attribute ``name`` of every object to ``value`` for a ``with`` block; each object's
+    own value comes back on exit, also after an exception. Yields ``objects``."""
+    saved = [getattr(o, name) for o in objects]
+    try:
+        for o in objects:
+            setattr(o, name, value)
+        yield objects
+    finally:
+        for o, v in zip(objects, saved):
+            setattr(o, name, v)
+
+
+@contextmanager
 def use_surrogate(model: nn.Module, surrogate: "Surrogate | str | dict") -> Iterator[nn.Module]:
     """Temporarily give every spiking neuron of ``model`` the surrogate ``surrogate``
     (e.g. ``"triangle:0.5"``). Weights are untouched; the old surrogates come back on exit."""
-    sg = Surrogate.parse(surrogate)
-    neurons = spiking_neurons(model)
-    saved = [n.surrogate for n in neurons]
-    try:
-        for n in neurons:
-            n.surrogate = sg
+    with _attribute_set(spiking_neurons(model), "surrogate", Surrogate.parse(surrogate)):
         yield model
-    finally:
-        for n, s in zip(neurons, saved):
-            n.surrogate = s
 
 
 @contextmanager
 def use_estimator(model: nn.Module, estimator: Optional[Estimator]) -> Iterator[nn.Module]:
     """Temporarily replace the backward of every spiking layer by ``estimator``
     (a callable ``(neuron, x_seq) -> spikes`` whose forward equals the neuron's)."""
-    neurons = spiking_neurons(model)
-    saved = [n.estimator for n in neurons]
-    try:
-        for n in neurons:
-            n.estimator = estimator
+    with _attribute_set(spiking_neurons(model), "estimator", estimator):
         yield model
-    finally:
-        for n, e in zip(neurons, saved):
-            n.estimator = e
 
 
 def smoothable_encoders(model: nn.Module) -> list[nn.Module]:
@@ -74,26 +73,12 @@ def smoothable_encoders(model: nn.Module) -> list[nn.Module]:
 def use_encoder_smoothing(model: nn.Module, width: Optional[float]) -> Iterator[nn.Module]:
     """Temporarily give every smoothable encoder of ``model`` the smoothed backward of window
     half-width ``width`` (pixels; None: its own backward); restored on exit."""
-    encoders = smoothable_encoders(model)
-    saved = [e.smooth_width for e in encoders]
-    try:
-        for e in encoders:
-            e.smooth_width = width
+    with _attribute_set(smoothable_encoders(model), "smooth_width", width):
         yield model
-    finally:
-        for e, w in zip(encoders, saved):
-            e.smooth_width = w
 
 
 @contextmanager
 def record_membranes(model: nn.Module) -> Iterator[list[SpikingNeuron]]:
     """Keep each neuron's pre-spike membrane [T, B, ...] in ``neuron.membrane`` while active."""
-    neurons = spiking_neurons(model)
-    saved = [n.record_membrane for n in neurons]
-    try:
-        for n in neurons:
-            n.record_membrane = True
+    with _attribute_set(spiking_neurons(model), "record_membrane", True) as neurons:
         yield neurons
-    finally:
-        for n, r in zip(neurons, saved):
-            n.record_membrane = r
