@@ -185,3 +185,18 @@ def test_cli_resume_with_nothing_to_resume_says_so_first(tmp_path, capsys):
     assert main(_tiny_train_argv(tmp_path / "empty", "--resume")) == 0
     first = capsys.readouterr().out.splitlines()[0]
     assert first == f"--resume: no checkpoint in {tmp_path / 'empty'}; starting from scratch"
+
+
+def test_cli_switching_the_demo_encoder_drops_its_options():
+    from snnrobust.cli.cmd_train import config_from_args
+    from snnrobust.cli.main import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "-m", "encoder=direct"])
+    cfg = config_from_args(args)
+    assert cfg.model["encoder"] == "direct" and not cfg.model.get("encoder_options")
+    # options given with the new encoder are kept, and the demo's stay with the demo's encoder
+    args = parser.parse_args(["train", "-m", "encoder=poisson", "-m", "encoder_options={}"])
+    assert config_from_args(args).model["encoder_options"] == {}
+    args = parser.parse_args(["train", "-m", "T=4"])
+    assert config_from_args(args).model["encoder_options"] == {"K": 8}

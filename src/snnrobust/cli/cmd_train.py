@@ -97,6 +97,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     model = dict(base.get("model") or {})
     if args.model:
         model = {"name": args.model}
+    if "encoder" in model_opts and "encoder_options" not in model_opts and model_opts["encoder"] != model.get("encoder"):
+        # the base's encoder options belong to its encoder (phase's K means nothing to direct)
+        model.pop("encoder_options", None)
     model.update(model_opts)
     base["model"] = model
     base.update(overrides)
