@@ -269,3 +269,27 @@ def test_run_is_the_forward_and_its_hooks_change_only_the_backward():
     # without detaching, gradient crosses steps through the leak and the reset
     (g_bptt,) = torch.autograd.grad((n.run(x, fire=fire, keep_state=False)[0] * w).sum(), x)
     assert not torch.allclose(g_bptt, w)
+
+
+@pytest.mark.parametrize("neuron", [
+    IFNode(threshold=1.0, reset="hard"), IFNode(threshold=0.7, reset="soft"),
+    IFNode(threshold=1.0, reset="hard", v_reset=-0.3), LIFNode(threshold=1.3, leak=0.9, reset="soft"),
+    LIFNode(threshold=1.0, leak=0.8, reset="hard", v_reset=0.2, detach_reset=True)])
+def test_no_grad_loop_equals_the_autograd_loop_bit_for_bit(neuron):
+    # scoring passes and query attacks take the in-place loop; its spikes, membrane trace and
+    # carried state must be exactly the autograd loop's, across two chained calls
+    gen = torch.Generator().manual_seed(3)
+    xs = [torch.randn(6, 4, 3, 5, generator=gen) * 1.5 for _ in range(2)]
+    outs = {}
+    for grad in (True, False):
+        neuron.reset_state()
+        got = []
+        with torch.set_grad_enabled(grad):
+            for x in xs:
+                s, m = neuron.run(x.requires_grad_(grad), record=True)
+                got += [s.detach(), m.detach(), neuron.v.detach().clone()]
+        outs[grad] = got
+    assert outs[True][0].sum() > 0 and (outs[True][0] == 0).any()  # both spikes and silences occur
+    for a, b in zip(outs[True], outs[False]):
+        assert torch.equal(a, b)
+    neuron.reset_state()
