@@ -97,7 +97,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     model = dict(base.get("model") or {})
     if args.model:
         model = {"name": args.model}
-    if "encoder" in model_opts and "encoder_options" not in model_opts and model_opts["encoder"] != model.get("encoder"):
+    new_encoder = model_opts.get("encoder", model.get("encoder"))
+    if "encoder_options" not in model_opts and new_encoder != model.get("encoder"):
         # the base's encoder options belong to its encoder (phase's K means nothing to direct)
         model.pop("encoder_options", None)
     model.update(model_opts)
