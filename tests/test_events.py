@@ -132,7 +132,7 @@ def test_aedat2_round_trip_orientation_and_non_dvs_events(tmp_path):
 @pytest.mark.parametrize("T", [1, 3, 10])
 def test_frames_conserve_the_event_count_per_polarity_and_pixel(by, T):
     ev = random_events(2345, 34, 250_000, seed=T)
-    frames = to_frames(ev, (34, 34), FrameSpec(T=T, by=by))
+    frames = to_frames(ev, (34, 34), FrameSpec(T=T, by=by, clip=None))
     assert frames.shape == (T, 2, 34, 34) and frames.sum() == 2345
     direct = np.zeros((2, 34, 34), dtype=np.int64)
     np.add.at(direct, (ev["p"].astype(int), ev["y"].astype(int), ev["x"].astype(int)), 1)
@@ -150,7 +150,7 @@ def test_frame_binning_by_time_and_by_count():
 def test_frames_clip_and_errors():
     ev = make_events([0, 1, 2], [1, 1, 1], [2, 2, 2], [1, 1, 1])
     assert to_frames(ev, (4, 4), FrameSpec(T=1, clip=1)).sum() == 1
-    assert to_frames(ev, (4, 4), FrameSpec(T=1))[0, 1, 2, 1] == 3
+    assert to_frames(ev, (4, 4), FrameSpec(T=1, clip=None))[0, 1, 2, 1] == 3
     with pytest.raises(ConfigError, match="outside a 2x2 sensor"):
         to_frames(ev, (2, 2), FrameSpec(T=1))
     with pytest.raises(ConfigError, match="by must be"):
@@ -180,7 +180,7 @@ def test_emulator_closed_path_balances_on_and_off_per_pixel():
     for ev in streams:
         assert ev.shape[0] > 20 and np.all(np.diff(ev["t"]) >= 0)
         assert ev["t"].min() >= 0 and ev["t"].max() < 3 * 20_000 + 500
-        f = to_frames(ev, (H, W), FrameSpec(T=1))[0]
+        f = to_frames(ev, (H, W), FrameSpec(T=1, clip=None))[0]
         assert np.abs(f[1] - f[0]).max() <= 1  # back where it started: ON and OFF cancel to one threshold
     # a blank image makes no events without background noise, and about noise_hz x pixels x time with it
     assert em.events(np.zeros((1, 12, 12)))[0].shape[0] == 0
@@ -203,3 +203,120 @@ def test_emulator_is_seeded_per_image_whatever_the_batch():
     assert not (other.shape == batch[0].shape and np.array_equal(other["t"], batch[0]["t"]))
     with pytest.raises(ConfigError, match="pixels in \\[0, 1\\]"):
         em.events(imgs * 2)
+
+
+# -- EventDataset ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("spec", [FrameSpec(T=4, clip=None), FrameSpec(T=3, by="count", clip=None), FrameSpec(T=5)])
+def test_event_dataset_batch_equals_per_stream_frames(spec):
+    import torch
+
+    from snnrobust.data.event_dataset import EventDataset
+
+    streams = [random_events(n, 10, 50_000, seed=n) for n in (0, 1, 17, 300, 5)]
+    ds = EventDataset.from_streams(streams, [0, 1, 2, 3, 4], (10, 10), spec)
+    assert len(ds) == 5 and ds.shape == (spec.T, 2, 10, 10)
+    x, y = ds.batch(torch.tensor([3, 0, 2, 4, 1]))
+    assert x.shape == (5, spec.T, 2, 10, 10) and x.dtype == torch.float32 and y.tolist() == [3, 0, 2, 4, 1]
+    for row, i in enumerate([3, 0, 2, 4, 1]):
+        assert np.array_equal(x[row].numpy(), to_frames(streams[i], (10, 10), spec))
+    sub = ds.subset([4, 3])
+    assert len(sub) == 2 and sub.labels.tolist() == [4, 3] and same(sub.stream(1), streams[3])
+    assert ds.subset(2).content_sha256() == EventDataset.from_streams(streams[:2], [0, 1], (10, 10)).content_sha256()
+    assert ds.with_frames({"T": 2}).batch([3])[0].shape == (1, 2, 2, 10, 10)
+
+
+# -- the event datasets, from files written in the real formats ---------------------------------
+def _write_nmnist_folder(root, n_per=2):
+    from snnrobust.data.saccades import SaccadeEmulator
+
+    em = SaccadeEmulator(saccade_us=5_000, dt_us=500)
+    for part in ("Train", "Test"):
+        for d in range(10):
+            (root / part / str(d)).mkdir(parents=True)
+            imgs = np.zeros((n_per, 28, 28))
+            imgs[:, 2 + 2 * d:5 + 2 * d, 6:20] = 1.0
+            for i, ev in enumerate(em.events(imgs, first_index=100 * d)):
+                write_nmnist_bin(root / part / str(d) / f"{i + 1:05d}.bin", ev)
+
+
+def test_nmnist_loader_frames_and_errors(tmp_path):
+    import torch
+
+    from snnrobust.data import get_dataset
+
+    _write_nmnist_folder(tmp_path / "nm")
+    s = get_dataset("nmnist", root=tmp_path / "nm", frames={"T": 3, "by": "count", "clip": None})
+    assert (len(s.train), len(s.test)) == (20, 20) and s.train.shape == (3, 2, 34, 34)
+    assert s.info.in_channels == 2 and s.info.image_size == 34 and s.info.split["method"] == "official"
+    x, y = s.test.batch(torch.arange(20))
+    assert x.shape == (20, 3, 2, 34, 34) and y.tolist() == [d for d in range(10) for _ in range(2)]
+    ev = read_nmnist_bin(tmp_path / "nm" / "Test" / "4" / "00002.bin")
+    assert x[9].sum() == ev.shape[0]  # counts conserve the file's events
+    with pytest.raises(DatasetError, match="not embedded: pass --data-root"):
+        get_dataset("nmnist")
+    with pytest.raises(ConfigError, match="holds images, not events"):
+        get_dataset("mnist5k", frames={"T": 4})
+    (tmp_path / "nm" / "Test" / "4" / "00002.bin").write_bytes(b"\x00" * 7)
+    with pytest.raises(DatasetError, match="00002.bin is not an N-MNIST .bin file"):
+        get_dataset("nmnist", root=tmp_path / "nm")
+
+
+def test_dvs_gesture_loader_cuts_recordings_by_label_rows(tmp_path):
+    from snnrobust.data import get_dataset
+
+    root = tmp_path / "DvsGesture"
+    root.mkdir()
+    for user, classes in (("user01_fluorescent", [1, 5, 11]), ("user24_led", [2, 3])):
+        ev = random_events(4000, 128, 1_000_000, seed=len(classes))
+        write_aedat31(root / f"{user}.aedat", ev, packet_size=512)
+        starts = np.arange(len(classes)) * 300_000 + 1_000
+        write_gesture_labels(root / f"{user}_labels.csv", np.stack([classes, starts, starts + 250_000], 1))
+    (root / "trials_to_train.txt").write_text("user01_fluorescent.aedat\n")
+    (root / "trials_to_test.txt").write_text("user24_led.aedat\n")
+    s = get_dataset("dvs128-gesture", root=tmp_path, frames={"T": 2})
+    assert s.train.labels.tolist() == [0, 4, 10] and s.test.labels.tolist() == [1, 2]
+    full = read_aedat31(root / "user01_fluorescent.aedat")
+    t = full["t"]
+    assert len(s.train.stream(1)) == int(((t >= 301_000) & (t < 551_000)).sum())
+    assert s.train.shape == (2, 2, 128, 128)
+
+
+def test_cifar10_dvs_loader_splits_nine_to_one_per_class_by_index(tmp_path):
+    from snnrobust.data import get_dataset
+    from snnrobust.data.event_sets import CIFAR10DVS_CLASSES
+
+    for k, cls in enumerate(CIFAR10DVS_CLASSES):
+        (tmp_path / cls).mkdir()
+        for i in range(10):
+            ev = random_events(30, 128, 5000, seed=k * 10 + i)
+            write_aedat2_dvs128(tmp_path / cls / f"cifar10_{cls}_{i}.aedat", ev)
+    s = get_dataset("cifar10-dvs", root=tmp_path)
+    assert (len(s.train), len(s.test)) == (90, 10) and s.test.labels.tolist() == list(range(10))
+    assert s.info.split["method"] == "per-class-by-index" and s.info.split["train_fraction"] == 0.9
+    # the test sample of class 3 is file index 9
+    assert same(s.test.stream(3), read_aedat2_dvs128(tmp_path / "cat" / "cifar10_cat_9.aedat"))
+
+
+def test_a_frames_model_trains_and_attacks_on_event_files(tmp_path):
+    import torch
+
+    from snnrobust.data import get_dataset
+    from snnrobust.evaluation import ThreatModel, evaluate
+    from snnrobust.training import TrainConfig, load_checkpoint, train
+
+    _write_nmnist_folder(tmp_path / "nm", n_per=3)
+    cfg = TrainConfig.from_dict({"dataset": "nmnist", "data_root": str(tmp_path / "nm"), "epochs": 1,
+                                 "batch_size": 10, "out": str(tmp_path / "run"),
+                                 "model": {"name": "sew_resnet", "layers": [1, 1], "width": 4, "T": 3,
+                                           "encoder": "frames", "encoder_options": {"by": "time", "clip": 1}}})
+    train(cfg, progress=False)
+    model, ck = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert model.encoder.describe()["by"] == "time" and ck["data"]["dataset"] == "nmnist"
+    from snnrobust.data.events import frames_for_model
+
+    test = get_dataset("nmnist", root=tmp_path / "nm", frames=frames_for_model(model)).test
+    x, y = test.batch(torch.arange(6))
+    r = evaluate(model, x, y, attack="pgd", threat=ThreatModel("linf", 0.1), progress=False)
+    assert r.complete and r.clean.n == 6
+    with pytest.raises(ConfigError, match="event frames \\[B, 3, 2, 34, 34\\]"):
+        model(torch.zeros(2, 4, 2, 34, 34))

@@ -191,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.results import result_path, write_result
     from ..evaluation.threat import ThreatModel
     from ..data import get_dataset
+    from ..data.events import frames_for_model
     from ..training import load_checkpoint, resolve_device
     from .options import parse_key_values
 
@@ -213,7 +214,8 @@ def run(args: argparse.Namespace) -> int:
         model, ckpt = load_checkpoint(ckpt_path, map_location=device)
     data = ckpt.get("data") or {}
     dataset = data.get("dataset", "mnist5k")
-    splits = get_dataset(dataset, root=args.data_root, split_seed=int(data.get("split_seed", 0)))
+    splits = get_dataset(dataset, root=args.data_root, split_seed=int(data.get("split_seed", 0)),
+                         frames=frames_for_model(model))
     test = splits.test
     n = min(DEFAULT_N if args.n is None else args.n, len(test))
     n_note = None

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ..data import get_dataset
+from ..data.events import frames_for_model
 from ..training import evaluate_clean, load_checkpoint, resolve_device
 
 
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     model, ckpt = load_checkpoint(args.checkpoint, map_location=device)
     data = ckpt.get("data", {})
-    splits = get_dataset(data.get("dataset", "mnist5k"), root=args.data_root, split_seed=data.get("split_seed", 0))
+    splits = get_dataset(data.get("dataset", "mnist5k"), root=args.data_root, split_seed=data.get("split_seed", 0),
+                         frames=frames_for_model(model))
     res = evaluate_clean(model, splits.test, args.batch_size, device, spike_rates=True, progress=True)
     tc = ckpt.get("train_config") if isinstance(ckpt.get("train_config"), dict) else None
     if args.json:

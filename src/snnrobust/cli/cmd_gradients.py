@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..analysis.sparsity import op_gradient_stats
     from ..data import get_dataset
+    from ..data.events import frames_for_model
     from ..evaluation.results import write_json_atomic
     from ..training import load_checkpoint, resolve_device
 
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         data = ckpt.get("data") or {}
         dataset, split_seed = data.get("dataset", "mnist5k"), int(data.get("split_seed", 0))
         anchor = Path(args.checkpoint)
-    test = get_dataset(dataset, root=args.data_root, split_seed=split_seed).test
+    test = get_dataset(dataset, root=args.data_root, split_seed=split_seed, frames=frames_for_model(model)).test
     n = min(args.n, len(test))
     x, y = test.batch(torch.arange(n))
     report = op_gradient_stats(model, x, y, batch_size=args.batch_size, estimator=args.estimator)

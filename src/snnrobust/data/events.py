@@ -49,11 +49,11 @@ def make_events(t, x, y, p) -> np.ndarray:
 @dataclass(frozen=True)
 class FrameSpec:
     """How a stream becomes frames: ``T`` frames, binned ``by`` "time" or "count", and
-    ``clip`` (None: event counts; 1: binary, at most one event per polarity, pixel and frame)."""
+    ``clip`` (1, the default: binary, "an event happened in this slot"; None: event counts)."""
 
     T: int = 10
     by: str = "time"
-    clip: Optional[int] = None
+    clip: Optional[int] = 1
 
     def __post_init__(self) -> None:
         if not (isinstance(self.T, int) and self.T >= 1):
@@ -107,3 +107,20 @@ def to_frames(events: np.ndarray, size: tuple[int, int], spec: FrameSpec) -> np.
     if spec.clip is not None:
         np.minimum(frames, spec.clip, out=frames)
     return frames
+
+
+def frames_for_model(model) -> Optional[dict]:
+    """The binning an event dataset must be read with for ``model`` (a model, or its config as
+    a ModelConfig or dict): its ``frames`` encoder's T, by and clip; None for any other encoder
+    (images)."""
+    enc = getattr(model, "encoder", None)
+    if enc is not None and not isinstance(enc, str):
+        spec = getattr(enc, "spec", None)
+        return spec.to_dict() if isinstance(spec, FrameSpec) else None
+    cfg = model if isinstance(model, dict) else vars(model) if hasattr(model, "__dict__") else {}
+    if cfg.get("encoder") != "frames":
+        return None
+    from ..models.config import ModelConfig
+
+    opts = dict(cfg.get("encoder_options") or {})
+    return FrameSpec(T=int(cfg.get("T", ModelConfig.T)), by=opts.get("by", "time"), clip=opts.get("clip", 1)).to_dict()

@@ -14,6 +14,7 @@ from typing import Callable, Optional, Union
 
 from ..errors import ConfigError, DatasetError, SnnRobustError
 from .base import DatasetSplits
+from .events import FrameSpec
 
 Loader = Callable[[Optional[Path], bool, int], DatasetSplits]
 PathLike = Union[str, "os.PathLike[str]"]
@@ -32,6 +33,8 @@ class DatasetEntry:
     sizes: tuple[int, int]  # (n_train, n_test) of the full dataset
     locate: Callable[[], str]  # describes where the data is looked for (evaluated when asked)
     aliases: tuple[str, ...] = ()
+    #: "image" (uint8 images [C, H, W]) or "events" (event streams read as frames [T, 2, H, W])
+    kind: str = "image"
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -56,6 +59,7 @@ class DatasetEntry:
             "n_test": self.sizes[1],
             "where": self.where,
             "aliases": list(self.aliases),
+            "kind": self.kind,
         }
 
 
@@ -77,13 +81,14 @@ def register_dataset(
     sizes: tuple[int, int],
     locate: Union[str, Callable[[], str]],
     aliases: tuple[str, ...] = (),
+    kind: str = "image",
 ) -> Callable[[Loader], Loader]:
     """Decorator registering ``loader(root, download, split_seed) -> DatasetSplits`` under ``name``."""
 
     def deco(loader: Loader) -> Loader:
         where = locate if callable(locate) else (lambda: locate)
         DATASETS[name] = DatasetEntry(
-            name, loader, description, in_channels, image_size, num_classes, tuple(sizes), where, tuple(aliases)
+            name, loader, description, in_channels, image_size, num_classes, tuple(sizes), where, tuple(aliases), kind
         )
         for a in (name, *aliases):
             _ALIASES[_key(a)] = name
@@ -93,7 +98,7 @@ def register_dataset(
 
 
 def _ensure_loaded() -> None:
-    from . import cifar, fashion_mnist, mnist5k  # noqa: F401  (registration side effect)
+    from . import cifar, event_sets, fashion_mnist, mnist5k  # noqa: F401  (registration side effect)
 
 
 def list_datasets() -> list[DatasetEntry]:
@@ -111,7 +116,8 @@ def resolve_name(name: str) -> str:
 
 
 def get_dataset(
-    name: str, root: Optional[PathLike] = None, download: bool = False, split_seed: int = 0
+    name: str, root: Optional[PathLike] = None, download: bool = False, split_seed: int = 0,
+    frames: "FrameSpec | dict | None" = None,
 ) -> DatasetSplits:
     """Train and test splits of dataset ``name``.
 
@@ -120,8 +126,11 @@ def get_dataset(
         root: where the files are (ignored by the embedded mnist5k); None = the default places.
         download: allow a network download when the files are missing (never otherwise).
         split_seed: seed of the split for datasets without an official one (mnist5k).
+        frames: event datasets only: the binning into frames (a :class:`~.events.FrameSpec` or
+            its dict; default T 10 by time, binary). Image datasets refuse it.
 
-    Images come out as uint8 [N, C, H, W], read as floats in [0, 1]. Raises ConfigError for a
+    Images come out as uint8 [N, C, H, W], read as floats in [0, 1]; event datasets as frames
+    [N, T, 2, H, W] (float counts, 0/1 when clipped at 1). Raises ConfigError for a
     bad argument, DatasetError (one line saying how to get the data) for missing/malformed data.
     """
     entry = DATASETS[resolve_name(name)]
@@ -136,6 +145,14 @@ def get_dataset(
         raise
     except OSError as e:  # unreadable file, permissions, a directory where a file was expected ...
         raise DatasetError(f"could not read {entry.name}: {e.strerror or e} ({e.filename or root_path})") from None
+    if entry.kind == "events":
+        spec = FrameSpec() if frames is None else FrameSpec.from_dict(frames)
+        splits = DatasetSplits(splits.train.with_frames(spec), splits.test.with_frames(spec),  # type: ignore[union-attr]
+                               splits.info)
+    elif frames is not None:
+        events = ", ".join(e.name for e in list_datasets() if e.kind == "events")
+        raise ConfigError(f"{entry.name} holds images, not events: frames (the 'frames' encoder) need an event "
+                          f"dataset ({events})")
     _check_consistent(entry, splits)
     return splits
 
@@ -144,7 +161,10 @@ def _check_consistent(entry: DatasetEntry, s: DatasetSplits) -> None:
     """Every loader must return what its entry and info promise (a programming error otherwise)."""
     info = s.info
     for part in (s.train, s.test):
-        if part.shape != entry.shape:
+        if entry.kind == "events":
+            if tuple(part.shape[1:]) != entry.shape:
+                raise DatasetError(f"{entry.name}: frames have shape {list(part.shape)}, expected [T, {entry.shape}]")
+        elif part.shape != entry.shape:
             raise DatasetError(f"{entry.name}: images have shape {list(part.shape)}, expected {list(entry.shape)}")
         if len(part) and (int(part.labels.min()) < 0 or int(part.labels.max()) >= entry.num_classes):
             raise DatasetError(f"{entry.name}: labels outside 0..{entry.num_classes - 1}")

@@ -51,6 +51,13 @@ class SpikingClassifier(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         c, n = self.config.in_channels, self.config.image_size
+        if self.encoder.name == "frames":  # event frames [B, T, C, H, W]
+            if x.dim() != 5 or x.shape[1] != self.T or x.shape[2] != c:
+                raise ConfigError(
+                    f"model expects event frames [B, {self.T}, {c}, {n}, {n}], got {list(x.shape)}; "
+                    f"load the event dataset with the model's T and binning"
+                )
+            return
         if x.dim() != 4 or x.shape[1] != c:
             raise ConfigError(
                 f"model expects images [B, {c}, {n}, {n}], got {list(x.shape)}; "
@@ -58,7 +65,7 @@ class SpikingClassifier(nn.Module):
             )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, C, H, W] in [0, 1] -> [T, B, C, H, W]."""
+        """[B, C, H, W] in [0, 1] (event frames: [B, T, C, H, W]) -> [T, B, C, H, W]."""
         self.check_input(x)
         return self.encoder(x)
 

@@ -1,4 +1,5 @@
-"""Input encoders: images [B, C, H, W] with pixels in [0, 1] -> inputs [T, B, C, H, W].
+"""Input encoders: images [B, C, H, W] with pixels in [0, 1] -> inputs [T, B, C, H, W]
+(``frames``: event frames [B, T, C, H, W] that already have their time axis).
 
 Every encoder declares:
 
@@ -227,6 +228,37 @@ class LatencyEncoder(Encoder):
         return {**super().describe(), "threshold": self.threshold}
 
 
+class FramesEncoder(Encoder):
+    """Event frames that already have a time axis: [B, T, C, H, W] -> [T, B, C, H, W] (exact
+    gradient). The frames come from an event dataset integrated with this encoder's binning:
+    ``by`` ("time" or "count") and ``clip`` (1: binary frames, one event per polarity, pixel and
+    step; None: event counts), recorded here so a checkpoint says how its input was made. The
+    input range is [0, clip] (counts are not bounded above: [0, inf))."""
+
+    name = "frames"
+    backward_kinds = ("exact",)
+
+    def __init__(self, T: int, backward: Optional[str] = None, by: str = "time", clip: Optional[int] = 1) -> None:
+        super().__init__(T, backward)
+        from ..data.events import FrameSpec
+
+        self.spec = FrameSpec(T=T, by=by, clip=clip)  # validates by and clip
+        self.by, self.clip = by, clip
+        self.input_range = (0.0, float(clip) if clip is not None else float("inf"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 3 or x.shape[1] != self.T:
+            raise ConfigError(f"frames encoder: expected frames [B, T={self.T}, C, H, W], got {list(x.shape)}; "
+                              "load the event dataset with this model's binning")
+        return x.transpose(0, 1)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "by": self.by, "clip": self.clip}
+
+    def extra_repr(self) -> str:
+        return f"T={self.T}, by={self.by}, clip={self.clip}"
+
+
 @dataclass(frozen=True)
 class EncoderEntry:
     cls: type
@@ -238,6 +270,7 @@ ENCODERS: dict[str, EncoderEntry] = {
     "poisson": EncoderEntry(PoissonEncoder, "Bernoulli rate code, seedable; signed=True is Sharmin et al. 2020's"),
     "phase": EncoderEntry(PhaseEncoder, "K-bit phase code, weighted or raw bits (Luu et al. 2025)"),
     "latency": EncoderEntry(LatencyEncoder, "time to first spike, one spike per pixel"),
+    "frames": EncoderEntry(FramesEncoder, "event frames [B, T, 2, H, W] from an event dataset (binning by/clip)"),
 }
 
 

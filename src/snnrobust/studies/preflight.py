@@ -22,6 +22,7 @@ from ..evaluation.request import EvaluationRequest
 from ..evaluation.threat import ThreatModel
 from ..evaluation.victim import Victim
 from ..data import get_dataset
+from ..data.events import frames_for_model
 from ..errors import ConfigError
 from ..spiking.functional import smoothable_encoders
 from ..training.trainer import build_model_for, make_optimizer, resolve_device, train_step
@@ -64,7 +65,8 @@ def check_study(name: str, size: str = "full", data_root: Optional[str] = None, 
     if unknown:
         raise ConfigError(f"study {name} has no variant {', '.join(unknown)}; its variants: {', '.join(labels)}")
     dev = resolve_device(device)
-    splits = get_dataset(spec["dataset"], root=data_root, split_seed=int(spec["train"].get("split_seed", 0)))
+    splits = get_dataset(spec["dataset"], root=data_root, split_seed=int(spec["train"].get("split_seed", 0)),
+                         frames=frames_for_model(spec["model"]))
     info = splits.info
     threat = study_threat(spec)
     xg, yg = splits.test.batch(torch.arange(min(2, len(splits.test))))

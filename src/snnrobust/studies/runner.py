@@ -48,6 +48,7 @@ from ..evaluation.results import incomplete_from_dict
 from ..evaluation.suites import get_budget
 from ..evaluation.threat import ThreatModel, parse_eps
 from ..data import get_dataset
+from ..data.events import frames_for_model
 from ..io import atomic_write_text, check_output_folder
 from ..store import ResultsStore, cached, file_sha256
 from ..conversion import ConversionConfig, convert_checkpoint
@@ -402,7 +403,8 @@ class StudyRunner:
         started = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")  # "created" is when this run began
         self.folder.mkdir(parents=True, exist_ok=True)
         splits = get_dataset(self.spec["dataset"], root=self.data_root,
-                             split_seed=int(self.spec["train"].get("split_seed", 0)))
+                             split_seed=int(self.spec["train"].get("split_seed", 0)),
+                             frames=frames_for_model(self.spec["model"]))
         with ResultsStore(self.folder) as store:
             self.store = store
             self.train_all(splits)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from .. import __version__
 from ..data import get_dataset
+from ..data.events import frames_for_model
 from ..defenses import Defense, defense_from_config
 from ..defenses.cost import cost_clock, cost_line, plain_step_seconds
 from ..errors import CheckpointError, ConfigError
@@ -162,7 +163,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     out = check_output_folder(cfg.out, "--out")  # a file at OUT fails here, not after an epoch of training
     ckpt_path = out / CHECKPOINT_NAME
     device = resolve_device(cfg.device)
-    splits = get_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download, split_seed=cfg.split_seed)
+    splits = get_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download, split_seed=cfg.split_seed,
+                         frames=frames_for_model(cfg.model))
     train_set, test_set, info = splits.train, splits.test, splits.info
     if cfg.max_train_samples is not None:
         train_set = train_set.subset(min(cfg.max_train_samples, len(train_set)))
