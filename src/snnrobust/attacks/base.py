@@ -129,6 +129,8 @@ class Attack:
     fixed_steps: ClassVar[Optional[int]] = None
     #: the option that sets the restarts, or None
     restarts_option: ClassVar[Optional[str]] = None
+    #: the threat-model norms the attack can search under ("l0": flips of binary event frames)
+    norms: ClassVar[tuple[str, ...]] = NORMS
 
     def __init__(self, config=None, **options: Any) -> None:
         if config is None:
@@ -201,6 +203,7 @@ class Attack:
         :meth:`_start`; per sample the best point is kept (:class:`BestPoints`); finally the
         kept points are projected and re-scored by a fresh vote (:func:`finish`)."""
         begin_run(victim)
+        check_norm(self, victim.threat.norm)
         z0, y = on_device(victim, z0, y)
         bdim = batch_dim(victim)
         best = BestPoints(z0, misclassified(victim, z0, y), bdim, self.trace_length())
@@ -293,6 +296,14 @@ class Candidates:
     stop: bool = False
 
 
+def check_norm(attack: "Attack", norm: str) -> None:
+    """A one-line ConfigError when ``attack`` cannot search under the threat model's norm."""
+    if norm not in attack.norms:
+        hint = "; for L0 flips of binary event frames use eventflip (and noise as its baseline)" if norm == "l0" else ""
+        raise ConfigError(f"attack {attack.name} does not support the {norm} threat model (it supports "
+                          f"{', '.join(attack.norms)}){hint}")
+
+
 # ----------------------------------------------------------------------------- tensor helpers
 def batch_dim(victim) -> int:
     """Axis of the batch in z: 0 for pixels [B,C,H,W], 1 for spikes [T,B,C,H,W]."""
@@ -355,7 +366,20 @@ def random_delta(z0: torch.Tensor, norm: str, radius: float, gen: torch.Generato
     L-inf: uniform in [-r, r] per entry (``boundary``: ±r, the ball's corners).
     L2: uniform in the L2 ball of radius r (direction ~ Gaussian, radius r·u^(1/d)); with
     ``boundary`` exactly on its sphere.
+    L0 (binary z0): flips of ``r`` slots drawn uniformly without replacement (``boundary`` or
+    not: a random flip set is always the full budget), as +1 / -1 at those slots.
     """
+    if norm == "l0":
+        B = z0.shape[bdim]
+        flat = to_batch_first(z0, bdim).reshape(B, -1)
+        k = min(int(radius), flat.shape[1])
+        scores = torch.rand(flat.shape, generator=gen, dtype=torch.float32)
+        pick = torch.zeros(flat.shape, dtype=torch.bool)
+        if k > 0:
+            pick.scatter_(1, scores.topk(k, dim=1).indices, True)
+        pick = pick.to(z0.device)
+        delta = torch.where(pick, 1.0 - 2.0 * flat, torch.zeros_like(flat))
+        return delta.reshape(to_batch_first(z0, bdim).shape).movedim(0, bdim)
     if norm == "linf":
         u = random_like(z0, gen, "uniform")
         if boundary:

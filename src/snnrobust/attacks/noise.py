@@ -1,7 +1,8 @@
 """Random-noise baseline at the same eps: the damage any attack must beat.
 
 ``draws`` random points z0 + delta per sample (delta uniform in the eps ball, or on its
-boundary: ±eps per entry for L-inf, radius exactly eps for L2), each projected by
+boundary: ±eps per entry for L-inf, radius exactly eps for L2; for L0 on binary event frames,
+eps slots flipped at random), each projected by
 ``victim.project``. A sample counts as broken when any draw fools the victim; it keeps the
 first fooling draw, else the last draw. Later draws are only made for samples not broken yet.
 """
@@ -35,6 +36,7 @@ class Noise(Attack):
     Config = NoiseConfig
     kind = "noise"
     steps_option = "draws"
+    norms = ("linf", "l2", "l0")
 
     def n_searches(self) -> int:
         # each search is one draw: the draws are the attack's steps (its budget), and like

@@ -2,7 +2,8 @@
 
     fgsm, rfgsm, pgd, mifgsm, sapgd         our implementations (gradients via victim.grad)
     apgd-ce, apgd-dlr, apgd-t, fab-t, square  the official AutoAttack code (PyPI pyautoattack)
-    noise                                   random-noise baseline at the same eps
+    noise                                   random-noise baseline at the same eps (L0: k random flips)
+    eventflip                               L0 attack on binary event frames (insert/delete k events)
     transfer                                crafted on source models, scored on the target
 
 Options are validated when the attack is built; an unknown name or option is a one-line
@@ -18,6 +19,7 @@ from typing import Any, Optional
 from ..errors import ConfigError
 from .autoattack import APGDCE, APGDDLR, APGDT, FABT, Square
 from .base import Attack
+from .eventflip import EventFlip
 from .fgsm import FGSM, RFGSM
 from .mifgsm import MIFGSM
 from .noise import Noise
@@ -27,7 +29,7 @@ from .transfer import Transfer
 
 ATTACKS: dict[str, type[Attack]] = {
     cls.name: cls for cls in (FGSM, RFGSM, PGD, MIFGSM, SAPGD, APGDCE, APGDDLR, APGDT, FABT, Square, Noise,
-                Transfer)
+                Transfer, EventFlip)
 }
 
 

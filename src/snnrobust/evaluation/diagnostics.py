@@ -195,6 +195,8 @@ def large_eps(runner: DiagnosticRunner) -> float:
     big = LARGE_EPS_FRACTION * (hi - lo)
     if runner.threat.norm == "l2":
         big *= math.sqrt(runner.z_dims)
+    elif runner.threat.norm == "l0":  # a whole number of flips: that fraction of every slot
+        big = float(math.ceil(LARGE_EPS_FRACTION * runner.z_dims))
     return big
 
 

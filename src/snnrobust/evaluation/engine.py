@@ -263,6 +263,11 @@ def ball_covers_everything(norm: str, eps: float, bounds: tuple[float, float], d
     class is a valid "adversarial" point and robust accuracy says nothing about the model. None
     otherwise. ``bounds`` is the victim's (lo, hi); ``dims`` the perturbed entries per sample."""
     span = float(bounds[1]) - float(bounds[0])
+    if norm == "l0":
+        if eps < dims:
+            return None
+        return (f"WARNING: L0 budget {eps:g} >= {dims} slots per sample: every binary input is reachable, so robust "
+                f"accuracy here says nothing about the model")
     if norm == "linf":
         if eps < span:
             return None

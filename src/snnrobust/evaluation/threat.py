@@ -2,7 +2,10 @@
 
 Stored with every result, so that every robust-accuracy number travels with its budget.
 
-- ``norm``: ``"linf"`` or ``"l2"`` (per-sample norm of the perturbation).
+- ``norm``: ``"linf"`` or ``"l2"`` (per-sample norm of the perturbation), or ``"l0"`` for binary
+  inputs (event frames read with ``clip: 1``): ``eps`` is then a whole number of flipped
+  slots per sample — an inserted event (0 -> 1) or a deleted one (1 -> 0) each costs one —
+  and every projected point stays binary (at most one event per polarity, pixel and step).
 - ``eps``: the budget, in pixel units of the [0, 1] image before encoding (the default,
   ``perturb="pixels"``), or in units of the encoded tensor [T, B, C, H, W] when
   ``perturb="spikes"``. Strings such as ``"8/255"`` are accepted (:func:`parse_eps`).
@@ -24,12 +27,12 @@ import torch
 
 from ..errors import ConfigError
 
-NORMS = ("linf", "l2")
+NORMS = ("linf", "l2", "l0")
 PERTURB = ("pixels", "spikes")
 BN_MODES = ("eval", "train")
 
 _NORM_ALIASES = {"linf": "linf", "l_inf": "linf", "inf": "linf", "l-inf": "linf", "li": "linf",
-                 "l2": "l2", "l_2": "l2", "2": "l2"}
+                 "l2": "l2", "l_2": "l2", "2": "l2", "l0": "l0", "l_0": "l0", "0": "l0"}
 
 
 def parse_eps(eps: Any) -> float:
@@ -89,6 +92,10 @@ class ThreatModel:
             raise ConfigError(f"threat model norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         self.norm = _NORM_ALIASES[norm]
         self.eps = parse_eps(self.eps)
+        if self.norm == "l0" and self.eps != int(self.eps):
+            raise ConfigError(f"an L0 budget is a whole number of flipped event slots, got eps={self.eps:g}")
+        if self.norm == "l0" and self.perturb == "spikes":
+            raise ConfigError("the L0 threat model flips input events; it cannot be combined with perturb=spikes")
         if self.perturb not in PERTURB:
             raise ConfigError(
                 f"threat model perturb must be one of {', '.join(PERTURB)} "
@@ -118,6 +125,8 @@ class ThreatModel:
     def label(self) -> str:
         """One line for tables and logs, e.g. ``Linf eps=8/255 (0.0314) on pixels`` or
         ``Linf eps=6/255 (0.0235) on SPIKE TENSOR, BN in TRAIN mode (replicates Luu et al. 2025's code)``."""
+        if self.norm == "l0":
+            return f"L0 {int(self.eps)} flipped event slots (insertions + deletions) on binary event frames"
         norm = "Linf" if self.norm == "linf" else "L2"
         where = "SPIKE TENSOR" if self.perturb == "spikes" else "pixels"
         text = f"{norm} eps={format_eps(self.eps)} on {where}"
@@ -156,6 +165,8 @@ class ThreatModel:
         is always feasible (for L2 it is not the exact Euclidean projection onto the
         intersection, which attacks do not need)."""
         delta = (z - z0).detach()
+        if self.norm == "l0":
+            return project_flips(z, z0, int(self.eps))
         if self.norm == "linf":
             delta = delta.clamp(-self.eps, self.eps)
         else:
@@ -171,4 +182,24 @@ class ThreatModel:
         """Per-sample norm of a perturbation (same batch convention as :meth:`project`) — [B]."""
         bdim = 1 if (self.perturb == "spikes" and delta.dim() >= 2) else 0
         flat = delta.movedim(bdim, 0).reshape(delta.shape[bdim], -1)
+        if self.norm == "l0":
+            return (flat.abs() > 0.5).sum(1).to(delta.dtype)  # flipped slots of binary frames
         return flat.abs().amax(1) if self.norm == "linf" else flat.norm(dim=1)
+
+
+def project_flips(z: torch.Tensor, z0: torch.Tensor, k: int) -> torch.Tensor:
+    """The binary point nearest to ``z`` with at most ``k`` slots flipped from the binary ``z0``
+    (per sample, batch on dim 0): the ``k`` entries that moved furthest towards their flip
+    (|z - z0| >= 0.5) are flipped, every other entry keeps z0's value."""
+    z0 = z0.detach()
+    B = z0.shape[0]
+    move = (z.detach() - z0).abs().reshape(B, -1)
+    flip = move >= 0.5
+    if k < move.shape[1]:
+        keep = torch.zeros_like(flip)
+        if k > 0:
+            top = move.topk(k, dim=1).indices
+            keep.scatter_(1, top, True)
+        flip &= keep
+    flipped = torch.where(flip, 1.0 - z0.reshape(B, -1), z0.reshape(B, -1))
+    return flipped.reshape(z0.shape)

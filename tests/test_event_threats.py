@@ -1,0 +1,62 @@
+"""Event-domain threat models: L0 flips of binary event frames, their projection and attacks."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from snnrobust.attacks import get_attack
+from snnrobust.errors import ConfigError
+from snnrobust.evaluation import ThreatModel, evaluate
+from snnrobust.evaluation.threat import project_flips
+
+
+def test_l0_projection_keeps_frames_binary_and_within_budget():
+    gen = torch.Generator().manual_seed(0)
+    z0 = (torch.rand(4, 3, 2, 5, 5, generator=gen) < 0.2).float()
+    z = z0 + torch.randn(z0.shape, generator=gen)  # any real-valued candidate
+    for k in (0, 1, 7, 10_000):
+        p = project_flips(z, z0, k)
+        assert set(p.unique().tolist()) <= {0.0, 1.0}
+        flips = (p != z0).reshape(4, -1).sum(1)
+        assert flips.max() <= k
+        # only entries that moved at least half-way flip, the furthest first
+        moved = ((z - z0).abs() >= 0.5).reshape(4, -1).sum(1)
+        assert torch.equal(flips, moved.clamp(max=k))
+    th = ThreatModel("l0", 7)
+    p7 = project_flips(z, z0, 7)
+    assert torch.equal(th.norm_of(p7 - z0), (p7 != z0).reshape(4, -1).sum(1).float())
+    assert "L0 7 flipped event slots" in th.label()
+    with pytest.raises(ConfigError, match="whole number"):
+        ThreatModel("l0", 2.5)
+
+
+class LinearOnFrames(nn.Module):
+    """A fixed linear classifier of binary frames [B, T, 2, H, W] (no encoder: frames as given)."""
+
+    def __init__(self, shape, classes=3, seed=0):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        self.w = nn.Parameter(torch.randn(classes, int(torch.tensor(shape).prod()), generator=gen))
+
+    def forward(self, x):
+        return x.flatten(1) @ self.w.t()
+
+
+def test_eventflip_beats_k_random_flips_and_other_attacks_refuse_l0():
+    shape = (3, 2, 6, 6)
+    model = LinearOnFrames(shape)
+    gen = torch.Generator().manual_seed(1)
+    x = (torch.rand(64, *shape, generator=gen) < 0.15).float()
+    with torch.no_grad():
+        y = model(x).argmax(1)  # every sample clean-correct by construction
+    threat = ThreatModel("l0", 6)
+    flip = evaluate(model, x, y, attack="eventflip", attack_options={"steps": 10}, threat=threat, progress=False)
+    rand = evaluate(model, x, y, attack="noise", attack_options={"draws": 10}, threat=threat, progress=False)
+    assert flip.complete and rand.complete
+    r_flip, r_rand = flip.robust_accuracy.value, rand.robust_accuracy.value
+    assert r_flip < r_rand - 0.2, (r_flip, r_rand)
+    with pytest.raises(ConfigError, match="does not support the l0 threat model.*eventflip"):
+        evaluate(model, x, y, attack="pgd", threat=threat, progress=False)
+    assert get_attack("eventflip").to_dict()["loss"] == "cw"
