@@ -60,3 +60,48 @@ def test_eventflip_beats_k_random_flips_and_other_attacks_refuse_l0():
     with pytest.raises(ConfigError, match="does not support the l0 threat model.*eventflip"):
         evaluate(model, x, y, attack="pgd", threat=threat, progress=False)
     assert get_attack("eventflip").to_dict()["loss"] == "cw"
+
+
+def test_retiming_projection_keeps_count_order_and_bound():
+    from snnrobust.evaluation.threat import project_retiming, retiming_shift
+
+    gen = torch.Generator().manual_seed(2)
+    z0 = (torch.rand(3, 8, 2, 4, 4, generator=gen) < 0.3).float()
+    assert torch.equal(project_retiming(z0, z0, 2), z0)  # no pull: nothing moves
+    assert retiming_shift(z0, z0).max() == 0
+    for k in (0, 1, 3):
+        z = torch.rand(z0.shape, generator=gen)  # any relaxed candidate
+        p = project_retiming(z, z0, k)
+        assert set(p.unique().tolist()) <= {0.0, 1.0}
+        assert torch.equal(p.sum(1), z0.sum(1))  # every pixel and polarity keeps its event count
+        shift = retiming_shift(p, z0)
+        assert shift.max() <= k and ThreatModel("retime", k).distance(p, z0).max() <= k
+        if k == 0:
+            assert torch.equal(p, z0)
+    # one event pulled to the end of its window; a changed count is infinitely far
+    z0 = torch.zeros(1, 6, 1, 1, 1)
+    z0[0, 2] = 1
+    pull = torch.zeros_like(z0)
+    pull[0, 4] = 1.0  # the end of the window [0, 4]; slot 5 would be out of reach
+    p = project_retiming(pull, z0, 2)
+    assert p[0, :, 0, 0, 0].tolist() == [0, 0, 0, 0, 1, 0]
+    assert retiming_shift(torch.zeros_like(z0), z0).item() == float("inf")
+
+
+def test_retime_attack_beats_random_retiming_on_a_time_sensitive_model():
+    shape = (6, 2, 3, 3)
+    model = LinearOnFrames(shape, seed=3)
+    with torch.no_grad():  # mostly time-invariant weights: a random retiming rarely matters, a chosen one can
+        w = model.w.view(-1, *shape)
+        base = w.mean(1, keepdim=True)
+        model.w.copy_((base + 0.3 * (w - base)).reshape(model.w.shape))
+    gen = torch.Generator().manual_seed(4)
+    x = (torch.rand(64, *shape, generator=gen) < 0.25).float()
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    threat = ThreatModel("retime", 2)
+    adv = evaluate(model, x, y, attack="retime", attack_options={"steps": 10}, threat=threat, progress=False)
+    rand = evaluate(model, x, y, attack="noise", attack_options={"draws": 10}, threat=threat, progress=False)
+    assert adv.complete and rand.complete
+    assert adv.robust_accuracy.value < rand.robust_accuracy.value - 0.15, (adv.robust_accuracy.value,
+                                                                          rand.robust_accuracy.value)

@@ -299,7 +299,8 @@ class Candidates:
 def check_norm(attack: "Attack", norm: str) -> None:
     """A one-line ConfigError when ``attack`` cannot search under the threat model's norm."""
     if norm not in attack.norms:
-        hint = "; for L0 flips of binary event frames use eventflip (and noise as its baseline)" if norm == "l0" else ""
+        hint = {"l0": "; for L0 flips of binary event frames use eventflip (and noise as its baseline)",
+                "retime": "; for retiming event frames use retime (and noise as its baseline)"}.get(norm, "")
         raise ConfigError(f"attack {attack.name} does not support the {norm} threat model (it supports "
                           f"{', '.join(attack.norms)}){hint}")
 
@@ -368,7 +369,11 @@ def random_delta(z0: torch.Tensor, norm: str, radius: float, gen: torch.Generato
     ``boundary`` exactly on its sphere.
     L0 (binary z0): flips of ``r`` slots drawn uniformly without replacement (``boundary`` or
     not: a random flip set is always the full budget), as +1 / -1 at those slots.
+    Retiming: uniform random scores minus z0, which the retiming projection turns into each
+    event at a random slot of its window.
     """
+    if norm == "retime":  # random scores: the retiming projection turns them into a random valid retiming
+        return random_like(z0, gen, "uniform") - z0
     if norm == "l0":
         B = z0.shape[bdim]
         flat = to_batch_first(z0, bdim).reshape(B, -1)

@@ -1,4 +1,5 @@
-"""A gradient-guided L0 attack on binary event frames: insert and delete at most k events.
+"""Gradient-guided attacks on binary event frames: insert and delete at most k events (``eventflip``,
+threat model L0), or move every event by at most k frames (``retime``).
 
 The threat model ``norm="l0"``, ``eps=k``: the attacker flips at most k slots of the binary
 frames [B, T, 2, H, W] (0 -> 1 inserts an event, 1 -> 0 deletes one). Flips are discrete, so
@@ -14,6 +15,8 @@ value moved furthest (at least half-way) from z0. The gradient is always taken a
 point the model would see. The loss is the margin max_{j != y} logit_j - logit_y by default,
 so the kept iterate (the highest margin of the run) is a misclassified one whenever one was
 reached. Its baseline is ``noise`` under the same threat model: k random flips per draw.
+``retime`` runs the same ascent with the retiming projection (each event to the best slot of its
+window, in order); its baseline is ``noise`` there too (a uniformly random valid retiming).
 """
 
 from __future__ import annotations
@@ -78,3 +81,16 @@ class EventFlip(Attack):
 
     def _meta(self, s: Search) -> dict:
         return dict(restarts_run=s.runs, flips=int(s.eps))
+
+
+class EventRetime(EventFlip):
+    """The same relaxed ascent under the retiming threat model: the projection
+    (:func:`~snnrobust.evaluation.threat.project_retiming`) moves each event, within +-k frames
+    and in order, to the slot where the relaxed frames are largest."""
+
+    name = "retime"
+    description = "retiming attack on binary event frames: relaxed gradient ascent, each event moved <= k frames"
+    norms = ("retime",)
+
+    def _meta(self, s: Search) -> dict:
+        return dict(restarts_run=s.runs, max_shift_frames=int(s.eps))

@@ -2,7 +2,7 @@
 
 ``draws`` random points z0 + delta per sample (delta uniform in the eps ball, or on its
 boundary: ±eps per entry for L-inf, radius exactly eps for L2; for L0 on binary event frames,
-eps slots flipped at random), each projected by
+eps slots flipped at random; for retiming, a uniformly random valid retiming), each projected by
 ``victim.project``. A sample counts as broken when any draw fools the victim; it keeps the
 first fooling draw, else the last draw. Later draws are only made for samples not broken yet.
 """
@@ -36,7 +36,7 @@ class Noise(Attack):
     Config = NoiseConfig
     kind = "noise"
     steps_option = "draws"
-    norms = ("linf", "l2", "l0")
+    norms = ("linf", "l2", "l0", "retime")
 
     def n_searches(self) -> int:
         # each search is one draw: the draws are the attack's steps (its budget), and like

@@ -3,7 +3,8 @@
     fgsm, rfgsm, pgd, mifgsm, sapgd         our implementations (gradients via victim.grad)
     apgd-ce, apgd-dlr, apgd-t, fab-t, square  the official AutoAttack code (PyPI pyautoattack)
     noise                                   random-noise baseline at the same eps (L0: k random flips)
-    eventflip                               L0 attack on binary event frames (insert/delete k events)
+    eventflip, retime                       attacks on binary event frames: insert/delete k events (L0),
+                                            move every event by <= k frames (retiming)
     transfer                                crafted on source models, scored on the target
 
 Options are validated when the attack is built; an unknown name or option is a one-line
@@ -19,7 +20,7 @@ from typing import Any, Optional
 from ..errors import ConfigError
 from .autoattack import APGDCE, APGDDLR, APGDT, FABT, Square
 from .base import Attack
-from .eventflip import EventFlip
+from .eventflip import EventFlip, EventRetime
 from .fgsm import FGSM, RFGSM
 from .mifgsm import MIFGSM
 from .noise import Noise
@@ -29,7 +30,7 @@ from .transfer import Transfer
 
 ATTACKS: dict[str, type[Attack]] = {
     cls.name: cls for cls in (FGSM, RFGSM, PGD, MIFGSM, SAPGD, APGDCE, APGDDLR, APGDT, FABT, Square, Noise,
-                Transfer, EventFlip)
+                Transfer, EventFlip, EventRetime)
 }
 
 

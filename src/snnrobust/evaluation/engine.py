@@ -248,7 +248,7 @@ class Session:
         if z_adv.shape != z0.shape:
             raise RuntimeError(f"attack returned points of shape {list(z_adv.shape)} for inputs {list(z0.shape)}")
         th = victim.threat
-        dist = th.norm_of((z_adv - z0).detach().float()).cpu()
+        dist = th.distance(z_adv.detach().float(), z0.detach().float()).cpu()
         in_ball = dist <= th.eps * (1 + BALL_SLACK) + BALL_SLACK
         lo, hi = victim.bounds
         bd = victim.batch_dim

@@ -5,7 +5,10 @@ Stored with every result, so that every robust-accuracy number travels with its 
 - ``norm``: ``"linf"`` or ``"l2"`` (per-sample norm of the perturbation), or ``"l0"`` for binary
   inputs (event frames read with ``clip: 1``): ``eps`` is then a whole number of flipped
   slots per sample — an inserted event (0 -> 1) or a deleted one (1 -> 0) each costs one —
-  and every projected point stays binary (at most one event per polarity, pixel and step).
+  and every projected point stays binary (at most one event per polarity, pixel and step);
+  or ``"retime"`` for binary event frames [B, T, C, H, W]: every event may move in time by at
+  most ``eps`` frames (a whole number), none is added or removed, their order per pixel and
+  polarity is kept and no two share a slot.
 - ``eps``: the budget, in pixel units of the [0, 1] image before encoding (the default,
   ``perturb="pixels"``), or in units of the encoded tensor [T, B, C, H, W] when
   ``perturb="spikes"``. Strings such as ``"8/255"`` are accepted (:func:`parse_eps`).
@@ -27,12 +30,15 @@ import torch
 
 from ..errors import ConfigError
 
-NORMS = ("linf", "l2", "l0")
+NORMS = ("linf", "l2", "l0", "retime")
 PERTURB = ("pixels", "spikes")
+#: norms of the event domain (binary event frames)
+EVENT_NORMS = ("l0", "retime")
 BN_MODES = ("eval", "train")
 
 _NORM_ALIASES = {"linf": "linf", "l_inf": "linf", "inf": "linf", "l-inf": "linf", "li": "linf",
-                 "l2": "l2", "l_2": "l2", "2": "l2", "l0": "l0", "l_0": "l0", "0": "l0"}
+                 "l2": "l2", "l_2": "l2", "2": "l2", "l0": "l0", "l_0": "l0", "0": "l0",
+                 "retime": "retime"}
 
 
 def parse_eps(eps: Any) -> float:
@@ -92,10 +98,12 @@ class ThreatModel:
             raise ConfigError(f"threat model norm must be one of {', '.join(NORMS)}, got {self.norm!r}")
         self.norm = _NORM_ALIASES[norm]
         self.eps = parse_eps(self.eps)
-        if self.norm == "l0" and self.eps != int(self.eps):
-            raise ConfigError(f"an L0 budget is a whole number of flipped event slots, got eps={self.eps:g}")
-        if self.norm == "l0" and self.perturb == "spikes":
-            raise ConfigError("the L0 threat model flips input events; it cannot be combined with perturb=spikes")
+        if self.norm in EVENT_NORMS and self.eps != int(self.eps):
+            what = "flipped event slots" if self.norm == "l0" else "frames an event may move"
+            raise ConfigError(f"an {self.norm} budget is a whole number of {what}, got eps={self.eps:g}")
+        if self.norm in EVENT_NORMS and self.perturb == "spikes":
+            raise ConfigError(f"the {self.norm} threat model changes input events; it cannot be combined with "
+                              "perturb=spikes")
         if self.perturb not in PERTURB:
             raise ConfigError(
                 f"threat model perturb must be one of {', '.join(PERTURB)} "
@@ -127,6 +135,9 @@ class ThreatModel:
         ``Linf eps=6/255 (0.0235) on SPIKE TENSOR, BN in TRAIN mode (replicates Luu et al. 2025's code)``."""
         if self.norm == "l0":
             return f"L0 {int(self.eps)} flipped event slots (insertions + deletions) on binary event frames"
+        if self.norm == "retime":
+            return (f"retiming: every event moved by at most {int(self.eps)} frames (count and order kept) on binary "
+                    "event frames")
         norm = "Linf" if self.norm == "linf" else "L2"
         where = "SPIKE TENSOR" if self.perturb == "spikes" else "pixels"
         text = f"{norm} eps={format_eps(self.eps)} on {where}"
@@ -167,6 +178,8 @@ class ThreatModel:
         delta = (z - z0).detach()
         if self.norm == "l0":
             return project_flips(z, z0, int(self.eps))
+        if self.norm == "retime":
+            return project_retiming(z, z0, int(self.eps))
         if self.norm == "linf":
             delta = delta.clamp(-self.eps, self.eps)
         else:
@@ -177,6 +190,15 @@ class ThreatModel:
             delta = delta * factor
         lo, hi = bounds
         return (z0.detach() + delta).clamp(lo, hi)
+
+    def distance(self, z: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
+        """Per-sample size [B] of the move from ``z0`` to ``z`` in this threat model's units (what
+        must be <= eps): :meth:`norm_of` of the difference, or for retiming the largest shift of
+        any event (inf when the events' count per pixel and polarity changed or a value is not
+        binary)."""
+        if self.norm == "retime":
+            return retiming_shift(z, z0)
+        return self.norm_of(z - z0)
 
     def norm_of(self, delta: torch.Tensor) -> torch.Tensor:
         """Per-sample norm of a perturbation (same batch convention as :meth:`project`) — [B]."""
@@ -203,3 +225,71 @@ def project_flips(z: torch.Tensor, z0: torch.Tensor, k: int) -> torch.Tensor:
         flip &= keep
     flipped = torch.where(flip, 1.0 - z0.reshape(B, -1), z0.reshape(B, -1))
     return flipped.reshape(z0.shape)
+
+
+def _columns(z: torch.Tensor) -> torch.Tensor:
+    """Binary frames [B, T, ...] as time columns [B * (pixels and channels), T]."""
+    B, T = z.shape[:2]
+    return z.reshape(B, T, -1).transpose(1, 2).reshape(-1, T)
+
+
+def _event_times(cols: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(times [N, m] of each column's events in order, padded with T; count [N])."""
+    N, T = cols.shape
+    on = cols > 0.5
+    count = on.sum(1)
+    t = torch.arange(T, device=cols.device).expand(N, T)
+    times = torch.where(on, t, torch.full_like(t, T)).sort(1).values
+    m = int(count.max().item()) if N else 0
+    return times[:, :max(m, 1)], count
+
+
+def project_retiming(z: torch.Tensor, z0: torch.Tensor, k: int) -> torch.Tensor:
+    """A valid retiming of the binary frames ``z0`` [B, T, C, H, W] that follows the relaxed
+    candidate ``z``: per pixel and polarity, the i-th event (time t_i) moves to the slot s_i in
+    [max(t_i - k, s_{i-1} + 1), min(t_i + k, T - (m - i))] where ``z`` is largest (greedy in
+    event order; the window always holds a slot, so every event keeps a place, in order, one
+    per slot). With z = z0 every event stays where it was."""
+    z0 = z0.detach()
+    B, T = z0.shape[:2]
+    c0, score = _columns(z0), _columns(z.detach().to(z0.dtype))
+    times, count = _event_times(c0)
+    N, m = times.shape
+    out = torch.zeros_like(c0)
+    prev = torch.full((N,), -1, dtype=torch.long, device=z0.device)
+    offsets = torch.arange(-k, k + 1, device=z0.device)
+    for i in range(m):
+        live = count > i
+        if not bool(live.any()):
+            break
+        t_i = times[:, i]
+        lo = torch.maximum(t_i - k, prev + 1)
+        hi = torch.minimum(t_i + k, T - (count - i))
+        cand = (t_i.unsqueeze(1) + offsets).clamp(0, T - 1)  # [N, 2k+1]
+        ok = (cand >= lo.unsqueeze(1)) & (cand <= hi.unsqueeze(1))
+        val = torch.where(ok, score.gather(1, cand), torch.full(cand.shape, -float("inf"), dtype=score.dtype,
+                                                                   device=score.device))
+        # ties: the slot nearest the original time (offsets run -k..k, so prefer |offset| small)
+        val = val - 1e-6 * offsets.abs().to(score.dtype)
+        s_i = cand.gather(1, val.argmax(1, keepdim=True)).squeeze(1)
+        s_i = torch.where(live, s_i, prev)
+        out[live, s_i[live]] = 1.0
+        prev = s_i
+    C_rest = z0.shape[2:]
+    return out.reshape(B, -1, T).transpose(1, 2).reshape(B, T, *C_rest)
+
+
+def retiming_shift(z: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
+    """Per sample [B]: the largest |s_i - t_i| between the i-th events of ``z`` and ``z0`` of every
+    pixel and polarity (events matched in time order, the matching that minimises it); inf
+    when a value is not 0/1 or a count differs."""
+    B, T = z0.shape[:2]
+    c, c0 = _columns(z.detach()), _columns(z0.detach())
+    binary = ((c == 0) | (c == 1)).reshape(B, -1).all(1)
+    t, n = _event_times(c)
+    t0, n0 = _event_times(c0)
+    m = max(t.shape[1], t0.shape[1])
+    pad = lambda a: torch.nn.functional.pad(a, (0, m - a.shape[1]), value=T)  # noqa: E731
+    shift = (pad(t) - pad(t0)).abs().amax(1).reshape(B, -1).amax(1).to(torch.float32)
+    same_count = (n == n0).reshape(B, -1).all(1)
+    return torch.where(binary & same_count, shift, torch.full_like(shift, float("inf")))
