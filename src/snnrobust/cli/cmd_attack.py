@@ -40,7 +40,8 @@ def register(sub) -> None:
                    help="an option of --attack (repeatable), e.g. step_size=0.01 or loss=dlr")
     p.add_argument("--eps", help="budget in pixel units, e.g. 8/255 or 0.03 (default: the suite's protocol eps, "
                                  "else 8/255)")
-    p.add_argument("--norm", default="linf", help="linf (default) or l2")
+    p.add_argument("--norm", default="linf", help="linf (default) or l2; on binary event frames also l0 (--eps = "
+                   "flipped event slots, attack eventflip) or retime (--eps = frames an event may move, attack retime)")
     p.add_argument("--budget", default="quick", help="quick (CPU, default), thorough (GPU) or exhaustive (the "
                                                      "reference: no cascade, every estimator x attack; "
                                                      "not for daily use)")
