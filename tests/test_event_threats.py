@@ -105,3 +105,24 @@ def test_retime_attack_beats_random_retiming_on_a_time_sensitive_model():
     assert adv.complete and rand.complete
     assert adv.robust_accuracy.value < rand.robust_accuracy.value - 0.15, (adv.robust_accuracy.value,
                                                                           rand.robust_accuracy.value)
+
+
+@pytest.mark.parametrize("norm,eps,attack", [("l0", 6, "eventflip"), ("retime", 2, "retime")])
+def test_reliable_suite_under_event_threat_models(norm, eps, attack):
+    shape = (4, 2, 3, 3)
+    model = LinearOnFrames(shape, seed=5)
+    gen = torch.Generator().manual_seed(6)
+    x = (torch.rand(40, *shape, generator=gen) < 0.25).float()
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    r = evaluate(model, x, y, suite="reliable", budget="quick", threat=ThreatModel(norm, eps), eps_sweep=[],
+                 progress=False)
+    assert r.complete
+    ids = [a.id for a in r.attacks]
+    assert ids[0].startswith(attack + "/") and ids[-1] == "noise"
+    assert any(f"{norm} threat model on event frames" in n for n in r.notes)
+    assert any("masking diagnostics are defined for L-inf/L2" in n for n in r.notes) and not r.diagnostics
+    # a cascade: each attack's robust accuracy is cumulative, the last one is the per-sample worst case
+    assert r.attacks[0].n_broken > 0
+    assert r.worst_case.robust_accuracy.value == r.attacks[-1].robust_accuracy.value
+    assert r.threat_model.label().startswith("L0" if norm == "l0" else "retiming")

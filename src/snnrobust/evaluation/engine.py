@@ -48,7 +48,7 @@ from ..attacks.registry import attack_budget, attack_options, get_attack
 from .request import EvaluationPlan, EvaluationRequest
 from .results import AttackRecord, CurvePoint, EvaluationResult, WorstCase, failure_reason, json_ready
 from .suites import AttackSpec, Budget, SuiteContext, assign_ids, expand, own_estimator
-from .threat import ThreatModel
+from .threat import EVENT_NORMS, ThreatModel
 from .victim import Victim
 
 #: Slack allowed when checking that a returned point lies in the eps ball and bounds.
@@ -650,10 +650,15 @@ def eps_curve_pass(session: Session, plan: EvaluationPlan, main: PassOutcome, sp
 
 
 def diagnostics_pass(session: Session, plan: EvaluationPlan, specs: list[AttackSpec], main: PassOutcome,
-                     ctx: SuiteContext) -> list:
-    """Stage 4: the masking diagnostics (when the plan runs them) on the first ``diag_n`` samples."""
+                     ctx: SuiteContext) -> tuple[list, list[str]]:
+    """Stage 4: the masking diagnostics (when the plan runs them) on the first ``diag_n``
+    samples, and notes on what was not run."""
     if not plan.diagnostics:
-        return []
+        return [], []
+    if plan.threat.norm in EVENT_NORMS:
+        # the checks compare FGSM, PGD and eps scalings of L-inf/L2 balls: not defined for flips or retiming
+        return [], [f"masking diagnostics are defined for L-inf/L2 balls; not run under the {plan.threat.norm} "
+                    "threat model (compare the gradient attacks with the random baseline in the table)"]
     # The checks attack with the suite's most successful estimator (the one the reported
     # number rests on; ties -> the earlier, i.e. the model's own) and measure all of them.
     broke: dict[str, int] = {}
@@ -670,7 +675,7 @@ def diagnostics_pass(session: Session, plan: EvaluationPlan, specs: list[AttackS
     if plan.progress:
         _say(f"masking diagnostics on {min(b.diag_n, session.correct.numel())} samples")
     runner = _DiagRunner(session, plan.threat, b, ests, ctx.gradient_eot(), transfer_spec, main, session.bounds)
-    return run_diagnostics(runner)
+    return run_diagnostics(runner), []
 
 
 def assemble_result(model: nn.Module, session: Session, plan: EvaluationPlan, specs: list[AttackSpec],
@@ -749,7 +754,8 @@ def run_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     timing["eps_sweep"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    diag = diagnostics_pass(session, plan, specs, main, ctx)
+    diag, more = diagnostics_pass(session, plan, specs, main, ctx)
+    notes += more
     timing["diagnostics"] = time.perf_counter() - t0
 
     return assemble_result(model, session, plan, specs, ctx, main, curve, diag, failures, notes, timing,

@@ -579,10 +579,33 @@ def _apgd_dlr(ctx: SuiteContext, est: str, eot: int) -> AttackSpec:
     return AttackSpec("pgd", {"steps": b.steps, "restarts": 1, "random_start": True, "loss": loss}, est, eot)
 
 
+#: the gradient attack of each event-domain threat model (their baseline is ``noise``)
+EVENT_ATTACKS = {"l0": "eventflip", "retime": "retime"}
+
+
+def _reliable_events(ctx: SuiteContext, ests: list[str], eot: Optional[int]) -> list[AttackSpec]:
+    """The reliable suite under an event-domain threat model (L0 flips, retiming): the threat
+    model's gradient attack under every estimator (restarts from random valid points), then
+    random valid points as the query-only baseline, with as many draws as Square's queries
+    allow (at most 1,000: each draw is a full forward pass)."""
+    b = ctx.budget
+    attack = EVENT_ATTACKS[ctx.threat.norm]
+    specs = [AttackSpec(attack, {"steps": b.steps, "restarts": b.restarts, "random_start": b.restarts > 1},
+                        est, eot, "gradient") for est in ests]
+    draws = max(1, min(b.square_queries // 5, 1000))
+    specs.append(AttackSpec("noise", {"draws": draws}, None, eot, "noise"))
+    ctx.notes.append(f"{ctx.threat.norm} threat model on event frames: {attack} under every estimator, then "
+                     f"{draws} random valid points (noise) per sample; APGD, FAB-T, SA-PGD and Square search "
+                     f"L-inf/L2 balls only and are left out")
+    return specs
+
+
 def _reliable(ctx: SuiteContext) -> list[AttackSpec]:
     b = ctx.budget
     ests = reliable_estimators(ctx)
     eot = ctx.gradient_eot()
+    if ctx.threat.norm in EVENT_ATTACKS:
+        return _reliable_events(ctx, ests, eot)
     specs: list[AttackSpec] = []
     # Order: for each attack, every estimator. Cheap, strong APGD-CE first breaks most samples,
     # so the later (costlier) attacks run on the few that are left.
