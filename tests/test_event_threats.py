@@ -126,3 +126,31 @@ def test_reliable_suite_under_event_threat_models(norm, eps, attack):
     assert r.attacks[0].n_broken > 0
     assert r.worst_case.robust_accuracy.value == r.attacks[-1].robust_accuracy.value
     assert r.threat_model.label().startswith("L0" if norm == "l0" else "retiming")
+
+
+def test_event_study_full_check_on_dvs_gesture_files(tmp_path):
+    # `study pooling-events --size full --check` on DVS128 Gesture in its real on-disk format (AEDAT 3.1
+    # recordings, label CSVs, the trial lists): both variants build, train a step and build the
+    # attacks of the three threat models
+    import numpy as np
+
+    from snnrobust.data.event_formats import write_aedat31, write_gesture_labels
+    from snnrobust.data.events import make_events
+    from snnrobust.studies.preflight import check_study
+
+    root = tmp_path / "DvsGesture"
+    root.mkdir()
+    rng = np.random.default_rng(0)
+    for user in ("user01_fluorescent", "user24_led"):
+        n = 3000
+        ev = make_events(np.sort(rng.integers(0, 900_000, n)), rng.integers(0, 128, n), rng.integers(0, 128, n),
+                         rng.integers(0, 2, n))
+        write_aedat31(root / f"{user}.aedat", ev)
+        write_gesture_labels(root / f"{user}_labels.csv", np.array([[1, 0, 400_000], [7, 450_000, 850_000]]))
+    (root / "trials_to_train.txt").write_text("user01_fluorescent.aedat\n")
+    (root / "trials_to_test.txt").write_text("user24_led.aedat\n")
+    rows = check_study("pooling-events", "full", str(tmp_path), "cpu", batch=1, log=lambda s: None)
+    assert [r.label for r in rows] == ["max-pool", "avg-pool"]
+    for r in rows:
+        assert set(r.attacks) == {"frames-linf", "events-l0", "events-retime"} and r.epochs == 100
+        assert all(v > 0 for v in r.attacks.values()) and r.estimators

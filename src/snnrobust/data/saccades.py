@@ -16,7 +16,8 @@ The model, per image (pixels in [0, 1], padded by ``pad`` pixels to the sensor s
 2. **Log intensity**: L = log(I + ``bias``).
 3. **DVS pixel**: each pixel holds a reference level r (L at t = 0) and a contrast threshold
    C_ij = ``threshold`` x (1 + ``mismatch`` N(0, 1)) (fixed per pixel, the sensor's threshold
-   mismatch). At each sample it emits floor((L - r) / C) ON events or floor((r - L) / C) OFF
+   mismatch, drawn once per ``seed``: the same sensor sees every image). At each sample it
+   emits floor((L - r) / C) ON events or floor((r - L) / C) OFF
    events and moves r by that many thresholds. Event times are the sample time plus a uniform
    jitter within the sample.
 4. **Background activity**: ``noise_hz`` spurious events per pixel and second, uniform in time
@@ -90,9 +91,12 @@ class SaccadeEmulator:
         canvas = np.pad(imgs, ((0, 0), (p, p), (p, p)))
         H, W = canvas.shape[1:]
         times, dx, dy = self.path()
+        # the threshold mismatch is the sensor's (one draw per seed, the same for every image); the
+        # timing jitter and noise are each image's own (keyed by its index)
+        sensor = np.random.default_rng([self.seed, 2**31])
+        th = self.threshold * (1 + self.mismatch * sensor.standard_normal((H, W)))
+        th = np.maximum(th, self.threshold * 0.25)[None].repeat(B, 0)
         rngs = [np.random.default_rng([self.seed, first_index + i]) for i in range(B)]
-        th = self.threshold * (1 + self.mismatch * np.stack([r.standard_normal((H, W)) for r in rngs]))
-        th = np.maximum(th, self.threshold * 0.25)
         ref = np.log(canvas + self.bias)
         chunks: list[np.ndarray] = []  # rows (image, sample time, x, y, polarity) per time sample
         for k in range(1, times.shape[0]):

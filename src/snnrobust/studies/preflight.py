@@ -68,7 +68,6 @@ def check_study(name: str, size: str = "full", data_root: Optional[str] = None, 
     splits = get_dataset(spec["dataset"], root=data_root, split_seed=int(spec["train"].get("split_seed", 0)),
                          frames=frames_for_model(spec["model"]))
     info = splits.info
-    threat = study_threat(spec)
     xg, yg = splits.test.batch(torch.arange(min(2, len(splits.test))))
     # every variant is built first: transfer protocols take the others as sources
     configs = {v["label"]: runner._variant_train_config(v) for v in spec["variants"] if not v.get("convert")}
@@ -91,7 +90,7 @@ def check_study(name: str, size: str = "full", data_root: Optional[str] = None, 
             log(f"[check] {v['label']}: model builds, one training step of {row.step_images} images took "
                 f"{row.step_s:.2f}s")
         if v.get("attack", True):
-            _check_protocols(runner, v["label"], model, models, threat, info.num_classes, xg, yg, dev, row, log)
+            _check_protocols(runner, v["label"], model, models, info.num_classes, xg, yg, dev, row, log)
         out.append(row)
     return out
 
@@ -162,13 +161,14 @@ def _sync(dev: torch.device) -> None:
         torch.cuda.synchronize(dev)
 
 
-def _check_protocols(runner: StudyRunner, label: str, model, models: dict, threat: ThreatModel, k: int,
+def _check_protocols(runner: StudyRunner, label: str, model, models: dict, k: int,
                      x: torch.Tensor, y: torch.Tensor, dev: torch.device, row: VariantCheck, log) -> None:
     """Expand each protocol for ``model``, build its attacks, time one input gradient per estimator."""
     has_spiking, own_sg = model_surrogate(model)
-    base = Victim(model, threat, device=dev)
-    estimators: list[Optional[str]] = []
+    base = Victim(model, study_threat(runner.spec), device=dev)
+    estimators: list[tuple[Optional[str], ThreatModel]] = []
     for proto in runner.spec["protocols"]:
+        threat = study_threat(runner.spec, proto)
         sources = transfer_sources(runner.spec, label, proto, models)
         if sources is None:
             continue  # the study runs this protocol only for models with a source
@@ -179,10 +179,10 @@ def _check_protocols(runner: StudyRunner, label: str, model, models: dict, threa
                                                  smooth_encoder=bool(smoothable_encoders(model))))
         for s in specs:
             get_attack(s.attack, **s.options)  # options are validated when the attack is built
-            if s.estimator not in estimators and s.kind in ("gradient", "single-step"):
-                estimators.append(s.estimator)
+            if s.estimator not in [e for e, _ in estimators] and s.kind in ("gradient", "single-step"):
+                estimators.append((s.estimator, threat))
         row.attacks[proto["name"]] = len(specs)
-    for e in estimators:
+    for e, threat in estimators:
         victim = Victim(model, threat, estimator=e, eot=1, device=dev)
         z = victim.start(x)
         t0 = time.perf_counter()

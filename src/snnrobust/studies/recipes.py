@@ -74,6 +74,7 @@ def _check_size(where: str, spec: dict) -> None:
     """One-line errors for what would otherwise fail deep inside a study run."""
     from ..attacks.registry import attack_options
     from ..evaluation.suites import get_budget, get_suite
+    from ..evaluation.threat import ThreatModel
 
     labels = _unique_keys(where, spec, "variants", "label")
     reps = spec.get("replicates")
@@ -102,6 +103,8 @@ def _check_size(where: str, spec: dict) -> None:
         vote = q.get("vote")
         if vote is not None and not (isinstance(vote, int) and not isinstance(vote, bool) and vote >= 1):
             raise ConfigError(f"{where}: protocol {q['name']} 'vote' must be a positive integer, got {vote!r}")
+        if "norm" in q or "eps" in q:  # a protocol's own threat model (one-line error when invalid)
+            ThreatModel(norm=q.get("norm", ev.get("norm", "linf")), eps=q.get("eps", ev["eps"]))
         n = q.get("samples")
         if n is not None and not (isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= int(ev["samples"])):
             raise ConfigError(f"{where}: protocol {q['name']} 'samples' must be an integer from 1 to the eval "

@@ -90,10 +90,13 @@ def transfer_sources(spec: dict, label: str, proto: dict, models: dict[str, Any]
     return []
 
 
-def study_threat(spec: dict) -> ThreatModel:
-    """The threat model every protocol of recipe size ``spec`` attacks under."""
+def study_threat(spec: dict, proto: Optional[dict] = None) -> ThreatModel:
+    """The threat model protocol ``proto`` of recipe size ``spec`` attacks under: the recipe's
+    ``eval`` norm and eps, or the protocol's own ``norm`` / ``eps`` (an event study attacks the
+    same models under L-inf, L0 flips and retiming)."""
     ev = spec["eval"]
-    return ThreatModel(norm=ev.get("norm", "linf"), eps=parse_eps(ev["eps"]))
+    proto = proto or {}
+    return ThreatModel(norm=proto.get("norm", ev.get("norm", "linf")), eps=parse_eps(proto.get("eps", ev["eps"])))
 
 
 def protocol_eps_sweep(spec: dict, proto: dict) -> list:
@@ -287,7 +290,6 @@ class StudyRunner:
         return out
 
     def _evaluate_replicate(self, r: int, x: torch.Tensor, y: torch.Tensor, data_info: dict) -> list[dict]:
-        threat = study_threat(self.spec)
         out = []
         made = self.made[r]
         modules = {k: v["model"] for k, v in made.items()}
@@ -295,6 +297,7 @@ class StudyRunner:
             if not m["entry"]["attacked"]:
                 continue
             for proto in self.spec["protocols"]:
+                threat = study_threat(self.spec, proto)
                 # transfer sources are this replicate's (module docstring)
                 sources = transfer_sources(self.spec, label, proto, modules)
                 if sources is None:
@@ -307,7 +310,7 @@ class StudyRunner:
                           "source_sha": [made[s]["sha"] for s, _ in sources], "seed": 0}
                 desc = f"{self._unit_name(label, r)} / {proto['name']}"
 
-                def compute(label=label, m=m, proto=proto, sources=sources, xp=xp, yp=yp) -> dict:
+                def compute(label=label, m=m, proto=proto, sources=sources, xp=xp, yp=yp, threat=threat) -> dict:
                     self.log(f"[{self.recipe.name}] attacking {desc}")
                     kw = protocol_keywords(self.spec, proto, threat, sources, progress=self.progress,
                                           data_info=data_info, device=self._device(),
