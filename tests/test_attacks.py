@@ -105,8 +105,9 @@ def _options(name, trained_model):
             }.get(name, {})
 
 
-@pytest.mark.parametrize("norm,eps", [("linf", 0.1), ("l2", 0.8)])
-@pytest.mark.parametrize("name", sorted(ATTACKS))
+@pytest.mark.parametrize("name,norm,eps", [(n, norm, eps) for n in sorted(ATTACKS)
+                                            for norm, eps in (("linf", 0.1), ("l2", 0.8))
+                                            if norm in ATTACKS[n].norms])  # event attacks: test_event_threats
 def test_every_attack_stays_in_ball_and_bounds(name, norm, eps, trained):
     target = mlp(5)                                # untrained target: many samples already wrong
     x, y = blobs(24, 7, spread=0.5)                # many pixels at 0 or 1: the bounds are active
@@ -367,7 +368,7 @@ class _Round(nn.Module):
 def test_registry_lists_every_attack_with_a_description():
     names = list_attacks()
     assert set(names) == {"fgsm", "rfgsm", "pgd", "mifgsm", "sapgd", "apgd-ce", "apgd-dlr", "apgd-t", "fab-t",
-                          "square", "noise", "transfer"}
+                          "square", "noise", "transfer", "eventflip", "retime"}
     assert all(isinstance(d, str) and d and "\n" not in d for d in names.values())
     assert "steps" in attack_options("pgd")
     d = get_attack("PGD", steps=7, step_size=0.01).to_dict()
@@ -423,6 +424,7 @@ DECLARED = {  # name: (kind, steps_option, fixed_steps, restarts_option)
     "apgd-t": ("gradient", "n_iter", None, "n_restarts"), "fab-t": ("gradient", "n_iter", None, "n_restarts"),
     "square": ("score", "n_queries", None, "n_restarts"), "noise": ("noise", "draws", None, None),
     "transfer": ("transfer", None, None, None),
+    "eventflip": ("gradient", "steps", None, "restarts"), "retime": ("gradient", "steps", None, "restarts"),
 }
 
 
