@@ -26,6 +26,7 @@ robust accuracy is then an upper bound, said in the table, the JSON and the repo
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -720,6 +721,9 @@ def run_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     validated ``request`` (or its plan) says: clean pass, attacks, eps curve, diagnostics,
     result. See :func:`evaluate` for the meaning of the settings and of ``result.complete``."""
     plan = request.plan if isinstance(request, EvaluationRequest) else request
+    if getattr(getattr(model, "encoder", None), "name", None) == "frames" and plan.threat.domain == "images":
+        # the model reads event frames: say so wherever the threat model is described
+        plan = dataclasses.replace(plan, threat=dataclasses.replace(plan.threat, domain="event-frames"))
     t_start = time.perf_counter()
     y = check_data(x, y)
     timing: dict[str, float] = {}

@@ -32,6 +32,9 @@ from ..errors import ConfigError
 
 NORMS = ("linf", "l2", "l0", "retime")
 PERTURB = ("pixels", "spikes")
+#: what the unperturbed input is: images (pixels in [0, 1]) or event frames [T, 2, H, W] (set by
+#: the evaluation from the model's encoder; it only changes how the threat model is described)
+DOMAINS = ("images", "event-frames")
 #: norms of the event domain (binary event frames)
 EVENT_NORMS = ("l0", "retime")
 BN_MODES = ("eval", "train")
@@ -91,6 +94,7 @@ class ThreatModel:
     eps: float = 8 / 255
     perturb: str = "pixels"
     bn_mode: str = "eval"
+    domain: str = "images"
 
     def __post_init__(self) -> None:
         norm = str(self.norm).strip().lower()
@@ -109,6 +113,8 @@ class ThreatModel:
                 f"threat model perturb must be one of {', '.join(PERTURB)} "
                 f"('spikes' only replicates Luu et al. 2025's code), got {self.perturb!r}"
             )
+        if self.domain not in DOMAINS:
+            raise ConfigError(f"threat model domain must be one of {', '.join(DOMAINS)}, got {self.domain!r}")
         if self.bn_mode not in BN_MODES:
             raise ConfigError(
                 f"threat model bn_mode must be one of {', '.join(BN_MODES)} "
@@ -139,7 +145,12 @@ class ThreatModel:
             return (f"retiming: every event moved by at most {int(self.eps)} frames (count and order kept) on binary "
                     "event frames")
         norm = "Linf" if self.norm == "linf" else "L2"
-        where = "SPIKE TENSOR" if self.perturb == "spikes" else "pixels"
+        if self.perturb == "spikes":
+            where = "SPIKE TENSOR"
+        elif self.domain == "event-frames":
+            where = "real-valued event frames (not physically realisable)"
+        else:
+            where = "pixels"
         text = f"{norm} eps={format_eps(self.eps)} on {where}"
         if self.bn_mode == "train":
             text += ", BN in TRAIN mode while crafting"

@@ -351,8 +351,9 @@ def threat_section(study: Study) -> Section:
         flags = R.replication_flags(res)
         rows.append([
             e.model + R.tag(study, e.model, e.replicate, e.seed), _protocol_cell(study, e.protocol), t.label(),
-            "L∞" if t.norm == "linf" else "L2", R.format_eps(t.eps),
-            badge("SPIKE TENSOR") if t.perturb == "spikes" else "pixels",
+            {"linf": "L∞", "l2": "L2", "l0": "L0", "retime": "retiming"}.get(t.norm, t.norm), R.format_eps(t.eps),
+            badge("SPIKE TENSOR") if t.perturb == "spikes" else ("event frames" if t.domain == "event-frames"
+                                                                  else "pixels"),
             badge("TRAIN (replication)") if t.bn_mode == "train" else "eval",
             ", ".join(_estimators(res)) or "-",
             _fmt(res.eot), _fmt(res.vote), _fmt(res.clean.n), res.budget.name or "-",
