@@ -45,7 +45,7 @@ def child(ckpt: str, n: int, budget: str, overrides: dict, eps: float, batch_siz
                  progress=False, batch_size=batch_size)
     wall = time.perf_counter() - t
     outcome = json.dumps(r.worst_case.per_sample)
-    return {"wall_s": wall, "robust": r.worst_case.robust_accuracy, "complete": r.complete,
+    return {"wall_s": wall, "robust": r.worst_case.robust_accuracy.value, "complete": r.complete,
             "fingerprint": hashlib.sha256(outcome.encode()).hexdigest()[:12],
             "attacks": {a.id: a.time_s for a in r.attacks},
             "stages": dict(getattr(r, "timing_breakdown_s", None) or {})}
