@@ -481,7 +481,7 @@ def test_a_new_attack_implements_only_its_search(trained, data):
     point kept per sample, its own meta, and a re-scored result."""
     from dataclasses import dataclass
 
-    from snnrobust.attacks.base import Attack, Candidates
+    from snnrobust.attacks.base import Attack, Candidates, random_like
 
     @dataclass
     class ShiftConfig:
@@ -499,7 +499,7 @@ def test_a_new_attack_implements_only_its_search(trained, data):
 
         def _search(self, s, zs, ys, start, restart):
             calls.append((restart, zs.shape[0], start is zs))
-            sign = torch.randn(zs.shape, generator=s.gen).sign()
+            sign = random_like(zs, s.gen, "normal", s.bdim).sign()  # per-sample keyed draws
             return Candidates(s.victim.project(zs + s.eps * sign, zs), torch.zeros(zs.shape[0]))
 
         def _meta(self, s):

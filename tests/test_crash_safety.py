@@ -69,12 +69,12 @@ def crash(monkeypatch, fail):
         atk = real(name, **opts)
         run = atk.run
 
-        def run_or_crash(victim, z0, y):
+        def run_or_crash(victim, z0, y, keys=None):
             sizes.append(int(y.shape[0]))
             e = fail(len(sizes), z0, y)
             if e is not None:
                 raise e
-            return run(victim, z0, y)
+            return run(victim, z0, y, keys=keys)
 
         atk.run = run_or_crash
         return atk

@@ -217,9 +217,9 @@ def test_broken_samples_are_not_attacked_again(monkeypatch):
         atk = real(name, **opts)
         run = atk.run
 
-        def counted(victim, z0, y):
+        def counted(victim, z0, y, keys=None):
             calls.append((name, int(y.shape[0])))
-            return run(victim, z0, y)
+            return run(victim, z0, y, keys=keys)
 
         atk.run = counted
         return atk
@@ -276,10 +276,10 @@ def test_eps_curve_points_use_the_budgets_curve_settings(monkeypatch):
         atk = real(name, **opts)
         run = atk.run
 
-        def spied(victim, z0, y):
+        def spied(victim, z0, y, keys=None):
             budget = opts.get("n_queries") or opts.get("n_iter") or opts.get("steps") or 0
             seen.append((name, round(float(victim.threat.eps), 4), int(budget)))
-            return run(victim, z0, y)
+            return run(victim, z0, y, keys=keys)
 
         atk.run = spied
         return atk

@@ -121,7 +121,15 @@ def test_reliable_suite_under_event_threat_models(norm, eps, attack):
     ids = [a.id for a in r.attacks]
     assert ids[0].startswith(attack + "/") and ids[-1] == "noise"
     assert any(f"{norm} threat model on event frames" in n for n in r.notes)
-    assert any("masking diagnostics are defined for L-inf/L2" in n for n in r.notes) and not r.diagnostics
+    # the masking diagnostics run with the threat model's own attacks; a linear model masks nothing
+    by_name = {d.name: d for d in r.diagnostics}
+    assert len(by_name) == 6, [d.line() for d in r.diagnostics]
+    assert all(d.status == "PASS" for d in r.diagnostics), [d.line() for d in r.diagnostics]
+    assert by_name["iterative-beats-single"].numbers["attacks"] == {"single": f"{attack}-1",
+                                                                     "iterative": f"{attack}-10"}
+    sweep = by_name["eps-to-zero"].numbers["eps"]
+    assert all(e == int(e) for e in sweep) and sweep == sorted(set(sweep))
+    assert sweep[-1] == (3 if norm == "retime" else 36)  # the whole window of T=4 frames; half of 72 slots
     # a cascade: each attack's robust accuracy is cumulative, the last one is the per-sample worst case
     assert r.attacks[0].n_broken > 0
     assert r.worst_case.robust_accuracy.value == r.attacks[-1].robust_accuracy.value
@@ -154,3 +162,29 @@ def test_event_study_full_check_on_dvs_gesture_files(tmp_path):
     for r in rows:
         assert set(r.attacks) == {"frames-linf", "events-l0", "events-retime"} and r.epochs == 100
         assert all(v > 0 for v in r.attacks.values()) and r.estimators
+
+
+class GradientBlocked(nn.Module):
+    """The linear classifier with its input gradient cut: gradient attacks are blind, random points are not."""
+
+    def __init__(self, shape):
+        super().__init__()
+        self.inner = LinearOnFrames(shape, seed=7)
+
+    def forward(self, x):
+        return self.inner(x).detach() + 0.0 * x.flatten(1).sum(1, keepdim=True)
+
+
+def test_event_diagnostics_warn_when_the_gradient_is_blocked():
+    shape = (4, 2, 3, 3)
+    model = GradientBlocked(shape)
+    gen = torch.Generator().manual_seed(8)
+    x = (torch.rand(40, *shape, generator=gen) < 0.25).float()
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    r = evaluate(model, x, y, suite="reliable", budget="quick", threat=ThreatModel("l0", 6), eps_sweep=[],
+                 progress=False)
+    status = {d.name: d.status for d in r.diagnostics}
+    assert status["input-gradients"] == "WARN" and status["loss-rises"] == "WARN", status
+    assert status["eps-to-zero"] == "WARN", status  # half of every slot flipped at random would break it
+    assert r.attacks[-1].id == "noise" and r.attacks[-1].n_broken > 0  # only the random baseline breaks any

@@ -320,3 +320,35 @@ def test_a_frames_model_trains_and_attacks_on_event_files(tmp_path):
     assert r.complete and r.clean.n == 6
     with pytest.raises(ConfigError, match="event frames \\[B, 3, 2, 34, 34\\]"):
         model(torch.zeros(2, 4, 2, 34, 34))
+
+
+def test_mnist5k_events_loader_emulates_the_split_it_records(monkeypatch):
+    """The registered loader on a cut-down mnist5k (the real one takes a minute): every image of
+    train and test becomes the emulator's stream for its position in train + test, labels and
+    split come from mnist5k, and the emulator's settings are recorded with the split."""
+    import torch
+
+    from snnrobust.data import event_sets, get_dataset, mnist5k
+    from snnrobust.data.base import DatasetSplits
+    from snnrobust.data.saccades import SaccadeEmulator
+
+    full = mnist5k.load_mnist5k(None, False, 0)
+    small = DatasetSplits(full.train.subset(12), full.test.subset(5), full.info)
+    monkeypatch.setattr(mnist5k, "load_mnist5k", lambda root, download, seed: small)
+    event_sets._emulated_mnist5k.cache_clear()
+    try:
+        d = get_dataset("mnist5k-events", frames={"T": 6, "by": "time", "clip": 1})
+        assert (len(d.train), len(d.test)) == (12, 5)
+        assert torch.equal(d.train.labels, small.train.labels) and torch.equal(d.test.labels, small.test.labels)
+        x, y = d.test.batch(torch.arange(5))
+        assert x.shape == (5, 6, 2, 34, 34) and set(x.unique().tolist()) <= {0.0, 1.0}
+        assert torch.equal(y, small.test.labels)
+        em = SaccadeEmulator()
+        img = small.test.batch(torch.arange(5))[0][:, 0].double().numpy()
+        expected = em.events(img, first_index=len(small.train))  # test images follow the train images
+        for i in range(5):
+            assert np.array_equal(d.test.stream(i), expected[i])
+        assert d.info.split["emulator"]["name"] == "saccades"
+        assert "emulat" in d.info.source
+    finally:
+        event_sets._emulated_mnist5k.cache_clear()

@@ -234,7 +234,9 @@ class AutoAttackBase(Attack):
             if idx.numel():
                 _offer(victim, best, idx, ys, [c.detach().to(z0.dtype) for c in candidates])
 
-    def run(self, victim, z0: torch.Tensor, y: torch.Tensor) -> AttackResult:
+    def run(self, victim, z0: torch.Tensor, y: torch.Tensor, keys: Optional[torch.Tensor] = None) -> AttackResult:
+        """The official code draws for the whole batch from the global RNG (reseeded by ``seed``
+        in a forked RNG): its draws depend on the batch, so ``keys`` are not used."""
         begin_run(victim)
         threat = victim.threat
         if threat.perturb == "spikes":

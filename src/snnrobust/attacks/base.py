@@ -15,9 +15,10 @@ Conventions (all attacks):
   over a ``z0`` that its own vote also called misclassified; ``z0`` is kept only when nothing
   the attack found fooled the vote ("unchanged-or-better"). The final ``success`` is re-scored
   by ``victim.predict`` on the returned ``z_adv``.
-- Randomness (random starts, noise draws) comes from a CPU ``torch.Generator`` seeded by the
-  attack's ``seed`` option, so a run is reproducible and identical on CPU and GPU, and the
-  global torch RNG is left alone.
+- Randomness (random starts, noise draws) comes from CPU generators keyed by the attack's
+  ``seed`` option, each sample's key (its index in the evaluation set) and the search number
+  (:class:`~snnrobust.keyed_random.SampleDraws`), so a run is reproducible, identical on CPU
+  and GPU, independent of batch composition, and the global torch RNG is left alone.
 
 Each attack class declares what the evaluation needs to know about it, so nothing is guessed
 from its name: ``kind`` (one of :data:`ATTACK_KINDS`), and the options that set its budget,
@@ -31,11 +32,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, Optional, Sequence
+from typing import Any, ClassVar, Optional, Sequence, Union
 
 import torch
 
 from ..errors import ConfigError
+from ..keyed_random import SampleDraws
 
 NORMS = ("linf", "l2")
 
@@ -194,27 +196,35 @@ class Attack:
         return f"{type(self).__name__}({opts})"
 
     # the shared run path -----------------------------------------------------------------
-    def run(self, victim, z0: torch.Tensor, y: torch.Tensor) -> AttackResult:
+    def run(self, victim, z0: torch.Tensor, y: torch.Tensor, keys: Optional[torch.Tensor] = None) -> AttackResult:
         """Attack z0 (see the module docstring for its shape) with labels y [B].
 
-        Setup (estimator reset, device, the clean vote, the seeded generator), then
-        :meth:`n_searches` searches: the first on every sample, each later one (a restart, or
-        another noise draw) only on the samples no kept point has fooled yet, each from
-        :meth:`_start`; per sample the best point is kept (:class:`BestPoints`); finally the
-        kept points are projected and re-scored by a fresh vote (:func:`finish`)."""
+        Setup (estimator reset, device, the clean vote), then :meth:`n_searches` searches: the
+        first on every sample, each later one (a restart, or another noise draw) only on the
+        samples no kept point has fooled yet, each from :meth:`_start`; per sample the best
+        point is kept (:class:`BestPoints`); finally the kept points are projected and
+        re-scored by a fresh vote (:func:`finish`).
+
+        ``keys`` [B]: each sample's index in the whole evaluation set (default: its position in
+        the batch). Random starts and draws are keyed by (the ``seed`` option, key, search
+        number), so a sample gets the same draws whatever its batch-mates, batch size or process."""
         begin_run(victim)
         check_norm(self, victim.threat.norm)
         z0, y = on_device(victim, z0, y)
         bdim = batch_dim(victim)
         best = BestPoints(z0, misclassified(victim, z0, y), bdim, self.trace_length())
         seed = getattr(self.config, "seed", None)
-        s = Search(victim, bdim, float(victim.threat.eps), victim.threat.norm,
-                   make_generator(seed) if seed is not None else None)
+        keys = torch.arange(y.shape[0]) if keys is None else torch.as_tensor(keys).reshape(-1).cpu()
+        if keys.numel() != y.shape[0]:
+            raise ValueError(f"{keys.numel()} sample keys for a batch of {y.shape[0]}")
+        s = Search(victim, bdim, float(victim.threat.eps), victim.threat.norm, None)
         all_idx = torch.arange(y.shape[0], device=best.success.device)
         for r in range(self.n_searches()):
             idx = all_idx if r == 0 else (~best.success).nonzero().squeeze(1)
             if idx.numel() == 0:
                 break
+            if seed is not None:  # this search's draws: keyed by sample and search number
+                s.gen = SampleDraws(seed, keys[idx.cpu()], stream=r)
             s.runs += 1
             zs, ys = index_batch(z0, idx, bdim), y[idx]
             found = self._search(s, zs, ys, self._start(s, zs), r)
@@ -268,7 +278,8 @@ class Attack:
 @dataclass
 class Search:
     """What every search of one :meth:`Attack.run` shares: the victim, the batch axis of z, the
-    threat model's eps (z units) and norm, the generator seeded by the attack's ``seed`` option
+    threat model's eps (z units) and norm, the current search's per-sample draws (keyed by the
+    attack's ``seed`` option, each sample's key and the search number; None for attacks without a seed)
     (None for attacks without one), the number of searches made so far (``runs``) and
     ``stats``, an attack's own bookkeeping across its searches (PGD's zero-gradient count)."""
 
@@ -276,7 +287,7 @@ class Search:
     bdim: int
     eps: float
     norm: str
-    gen: Optional[torch.Generator]
+    gen: Optional["Draws"]
     runs: int = 0
     stats: dict = field(default_factory=dict)
 
@@ -348,21 +359,31 @@ def steepest_direction(g: torch.Tensor, norm: str, bdim: int = 0) -> torch.Tenso
     return g / per_sample(n.clamp_min(1e-12), g, bdim) * per_sample((n > 0).to(g.dtype), g, bdim)
 
 
-def make_generator(seed: int) -> torch.Generator:
-    gen = torch.Generator(device="cpu")
-    gen.manual_seed(int(seed))
-    return gen
+Draws = Union[torch.Generator, SampleDraws]
 
 
-def random_like(z: torch.Tensor, gen: torch.Generator, kind: str = "uniform") -> torch.Tensor:
-    """Random tensor shaped like z, drawn on the CPU generator then moved to z's device."""
-    draw = torch.rand if kind == "uniform" else torch.randn
-    return draw(z.shape, generator=gen, dtype=torch.float32).to(device=z.device, dtype=z.dtype)
+def random_like(z: torch.Tensor, gen: Draws, kind: str = "uniform", bdim: int = 0) -> torch.Tensor:
+    """Random tensor shaped like z (batch on axis ``bdim``), drawn on the CPU then moved to z's
+    device: from one generator, or per sample (:class:`~snnrobust.keyed_random.SampleDraws`:
+    row i depends on sample i's key only)."""
+    if isinstance(gen, SampleDraws):
+        u = gen.draw(to_batch_first(z, bdim).shape, kind).movedim(0, bdim)
+    else:
+        draw = torch.rand if kind == "uniform" else torch.randn
+        u = draw(z.shape, generator=gen, dtype=torch.float32)
+    return u.to(device=z.device, dtype=z.dtype)
 
 
-def random_delta(z0: torch.Tensor, norm: str, radius: float, gen: torch.Generator,
+def _per_row_uniform(gen: Draws, B: int) -> torch.Tensor:
+    """[B] uniform numbers (one per sample; on their own stream under SampleDraws)."""
+    if isinstance(gen, SampleDraws):
+        return SampleDraws(gen.seed, gen.keys, (gen.stream, "radius")).draw((B, 1))[:, 0]
+    return torch.rand(B, generator=gen, dtype=torch.float32)
+
+
+def random_delta(z0: torch.Tensor, norm: str, radius: float, gen: Draws,
                  bdim: int = 0, boundary: bool = False) -> torch.Tensor:
-    """A random perturbation shaped like z0.
+    """A random perturbation shaped like z0, from ``gen`` (a generator, or per-sample keyed draws).
 
     L-inf: uniform in [-r, r] per entry (``boundary``: ±r, the ball's corners).
     L2: uniform in the L2 ball of radius r (direction ~ Gaussian, radius r·u^(1/d)); with
@@ -373,12 +394,12 @@ def random_delta(z0: torch.Tensor, norm: str, radius: float, gen: torch.Generato
     event at a random slot of its window.
     """
     if norm == "retime":  # random scores: the retiming projection turns them into a random valid retiming
-        return random_like(z0, gen, "uniform") - z0
+        return random_like(z0, gen, "uniform", bdim) - z0
     if norm == "l0":
         B = z0.shape[bdim]
         flat = to_batch_first(z0, bdim).reshape(B, -1)
         k = min(int(radius), flat.shape[1])
-        scores = torch.rand(flat.shape, generator=gen, dtype=torch.float32)
+        scores = random_like(flat.cpu(), gen, "uniform")
         pick = torch.zeros(flat.shape, dtype=torch.bool)
         if k > 0:
             pick.scatter_(1, scores.topk(k, dim=1).indices, True)
@@ -386,18 +407,18 @@ def random_delta(z0: torch.Tensor, norm: str, radius: float, gen: torch.Generato
         delta = torch.where(pick, 1.0 - 2.0 * flat, torch.zeros_like(flat))
         return delta.reshape(to_batch_first(z0, bdim).shape).movedim(0, bdim)
     if norm == "linf":
-        u = random_like(z0, gen, "uniform")
+        u = random_like(z0, gen, "uniform", bdim)
         if boundary:
             return radius * torch.where(u < 0.5, -1.0, 1.0).to(z0.dtype)
         return radius * (2.0 * u - 1.0)
     if norm == "l2":
-        d = random_like(z0, gen, "normal")
+        d = random_like(z0, gen, "normal", bdim)
         d = d / per_sample(sample_norm(d, "l2", bdim).clamp_min(1e-12), d, bdim)
         if boundary:
             return radius * d
         B = z0.shape[bdim]
         dims = z0.numel() // max(B, 1)
-        u = torch.rand(B, generator=gen, dtype=torch.float32).to(device=z0.device, dtype=z0.dtype)
+        u = _per_row_uniform(gen, B).to(device=z0.device, dtype=z0.dtype)
         return radius * d * per_sample(u.pow(1.0 / dims), d, bdim)
     raise ConfigError(f"unknown norm {norm!r}; use linf or l2")
 

@@ -130,19 +130,22 @@ class Transfer(Attack):
             eot, vote = 1, 1
         return Victim(source, victim.threat, estimator=c.source_estimator, eot=eot, vote=vote, device=device)
 
-    def craft(self, sv, z0: torch.Tensor, y: torch.Tensor, bdim: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    def craft(self, sv, z0: torch.Tensor, y: torch.Tensor, bdim: int,
+              keys: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(points [like z0], fooled the source bool [B], samples reused): the inner attack on
-        source victim ``sv``, run only on the samples :class:`CraftedPoints` has no point for."""
+        source victim ``sv`` (its draws keyed by ``keys``, see :meth:`Attack.run`), run only on
+        the samples :class:`CraftedPoints` has no point for."""
+        keys = torch.arange(y.shape[0]) if keys is None else torch.as_tensor(keys).reshape(-1).cpu()
         if not self.config.reuse:
-            res = self.inner.run(sv, z0, y)
+            res = self.inner.run(sv, z0, y, keys=keys)
             return res.z_adv, res.success.cpu(), 0
         store = CraftedPoints.of(sv.model)
         setting = store.setting_key(self.inner.to_dict(), sv)
-        keys = [store.sample_key(z0.select(bdim, i), int(y[i])) for i in range(y.shape[0])]
+        stored = [store.sample_key(z0.select(bdim, i), int(y[i])) for i in range(y.shape[0])]
         z = z0.clone()
         fooled = torch.zeros(y.shape[0], dtype=torch.bool)
         missing = []
-        for i, k in enumerate(keys):
+        for i, k in enumerate(stored):
             hit = store.get(setting, k)
             if hit is None:
                 missing.append(i)
@@ -151,14 +154,14 @@ class Transfer(Attack):
                 fooled[i] = hit[1]
         if missing:
             idx = torch.tensor(missing, device=z0.device)
-            res = self.inner.run(sv, index_batch(z0, idx, bdim), y[idx])
+            res = self.inner.run(sv, index_batch(z0, idx, bdim), y[idx], keys=keys[idx.cpu()])
             z.index_copy_(bdim, idx, res.z_adv.to(z.dtype))
             fooled[idx.cpu()] = res.success.cpu()
             for j, i in enumerate(missing):
-                store.put(setting, keys[i], res.z_adv.select(bdim, j), bool(res.success[j]))
+                store.put(setting, stored[i], res.z_adv.select(bdim, j), bool(res.success[j]))
         return z, fooled, y.shape[0] - len(missing)
 
-    def run(self, victim, z0: torch.Tensor, y: torch.Tensor) -> AttackResult:
+    def run(self, victim, z0: torch.Tensor, y: torch.Tensor, keys: Optional[torch.Tensor] = None) -> AttackResult:
         begin_run(victim)
         bdim = batch_dim(victim)
         z0, y = on_device(victim, z0, y)
@@ -167,7 +170,7 @@ class Transfer(Attack):
         per_source = []
         for i, source in enumerate(self.config.sources):
             sv = self.source_victim(victim, source, z0.device)
-            z_adv, fooled_source, reused = self.craft(sv, z0, y, bdim)
+            z_adv, fooled_source, reused = self.craft(sv, z0, y, bdim, keys)
             fooled = misclassified(victim, z_adv, y)
             # "first fooling candidate, else the last": a later candidate only replaces a
             # non-fooling one, by ranking candidates by their order

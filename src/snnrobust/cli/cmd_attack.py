@@ -172,6 +172,26 @@ def ann_twin_source(model):
     return twin.to(next(model.parameters()).device).eval()
 
 
+def journal_path(out: Path) -> Path:
+    """Where the batches of the evaluation written to ``out`` are journalled."""
+    return out.with_name(out.name + ".journal.sqlite")
+
+
+#: arguments that do not change an evaluation's outcome (how it is shown, where it is written)
+_NOT_OUTCOME = ("func", "command", "no_progress", "out", "device", "list", "data_root")
+
+
+def journal_key(args: argparse.Namespace, model_info: dict, n: int) -> dict:
+    """What decides every batch's outcome: the command's settings, the model (and transfer
+    sources) by content, the number of images and the snnrobust version."""
+    from .. import __version__
+
+    settings = {k: v for k, v in sorted(vars(args).items()) if k not in _NOT_OUTCOME}
+    sources = [file_sha256(p) for p in args.transfer_from]
+    return {"settings": settings, "model": model_info.get("sha256") or model_info, "transfer_sources": sources,
+            "n": n, "version": __version__}
+
+
 def run(args: argparse.Namespace) -> int:
     if args.list:
         return _print_lists()
@@ -193,6 +213,8 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluation.threat import ThreatModel
     from ..data import get_dataset
     from ..data.events import frames_for_model
+    from ..store.hashing import config_hash
+    from ..store.journal import BatchJournal
     from ..training import load_checkpoint, resolve_device
     from .options import parse_key_values
 
@@ -205,7 +227,10 @@ def run(args: argparse.Namespace) -> int:
     eps_sweep = parse_eps_list(args.eps_sweep)
     attack_options = parse_key_values(args.attack_option, "--attack-option")
 
-    device = resolve_device(args.device)
+    from .. import distributed
+
+    # under torchrun each process attacks its share of every batch list on its own GPU (or the CPU)
+    device = resolve_device(args.device) if not distributed.active() else torch.device(distributed.device())
     if args.model_file:  # the user's own SNN (SpikingJelly, snnTorch, PyTorch), wrapped
         from .foreign_model import load as load_foreign
 
@@ -249,15 +274,26 @@ def run(args: argparse.Namespace) -> int:
         suite=args.suite, attack=args.attack, attack_options=attack_options, threat=threat, budget=args.budget,
         estimators=args.estimator, eot=args.eot, vote=args.vote, steps=args.steps, restarts=args.restarts,
         batch_size=args.batch_size, eps_sweep=eps_sweep, transfer_sources=sources or None,
-        progress=not args.no_progress, seed=args.seed, diagnostics=args.diagnostics,
+        progress=not args.no_progress and distributed.is_main(), seed=args.seed, diagnostics=args.diagnostics,
         replicate_seed_code=args.replicate_seed_code, model_info=model_info, data_info=data_info, device=device,
         source_ann=ann_source)
-    result = run_evaluation(model, x, y, request)
+    plan = request.plan
+    name = plan.name + ("-replication" if plan.replication else "")
+    out = Path(args.out) if args.out else result_path(ckpt_path, name, plan.budget.name)
+    journal = BatchJournal(journal_path(out), config_hash(journal_key(args, model_info, n)))
+    result = run_evaluation(model, x, y, request, journal=journal)
     if n_note:
         result.notes.append(n_note)
-    name = result.name + ("-replication" if result.replication else "")
-    out = Path(args.out) if args.out else result_path(ckpt_path, name, result.budget.name)
+    if journal.reused:
+        result.notes.append(f"resumed: {journal.reused} finished batches were read back from {journal.path}")
+    journal.close()
+    distributed.barrier()
+    if not distributed.is_main():  # rank 0 writes and reports; every rank returns the same status
+        return 0 if result.complete else 1
     write_result(result, out)
+    if result.complete:  # the result is written: its batches are no longer needed
+        for p in (journal.path, *(Path(f"{journal.path}{s}") for s in ("-wal", "-shm"))):
+            p.unlink(missing_ok=True)
     print(_red_alerts(result.table()))
     print(f"results written to {out}")
     if not result.complete:  # written and shown above; the exit status must not say "all done"

@@ -23,6 +23,14 @@ chance. A tie between a weak and a strong attack is only evidence that the weak 
 optimal (e.g. FGSM on a linear model) when the strong attack at least raises its loss on the
 samples it fails to break.
 
+Under the event-domain threat models the same checks run with that threat model's attacks
+(:data:`CHECK_ATTACKS`): the iterative gradient attack is ``eventflip`` (L0 flips) or ``retime``
+in place of PGD, its one-step form in place of FGSM, and ``noise`` draws valid points of the same
+budget. (a) then grows the flip budget towards half of all slots (accuracy must fall to about 0)
+or the time shift towards the whole window; retiming keeps every pixel's event count, so a model
+that counts events keeps its accuracy at any shift, and (a) only checks that accuracy does not
+rise with the shift there.
+
 All checks run on the first ``budget.diag_n`` samples of the evaluation set (the same samples
 for every check, so comparisons are paired), attacking with the gradient estimator that broke
 the most samples in the evaluation (the one its number rests on; the model's own surrogate when
@@ -76,6 +84,18 @@ CHANCE_RISING_FRACTION = 0.5
 CLEAR_MAJORITY = 0.75
 
 STATUSES = ("PASS", "WARN", "SKIP")
+
+#: the attacks the checks run under each threat-model norm: (iterative gradient attack, single-step
+#: attack, the single-step attack's options). The iterative attack takes ``steps``, ``restarts`` and
+#: ``random_start``.
+CHECK_ATTACKS: dict[str, tuple[str, str, dict]] = {
+    "linf": ("pgd", "fgsm", {}),
+    "l2": ("pgd", "fgsm", {}),
+    "l0": ("eventflip", "eventflip", {"steps": 1}),
+    "retime": ("retime", "retime", {"steps": 1}),
+}
+#: norms whose eps is a whole number (flips, frames): the (a) sweep rounds its grid
+INTEGER_EPS_NORMS = ("l0", "retime")
 
 
 def tolerance(n: int) -> float:
@@ -132,6 +152,7 @@ class DiagnosticRunner(Protocol):
     threat: object                         # ThreatModel of the evaluation
     bounds: tuple[float, float]            # valid range of z
     z_dims: int                            # entries per sample of z
+    z_shape: tuple                         # shape of one sample of z ([T, C, H, W] for event frames)
     clean_correct: torch.Tensor            # bool [n]
     estimators: list[str]                  # the suite's estimators; [0] = the one the checks attack with
     steps: int                             # diag_steps
@@ -150,6 +171,29 @@ class DiagnosticRunner(Protocol):
     def transfer(self) -> Optional[AttackRun]: ...
 
     def gradients(self, estimator: str, loss: str) -> torch.Tensor: ...
+
+
+def _attacks(r: DiagnosticRunner) -> tuple[str, str, dict]:
+    return CHECK_ATTACKS[r.threat.norm]
+
+
+def iterative(r: DiagnosticRunner, steps: int, restarts: int = 1, eps: Optional[float] = None) -> AttackRun:
+    """The threat model's iterative gradient attack (PGD on L-inf/L2 balls) from a random start."""
+    opts: dict = {"steps": steps, "random_start": True}
+    if restarts > 1:
+        opts["restarts"] = restarts
+    return r.attack(_attacks(r)[0], opts, eps=eps)
+
+
+def iterative_name(r: DiagnosticRunner, steps: int) -> str:
+    name = _attacks(r)[0]
+    return f"{'PGD' if name == 'pgd' else name}-{steps}"
+
+
+def single_step(r: DiagnosticRunner) -> tuple[AttackRun, str]:
+    """(run, label) of the threat model's single-step attack (FGSM on L-inf/L2 balls)."""
+    _, name, opts = _attacks(r)
+    return r.attack(name, dict(opts)), ("FGSM" if name == "fgsm" else f"{name}-1")
 
 
 def _pct(x: float) -> str:
@@ -197,6 +241,8 @@ def large_eps(runner: DiagnosticRunner) -> float:
         big *= math.sqrt(runner.z_dims)
     elif runner.threat.norm == "l0":  # a whole number of flips: that fraction of every slot
         big = float(math.ceil(LARGE_EPS_FRACTION * runner.z_dims))
+    elif runner.threat.norm == "retime":  # every event may move anywhere in the window of T frames
+        big = float(max(int(runner.z_shape[0]) - 1, 1))
     return big
 
 
@@ -209,19 +255,38 @@ def eps_grid(eps: float, big: float, points: int = SWEEP_POINTS) -> list[float]:
     return [eps * (big / eps) ** (i / (points - 1)) for i in range(points)]
 
 
+def integer_grid(grid: list[float]) -> list[float]:
+    """The grid rounded to whole numbers >= 1, without repeats (flip counts, frame shifts)."""
+    return [float(v) for v in sorted({max(1, round(e)) for e in grid})]
+
+
 def check_eps_to_zero(r: DiagnosticRunner) -> DiagnosticResult:
+    norm = r.threat.norm
     grid = eps_grid(float(r.threat.eps), large_eps(r))
+    if norm in INTEGER_EPS_NORMS:
+        grid = integer_grid(grid)
     # the verdict rests on the largest eps, so it gets the larger step budget
     steps = [r.steps] * (len(grid) - 1) + [r.more_steps]
-    rates = [r.attack("pgd", {"steps": s, "random_start": True}, eps=e).rate for s, e in zip(steps, grid)]
+    rates = [iterative(r, s, eps=e).rate for s, e in zip(steps, grid)]
     last = rates[-1]
     tol = tolerance(r.n)
     rises = [(grid[i], grid[i + 1]) for i in range(len(grid) - 1) if rates[i + 1].value > rates[i].value + tol]
+    # retiming keeps each pixel's event count: a model that counts events is invariant at any shift
+    expects_zero = norm != "retime"
     numbers = {"eps": grid, "robust_accuracy": [x.to_dict() for x in rates], "steps": steps,
-               "threshold": MAX_ACC_AT_LARGE_EPS, "tolerance": tol}
+               "attack": _attacks(r)[0], "threshold": MAX_ACC_AT_LARGE_EPS if expects_zero else None,
+               "tolerance": tol}
     curve = ", ".join(f"{e:.3g}: {_pct(x.value)}" for e, x in zip(grid, rates))
+    if not expects_zero:
+        numbers["note"] = "retiming keeps every event, so accuracy need not fall to 0; only a rise is checked"
+        if rises:
+            return DiagnosticResult("eps-to-zero", "WARN", f"accuracy rises with the time shift ({curve}): the "
+                                    "attack is unreliable", numbers)
+        return DiagnosticResult("eps-to-zero", "PASS", f"accuracy does not rise with the time shift ({curve}; "
+                                "retiming keeps every event, so it need not reach 0)", numbers)
     if last.ci_low > MAX_ACC_AT_LARGE_EPS:
-        return DiagnosticResult("eps-to-zero", "WARN", f"PGD leaves {last.percent()} accuracy at eps={grid[-1]:.3g} "
+        return DiagnosticResult("eps-to-zero", "WARN", f"{iterative_name(r, steps[-1])} leaves {last.percent()} "
+                                f"accuracy at eps={grid[-1]:.3g} "
                                 f"(should be ~0): attacks are failing, not the model robust ({curve})", numbers)
     if rises:
         return DiagnosticResult("eps-to-zero", "WARN", f"accuracy rises with eps ({curve}): the attack is "
@@ -232,25 +297,29 @@ def check_eps_to_zero(r: DiagnosticRunner) -> DiagnosticResult:
 
 # ----------------------------------------------------------------------------- (b)
 def check_iterative_beats_single(r: DiagnosticRunner) -> DiagnosticResult:
-    fgsm = r.attack("fgsm", {})
-    pgd = r.attack("pgd", {"steps": r.steps, "random_start": True})
+    fgsm, single_label = single_step(r)
+    pgd = iterative(r, r.steps)
     tol = tolerance(r.n)
     only_fgsm = int((~fgsm.robust & pgd.robust).sum().item())
     # PGD's loss on the samples it could not break: did its steps at least make progress there?
     progress = loss_progress(pgd, r.clean_correct & pgd.robust)
     numbers = {"fgsm": fgsm.rate.to_dict(), "pgd": pgd.rate.to_dict(), "pgd_steps": r.steps, "tolerance": tol,
+               "attacks": {"single": single_label, "iterative": iterative_name(r, r.steps)},
                "broken_by_fgsm_not_pgd": only_fgsm, "pgd_loss_rising_where_robust": _progress_numbers(progress),
                "clear_majority": CLEAR_MAJORITY}
     diff = pgd.rate.value - fgsm.rate.value
-    text = f"PGD-{r.steps} {_pct(pgd.rate.value)} vs FGSM {_pct(fgsm.rate.value)} robust accuracy"
+    it_label = iterative_name(r, r.steps)
+    text = f"{it_label} {_pct(pgd.rate.value)} vs {single_label} {_pct(fgsm.rate.value)} robust accuracy"
     if diff > tol:
         return DiagnosticResult("iterative-beats-single", "WARN", text + f": the single step wins by {_pct(diff)} "
-                                f"({only_fgsm} samples broken by FGSM only) — a sign of masked gradients", numbers)
+                                f"({only_fgsm} samples broken by {single_label} only) — a sign of masked gradients",
+                                numbers)
     if diff >= -tol and _uninformative(progress, r.n):
         # A tie is fine when FGSM is already optimal (a linear model), but then PGD still
         # raises its loss where it fails; a flat or coin-flip loss means no attack was tested.
         assert progress is not None
-        return DiagnosticResult("iterative-beats-single", "WARN", text + f": PGD breaks no more than FGSM and its "
+        return DiagnosticResult("iterative-beats-single", "WARN", text + f": {it_label} breaks no more than "
+                                f"{single_label} and its "
                                 f"loss rises on only {progress.k} of the {progress.n} samples it leaves robust — the "
                                 "gradients are zero or uninformative, so neither attack tests those samples", numbers)
     return DiagnosticResult("iterative-beats-single", "PASS", text, numbers)
@@ -258,11 +327,12 @@ def check_iterative_beats_single(r: DiagnosticRunner) -> DiagnosticResult:
 
 # ----------------------------------------------------------------------------- (c)
 def check_more_budget_helps(r: DiagnosticRunner) -> DiagnosticResult:
-    base = r.attack("pgd", {"steps": r.steps, "random_start": True})
-    more = r.attack("pgd", {"steps": r.more_steps, "random_start": True})
-    rest = r.attack("pgd", {"steps": r.steps, "random_start": True, "restarts": r.restarts})
+    base = iterative(r, r.steps)
+    more = iterative(r, r.more_steps)
+    rest = iterative(r, r.steps, restarts=r.restarts)
     tol = tolerance(r.n)
-    numbers = {"pgd": {"steps": r.steps, "restarts": 1, "robust_accuracy": base.rate.to_dict()},
+    numbers = {"attack": _attacks(r)[0],
+               "pgd": {"steps": r.steps, "restarts": 1, "robust_accuracy": base.rate.to_dict()},
                "more_steps": {"steps": r.more_steps, "restarts": 1, "robust_accuracy": more.rate.to_dict()},
                "more_restarts": {"steps": r.steps, "restarts": r.restarts, "robust_accuracy": rest.rate.to_dict()},
                "tolerance": tol}
@@ -286,8 +356,10 @@ def check_more_budget_helps(r: DiagnosticRunner) -> DiagnosticResult:
         numbers["suite_worst_case"] = suite.to_dict()
         best_pgd = min(base.rate.value, more.rate.value, rest.rate.value)
         if suite.value > best_pgd + tol:
-            problems.append(f"the whole suite leaves {_pct(suite.value)} but plain PGD only {_pct(best_pgd)}")
-    text = (f"PGD {r.steps} steps {_pct(base.rate.value)}, {r.more_steps} steps {_pct(more.rate.value)}, "
+            problems.append(f"the whole suite leaves {_pct(suite.value)} but plain {iterative_name(r, r.steps)} only "
+                            f"{_pct(best_pgd)}")
+    label = "PGD" if _attacks(r)[0] == "pgd" else _attacks(r)[0]
+    text = (f"{label} {r.steps} steps {_pct(base.rate.value)}, {r.more_steps} steps {_pct(more.rate.value)}, "
             f"{r.restarts} restarts {_pct(rest.rate.value)}")
     if problems:
         return DiagnosticResult("more-budget-helps", "WARN", "; ".join(problems) + " — the attack is not converging "
@@ -298,7 +370,7 @@ def check_more_budget_helps(r: DiagnosticRunner) -> DiagnosticResult:
 # ----------------------------------------------------------------------------- (d)
 def check_damage_order(r: DiagnosticRunner) -> DiagnosticResult:
     tol = tolerance(r.n)
-    pgd = r.attack("pgd", {"steps": r.more_steps, "random_start": True})
+    pgd = iterative(r, r.more_steps)
     wb = pgd.robust.clone()
     if r.main_whitebox_robust is not None:
         wb &= r.main_whitebox_robust
@@ -395,10 +467,10 @@ def _rising(start: torch.Tensor, end: torch.Tensor) -> tuple[float, float, float
 
 
 def check_loss_rises(r: DiagnosticRunner) -> DiagnosticResult:
-    run = r.attack("pgd", {"steps": r.more_steps, "random_start": True})
+    run = iterative(r, r.more_steps)
     numbers: dict = {"chance_rising_fraction": CHANCE_RISING_FRACTION, "rise_rtol": LOSS_RISE_RTOL}
     if run.loss_start is None or run.loss_end is None:
-        return DiagnosticResult("loss-rises", "SKIP", "the PGD implementation exposes no loss trace", numbers)
+        return DiagnosticResult("loss-rises", "SKIP", f"{_attacks(r)[0]} exposes no loss trace", numbers)
     sel = r.clean_correct
     frac, m0, m1, n = _rising(run.loss_start[sel], run.loss_end[sel])
     progress = loss_progress(run, sel)
@@ -413,7 +485,7 @@ def check_loss_rises(r: DiagnosticRunner) -> DiagnosticResult:
         numbers["suite_attacks"] = suite
     if n == 0:
         return DiagnosticResult("loss-rises", "SKIP", "no correctly classified sample to attack", numbers)
-    text = f"PGD-{r.more_steps} CE loss {m0:.3g} -> {m1:.3g}, rising on {progress.percent()} of {n} samples"
+    text = f"{iterative_name(r, r.more_steps)} loss {m0:.3g} -> {m1:.3g}, rising on {progress.percent()} of {n} samples"
     # Under loss noise (stochastic models) an attack that makes no progress still "rises" on
     # about half the samples, so only a majority that the interval separates from chance counts.
     if not progress.ci_low > CHANCE_RISING_FRACTION or not m1 > m0:

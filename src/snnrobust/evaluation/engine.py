@@ -30,7 +30,6 @@ import dataclasses
 import math
 import sys
 import time
-import zlib
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Optional
 
@@ -43,13 +42,14 @@ from ..errors import ConfigError, SnnRobustError
 from ..estimators import SourceANN, get_estimator
 from ..spiking.functional import smoothable_encoders, spiking_neurons
 from ..spiking.surrogates import Surrogate
-from .diagnostics import AttackRun, run_diagnostics
+from .batches import BatchOutcome, attack_batch, run_batches, seed_for
+from .diagnostics import CHECK_ATTACKS, AttackRun, run_diagnostics
 from .metrics import Rate, attack_success_rate, clean_accuracy, robust_accuracy
 from ..attacks.registry import attack_budget, attack_options, get_attack
 from .request import EvaluationPlan, EvaluationRequest
 from .results import AttackRecord, CurvePoint, EvaluationResult, WorstCase, failure_reason, json_ready
 from .suites import AttackSpec, Budget, SuiteContext, assign_ids, expand, own_estimator
-from .threat import EVENT_NORMS, ThreatModel
+from .threat import ThreatModel
 from .victim import Victim
 
 #: Slack allowed when checking that a returned point lies in the eps ball and bounds.
@@ -87,11 +87,6 @@ def _take(z: torch.Tensor, idx: torch.Tensor, bdim: int) -> torch.Tensor:
     return z.index_select(bdim, idx.to(z.device))
 
 
-def _seed_for(seed: int, *parts: Any) -> int:
-    """A seed derived from the run's seed and a label (stable across processes, unlike hash())."""
-    return (int(seed) * 1_000_003 + zlib.crc32("|".join(map(str, parts)).encode())) % (2**31 - 1)
-
-
 # ----------------------------------------------------------------------------- one attack run
 @dataclass
 class SpecRun:
@@ -127,8 +122,11 @@ class Session:
                  vote: Optional[int], batch_size: int, device: Any, progress: bool, seed: int,
                  bdim: int, vote_used: int = 1, num_classes: int = 0, stochastic: bool = False,
                  bounds: tuple[float, float] = (0.0, 1.0), has_spiking: bool = False,
-                 own_surrogate: Optional[Surrogate] = None, source_ann: Optional[nn.Module] = None) -> None:
+                 own_surrogate: Optional[Surrogate] = None, source_ann: Optional[nn.Module] = None,
+                 journal: Any = None) -> None:
         self.model, self.z0, self.y, self.correct = model, z0, y, correct
+        #: a :class:`~snnrobust.store.journal.BatchJournal` (or None): finished batches are kept there
+        self.journal = journal
         self.source_ann = source_ann  # bound to every source-ann estimator of this evaluation
         self.vote_used = vote_used  # the vote actually applied (the Victim's default when vote is None)
         self.vote, self.batch_size, self.device = vote, batch_size, device
@@ -148,11 +146,13 @@ class Session:
     def build_attack(self, spec: AttackSpec):
         opts = dict(spec.options)
         if "seed" in attack_options(spec.attack) and "seed" not in opts:
-            opts["seed"] = _seed_for(self.seed, spec.id or spec.attack) % 100_000
+            opts["seed"] = seed_for(self.seed, spec.id or spec.attack) % 100_000
         return get_attack(spec.attack, **opts)
 
     def run(self, spec: AttackSpec, threat: ThreatModel, idx: torch.Tensor, desc: str = "") -> SpecRun:
-        """Run ``spec`` on samples ``idx`` in batches of ``batch_size``.
+        """Run ``spec`` on samples ``idx`` in fixed batches of ``batch_size``
+        (:func:`~snnrobust.evaluation.batches.run_batches`: each batch seeded by its position,
+        shared out across processes, journalled when the session has a journal).
 
         A batch that runs out of memory (:func:`_is_oom`) is retried as two halves, recursively
         down to one sample, so a too-large ``batch_size`` only costs time. A batch that still
@@ -165,82 +165,77 @@ class Session:
         attack = self.build_attack(spec)
         victim = self.victim(threat, spec.estimator, spec.eot)
         n = idx.numel()
-        success = torch.zeros(n, dtype=torch.bool)
-        failed = torch.zeros(n, dtype=torch.bool)
-        errors: list[str] = []
+        t0 = time.perf_counter()
+        bar = tqdm(total=n, desc=(desc or spec.id)[:40], unit="img", leave=False, disable=not self.progress)
+
+        def attack_one(b: torch.Tensor) -> tuple:
+            zb = _take(self.z0, b, self.bdim).to(victim.device)
+            yb = self.y[b].to(victim.device)
+            res = attack.run(victim, zb, yb, keys=b)
+            ok = self._valid(victim, res.z_adv, zb)
+            trace = res.loss_trace.detach().float().cpu() if res.loss_trace is not None else None
+            meta = {k: v for k, v in res.meta.items() if k != "victim"}
+            return (res.success.detach().cpu().to(torch.bool) & ok, trace, meta, int((~ok).sum().item()))
+
+        def compute(b: torch.Tensor) -> BatchOutcome:
+            g0, f0, nf0 = victim.gradient_images, victim.forward_images, victim.nonfinite_samples
+            out = attack_batch(b, attack_one, _is_oom, _free_cached_memory, _first_line)
+            out.gradient_images, out.forward_images = victim.gradient_images - g0, victim.forward_images - f0
+            out.nonfinite = victim.nonfinite_samples - nf0
+            out.meta = json_ready(out.meta)
+            return out
+
+        try:
+            outcomes = run_batches(idx, self.batch_size, compute,
+                                   lambda b: seed_for(self.seed, spec.id, threat.eps, "batch", int(b[0])),
+                                   self.model, self.journal, (spec.id, float(threat.eps)), bar.update)
+        finally:
+            bar.close()
+        return self._merge(outcomes, n, attack, victim, spec, time.perf_counter() - t0)
+
+    @staticmethod
+    def _merge(outcomes: list[BatchOutcome], n: int, attack: Any, victim: Victim, spec: AttackSpec,
+               time_s: float) -> SpecRun:
+        """The :class:`SpecRun` of the batches' outcomes (in batch order)."""
+        success = torch.tensor([v for o in outcomes for v in o.success], dtype=torch.bool)
+        failed = torch.tensor([v for o in outcomes for v in o.failed], dtype=torch.bool)
+        if success.numel() != n:
+            raise RuntimeError(f"the batches hold {success.numel()} outcomes for {n} samples")
+        have_trace = any(o.loss_start is not None for o in outcomes)
         start = torch.full((n,), math.nan)
         end = torch.full((n,), math.nan)
         trace_sum: Optional[torch.Tensor] = None
-        trace_count = 0
-        have_trace = False
+        errors: list[str] = []
+        oom_sizes: list[int] = []
         meta: dict = {}
-        invalid = 0
-        oom_sizes: list[int] = []      # batch sizes that ran out of memory (then were halved)
-        t0 = time.perf_counter()
-        torch.manual_seed(_seed_for(self.seed, spec.id, threat.eps))  # stochastic encoders without own generator
-        bar = tqdm(total=n, desc=(desc or spec.id)[:40], unit="img", leave=False, disable=not self.progress)
-        # positions [lo, hi) of idx still to attack, first in front; an out-of-memory batch is
-        # replaced by its two halves, so the order (and every sample's batch-mates) stays local
-        todo = [(lo, min(lo + self.batch_size, n)) for lo in range(0, n, self.batch_size)]
-        try:
-            while todo:
-                lo, hi = todo.pop(0)
-                b = idx[lo:hi]
-                zb = _take(self.z0, b, self.bdim).to(victim.device)
-                yb = self.y[b].to(victim.device)
-                error, oom = None, False
-                try:
-                    res = attack.run(victim, zb, yb)
-                except SnnRobustError:
-                    raise
-                except (RuntimeError, ValueError, IndexError, MemoryError) as e:
-                    # keep only the text: the traceback holds the failed batch's tensors alive
-                    error, oom = _first_line(e), _is_oom(e)
-                if error is not None:
-                    del zb, yb
-                    if oom:
-                        _free_cached_memory()
-                    if oom and hi - lo > 1:
-                        oom_sizes.append(hi - lo)
-                        mid = lo + (hi - lo) // 2
-                        todo[:0] = [(lo, mid), (mid, hi)]
-                        continue
-                    failed[lo:hi] = True
-                    if error not in errors:
-                        errors.append(error)
-                    bar.update(hi - lo)
-                    continue
-                ok = self._valid(victim, res.z_adv, zb)
-                invalid += int((~ok).sum().item())
-                success[lo:hi] = res.success.detach().cpu().to(torch.bool) & ok
-                if res.loss_trace is not None:
-                    tr = res.loss_trace.detach().float().cpu()
-                    have_trace = True
-                    start[lo:hi] = tr[0]
-                    end[lo:hi] = tr[-1]
-                    s = torch.nan_to_num(tr, nan=0.0).sum(1)
-                    if trace_sum is None:
-                        trace_sum = s
-                    elif trace_sum.shape == s.shape:
-                        trace_sum += s
-                    trace_count += b.numel()
-                if not meta:
-                    meta = {k: v for k, v in res.meta.items() if k != "victim"}
-                bar.update(b.numel())
-        finally:
-            bar.close()
+        lo = 0
+        for o in outcomes:
+            hi = lo + len(o.success)
+            if o.loss_start is not None:
+                start[lo:hi] = torch.tensor(o.loss_start)
+                end[lo:hi] = torch.tensor(o.loss_end)
+            if o.trace_sum is not None:
+                t = torch.tensor(o.trace_sum)
+                trace_sum = t if trace_sum is None else (trace_sum + t if trace_sum.shape == t.shape else trace_sum)
+            errors += [e for e in o.errors if e not in errors]
+            oom_sizes += o.oom_sizes
+            meta = meta or dict(o.meta)
+            lo = hi
+        trace_count = sum(o.trace_count for o in outcomes)
         trace_mean = (trace_sum / max(trace_count, 1)).tolist() if trace_sum is not None else None
-        if victim.nonfinite_samples:
-            meta["nonfinite_gradients"] = victim.nonfinite_samples
+        nonfinite = sum(o.nonfinite for o in outcomes)
+        if nonfinite:
+            meta["nonfinite_gradients"] = nonfinite
         if oom_sizes:
             meta["out_of_memory_retries"] = {"batch_sizes": sorted(set(oom_sizes), reverse=True),
                                              "smallest_tried": min(oom_sizes) // 2 or 1}
         return SpecRun(success=success, loss_start=start if have_trace else None, loss_end=end if have_trace else None,
                        trace_mean=trace_mean, attack=json_ready(attack.to_dict()),
                        estimator=victim.estimator.to_dict() if spec.estimator is not None else None,
-                       eot=victim.eot, meta=json_ready(meta), time_s=time.perf_counter() - t0, invalid=invalid,
-                       failed=failed, errors=errors, gradient_images=victim.gradient_images,
-                       forward_images=victim.forward_images)
+                       eot=victim.eot, meta=json_ready(meta), time_s=time_s,
+                       invalid=sum(o.invalid for o in outcomes), failed=failed, errors=errors,
+                       gradient_images=sum(o.gradient_images for o in outcomes),
+                       forward_images=sum(o.forward_images for o in outcomes))
 
     @staticmethod
     def _valid(victim: Victim, z_adv: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
@@ -435,6 +430,7 @@ class _DiagRunner:
         self.n = int(self.sub.numel())
         self.bounds = bounds
         self.z_dims = int(session.z0.numel() // max(N, 1))
+        self.z_shape = tuple(s for d, s in enumerate(session.z0.shape) if d != session.bdim)
         self.clean_correct = session.correct[self.sub]
         self.estimators = estimators
         self.eot = eot
@@ -499,7 +495,7 @@ class _DiagRunner:
         s = self.session
         victim = s.victim(self.threat, estimator, self.eot)
         out = []
-        torch.manual_seed(_seed_for(s.seed, "gradients", estimator))
+        torch.manual_seed(seed_for(s.seed, "gradients", estimator))
         for lo in range(0, self.n, s.batch_size):
             b = self.sub[lo:lo + s.batch_size]
             zb = _take(s.z0, b, s.bdim).to(victim.device)
@@ -523,7 +519,8 @@ def check_data(x: Any, y: Any) -> torch.Tensor:
     return y
 
 
-def clean_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor, plan: EvaluationPlan) -> Session:
+def clean_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor, plan: EvaluationPlan,
+               journal: Any = None) -> Session:
     """Stage 1: encode and classify every sample at its clean point (in batches) and learn what
     the attacks need about the model (classes, bounds, stochasticity, its surrogate)."""
     base = Victim(model, plan.threat, vote=plan.vote, device=plan.device)
@@ -544,7 +541,7 @@ def clean_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor, plan: Evaluat
     return Session(model, z0, y, correct, vote=plan.vote, batch_size=plan.batch_size, device=plan.device,
                    progress=plan.progress, seed=plan.seed, bdim=bdim, vote_used=base.vote, num_classes=k_classes,
                    stochastic=base.stochastic, bounds=base.bounds, has_spiking=has_spiking, own_surrogate=own_sg,
-                   source_ann=plan.source_ann)
+                   source_ann=plan.source_ann, journal=journal)
 
 
 def suite_context(plan: EvaluationPlan, threat: ThreatModel, *, has_spiking: bool, own_surrogate: Optional[Surrogate],
@@ -656,10 +653,6 @@ def diagnostics_pass(session: Session, plan: EvaluationPlan, specs: list[AttackS
     samples, and notes on what was not run."""
     if not plan.diagnostics:
         return [], []
-    if plan.threat.norm in EVENT_NORMS:
-        # the checks compare FGSM, PGD and eps scalings of L-inf/L2 balls: not defined for flips or retiming
-        return [], [f"masking diagnostics are defined for L-inf/L2 balls; not run under the {plan.threat.norm} "
-                    "threat model (compare the gradient attacks with the random baseline in the table)"]
     # The checks attack with the suite's most successful estimator (the one the reported
     # number rests on; ties -> the earlier, i.e. the model's own) and measure all of them.
     broke: dict[str, int] = {}
@@ -670,7 +663,8 @@ def diagnostics_pass(session: Session, plan: EvaluationPlan, specs: list[AttackS
     b = plan.budget
     transfer_spec = next((s for s in specs if s.kind == "transfer"), None)
     if transfer_spec is None and plan.transfer_sources:
-        transfer_spec = AttackSpec("transfer", {"sources": [m for _, m in plan.transfer_sources], "inner": "pgd",
+        inner = CHECK_ATTACKS[plan.threat.norm][0]  # the threat model's iterative attack, crafted on the sources
+        transfer_spec = AttackSpec("transfer", {"sources": [m for _, m in plan.transfer_sources], "inner": inner,
                                                 "inner_options": {"steps": b.transfer_steps}},
                                    None, None, "transfer", id="transfer")
     if plan.progress:
@@ -716,10 +710,15 @@ def assemble_result(model: nn.Module, session: Session, plan: EvaluationPlan, sp
 
 # ----------------------------------------------------------------------------- the entry points
 def run_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                   request: "EvaluationRequest | EvaluationPlan") -> EvaluationResult:
+                   request: "EvaluationRequest | EvaluationPlan", journal: Any = None) -> EvaluationResult:
     """Evaluate ``model`` on images ``x`` [N, C, H, W] in [0, 1] with labels ``y`` [N] as a
     validated ``request`` (or its plan) says: clean pass, attacks, eps curve, diagnostics,
-    result. See :func:`evaluate` for the meaning of the settings and of ``result.complete``."""
+    result. See :func:`evaluate` for the meaning of the settings and of ``result.complete``.
+
+    Under torchrun (:mod:`snnrobust.distributed` initialised) every process calls this with the
+    same arguments: each attacks its share of every attack's batches and all of them return the
+    same result. ``journal`` (a :class:`~snnrobust.store.journal.BatchJournal`) keeps every
+    finished batch, so that a re-run after an interruption attacks only what is missing."""
     plan = request.plan if isinstance(request, EvaluationRequest) else request
     if getattr(getattr(model, "encoder", None), "name", None) == "frames" and plan.threat.domain == "images":
         # the model reads event frames: say so wherever the threat model is described
@@ -729,7 +728,7 @@ def run_evaluation(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     timing: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    session = clean_pass(model, x, y, plan)
+    session = clean_pass(model, x, y, plan, journal)
     timing["clean"] = time.perf_counter() - t0
 
     threat = plan.threat
@@ -774,7 +773,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
              eps_sweep: Optional[Iterable[Any]] = None, transfer_sources: Any = None, progress: bool = True,
              seed: int = 0, diagnostics: Optional[bool] = None, replicate_seed_code: bool = False,
              model_info: Optional[dict] = None, data_info: Optional[dict] = None,
-             device: Any = None, source_ann: Any = None) -> EvaluationResult:
+             device: Any = None, source_ann: Any = None, journal: Any = None) -> EvaluationResult:
     """Evaluate ``model`` on images ``x`` [N, C, H, W] in [0, 1] with labels ``y`` [N]:
     ``run_evaluation(model, x, y, EvaluationRequest(**keywords))``.
 
@@ -796,11 +795,14 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, suite: Optio
     ``source_ann``: the source ANN of a converted or hybrid SNN (an ``nn.Module``, or the
     checkpoint's ``ann_source`` mapping): the ``source-ann`` estimator (BPDA: forward through the
     SNN, backward through the ANN) needs it, and the reliable suite adds that estimator when it
-    is given."""
+    is given.
+
+    ``journal``: a :class:`~snnrobust.store.journal.BatchJournal` that keeps every finished
+    batch (resume after an interruption, also under torchrun: see :func:`run_evaluation`)."""
     request = EvaluationRequest(
         suite=suite, attack=attack, attack_options=attack_options, threat=threat, budget=budget,
         estimators=estimators, eot=eot, vote=vote, steps=steps, restarts=restarts, batch_size=batch_size,
         eps_sweep=eps_sweep, transfer_sources=transfer_sources, progress=progress, seed=seed,
         diagnostics=diagnostics, replicate_seed_code=replicate_seed_code, model_info=model_info,
         data_info=data_info, device=device, source_ann=source_ann)
-    return run_evaluation(model, x, y, request)
+    return run_evaluation(model, x, y, request, journal=journal)

@@ -82,3 +82,22 @@ def record_membranes(model: nn.Module) -> Iterator[list[SpikingNeuron]]:
     """Keep each neuron's pre-spike membrane [T, B, ...] in ``neuron.membrane`` while active."""
     with _attribute_set(spiking_neurons(model), "record_membrane", True) as neurons:
         yield neurons
+
+
+@contextmanager
+def seeded_encoders(model: nn.Module, seed: int) -> Iterator[nn.Module]:
+    """Draw the stochastic encoders' spikes (Poisson) from a fresh generator seeded by
+    ``seed`` for a ``with`` block: an evaluation batch seeded by its own position then draws
+    the same spikes whichever process runs it and in whatever order. The encoders' own seeds
+    and generators come back on exit."""
+    from .encoders import Encoder
+
+    encs = [m for m in model.modules() if isinstance(m, Encoder) and callable(getattr(m, "manual_seed", None))]
+    saved = [(e._seed, e.generator) for e in encs]
+    try:
+        for e in encs:
+            e.manual_seed(seed)
+        yield model
+    finally:
+        for e, (s, g) in zip(encs, saved):
+            e._seed, e.generator = s, g

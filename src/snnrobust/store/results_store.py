@@ -429,6 +429,10 @@ class ResultsStore:
             > 0
         )
 
+    def delete_all(self, kind: str, checkpoint_hash: str) -> int:
+        """Remove every result of ``kind`` under ``checkpoint_hash``; returns how many there were."""
+        return self._write("DELETE FROM results WHERE kind = ? AND checkpoint_hash = ?", (kind, checkpoint_hash))
+
     def records(self, kind: str | None = None, study: str | None = None) -> list[Record]:
         """All results (optionally of one kind and/or study), oldest first."""
         where, params = [], []

@@ -43,6 +43,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from .. import distributed
 from ..evaluation.engine import evaluate
 from ..evaluation.results import incomplete_from_dict
 from ..evaluation.suites import get_budget
@@ -51,6 +52,8 @@ from ..data import get_dataset
 from ..data.events import frames_for_model
 from ..io import atomic_write_text, check_output_folder
 from ..store import ResultsStore, cached, file_sha256
+from ..store.hashing import config_hash
+from ..store.journal import BatchJournal
 from ..conversion import ConversionConfig, convert_checkpoint
 from ..errors import ConfigError
 from ..training import CHECKPOINT_NAME, TrainConfig, load_checkpoint, train
@@ -236,8 +239,10 @@ class StudyRunner:
                               "asks; delete that folder (or give another --out) to convert again")
         self.log(f"[{self.recipe.name}] model {self._unit_name(v['label'], replicate)}: converting "
                  f"{v['convert']['from']} ({cfg.method}, T={cfg.T}, {cfg.calibration_samples} calibration images)")
-        convert_checkpoint(src["entry"]["checkpoint"], self._variant_folder(v["label"], replicate), cfg,
-                           device=str(self._device()))
+        if distributed.is_main():  # one process converts; the others wait and read its checkpoint
+            convert_checkpoint(src["entry"]["checkpoint"], self._variant_folder(v["label"], replicate), cfg,
+                               device=str(self._device()))
+        distributed.barrier()
         return target
 
     # -- stages ----------------------------------------------------------------------------
@@ -272,14 +277,16 @@ class StudyRunner:
                  "clean_correct": "".join("1" if c else "0" for c in correct.tolist()),
                  "train_metrics": ck.get("metrics", []), "attacked": v.get("attack", True),
                  "provenance": ck.get("provenance", []), "machine": machine_info(self._device())}
-        self.store.put("train", sha, {"train_config": made}, entry, label=name, study=self.recipe.name)
+        if distributed.is_main():
+            self.store.put("train", sha, {"train_config": made}, entry, label=name, study=self.recipe.name)
         self.made.setdefault(r, {})[v["label"]] = {"model": model, "sha": sha, "entry": entry,
                                                    "ann_source": ck.get("ann_source")}  # converted/hybrid: source-ann
 
     def _device(self) -> torch.device:
         from ..training import resolve_device
 
-        return resolve_device(self.device)
+        # under torchrun each process computes on its own GPU (or the CPU)
+        return torch.device(distributed.device()) if distributed.active() else resolve_device(self.device)
 
     def evaluate_all(self, x: torch.Tensor, y: torch.Tensor, data_info: dict) -> list[dict]:
         """Every protocol on every attacked model of every replicate, replicate by replicate,
@@ -310,13 +317,15 @@ class StudyRunner:
                           "source_sha": [made[s]["sha"] for s, _ in sources], "seed": 0}
                 desc = f"{self._unit_name(label, r)} / {proto['name']}"
 
-                def compute(label=label, m=m, proto=proto, sources=sources, xp=xp, yp=yp, threat=threat) -> dict:
+                def compute(journal, label=label, m=m, proto=proto, sources=sources, xp=xp, yp=yp,
+                            threat=threat) -> dict:
                     self.log(f"[{self.recipe.name}] attacking {desc}")
                     kw = protocol_keywords(self.spec, proto, threat, sources, progress=self.progress,
                                           data_info=data_info, device=self._device(),
                                           model_info={"label": label, "checkpoint": m["entry"]["checkpoint"],
                                                       "checkpoint_sha256": m["sha"]})
-                    return evaluate(m["model"], xp, yp, source_ann=m.get("ann_source"), **kw).to_dict()
+                    return evaluate(m["model"], xp, yp, source_ann=m.get("ann_source"), journal=journal,
+                                    **kw).to_dict()
 
                 t0 = time.time()
                 payload, was = self._evaluation(m["sha"], config, compute, desc)
@@ -332,18 +341,24 @@ class StudyRunner:
                             "weak": bool(proto.get("weak", False)), "result": payload})
         return out
 
-    def _evaluation(self, sha: str, config: dict, compute: Callable[[], dict], desc: str) -> tuple[dict, bool]:
+    def _evaluation(self, sha: str, config: dict, compute: Callable[[Any], dict], desc: str) -> tuple[dict, bool]:
         """(payload, reused): the stored evaluation when it is complete, else a fresh one,
         stored at once (replacing a stored incomplete one; see the module docstring)."""
-        stored = self.store.get("evaluation", sha, config)
+        # under torchrun every process must take the same branch: rank 0's view decides
+        stored = distributed.broadcast(self.store.get("evaluation", sha, config))
         if stored is not None and not incomplete_from_dict(stored):
             return stored, True
         if stored is not None:
             self.log(f"[{self.recipe.name}] {desc}: the stored result is INCOMPLETE; computing it again")
         t0 = time.perf_counter()
-        payload = compute()
-        self.store.put("evaluation", sha, config, payload, label=desc, study=self.recipe.name,
-                       duration_s=time.perf_counter() - t0, replace=stored is not None)
+        # finished batches go to the journal at once: a killed evaluation resumes batch by batch
+        journal = BatchJournal(self.store.path, config_hash({"checkpoint": sha, **config}))
+        payload = compute(journal)
+        if distributed.is_main():
+            self.store.put("evaluation", sha, config, payload, label=desc, study=self.recipe.name,
+                           duration_s=time.perf_counter() - t0, replace=stored is not None)
+            journal.clear()
+        journal.close()
         back = self.store.get("evaluation", sha, config)
         return (back if back is not None else payload), False
 
@@ -430,8 +445,11 @@ class StudyRunner:
         }
         from ..report import write_report
 
-        paths = write_report(study, self.folder)
-        atomic_write_text(self.folder / "study.json", json.dumps(study, indent=1, default=str))
+        paths = {}
+        if distributed.is_main():  # one writer of the report; the other processes only helped compute
+            paths = write_report(study, self.folder)
+            atomic_write_text(self.folder / "study.json", json.dumps(study, indent=1, default=str))
+        distributed.barrier()
         if self.incomplete:
             self.log(f"[{self.recipe.name}] INCOMPLETE: {len(self.incomplete)} evaluation(s) had an attack crash "
                      f"({', '.join(self.incomplete)}); the report marks them and re-running the study retries them")

@@ -45,6 +45,7 @@ class TrainConfig:
     augment: str = "auto"  # auto (the dataset's default) | none | hflip
     max_train_samples: Optional[int] = None  # train on the first N (quick runs)
     eval_batch_size: int = 256
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm)
     out: str = "runs/train"
 
     def __post_init__(self) -> None:

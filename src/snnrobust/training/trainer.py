@@ -5,6 +5,16 @@ order, augmentation and stochastic encoders draw from generators re-seeded at th
 of each epoch, and the model is initialised under ``seed``. Resuming from the checkpoint
 of epoch e therefore continues exactly as an uninterrupted run would (on CPU, with the
 same thread count), and its final weights are identical.
+
+Distributed (``torchrun``, :mod:`snnrobust.distributed`): ``batch_size`` stays the *global*
+batch. Every process draws the same batch order and augmentation, takes its contiguous share of
+each global batch (no sample twice, none padded in) and scales its loss by its share, so that
+DistributedDataParallel's gradient average is the gradient of the global batch's mean loss:
+N processes take the same steps as one (within float tolerance; exactly so for models without
+BatchNorm, or with ``sync_bn``, since per-process batch statistics differ otherwise). Only rank 0
+writes the checkpoint, which holds no trace of the world size: a run resumes at any world size.
+To train faster on more GPUs, raise ``batch_size`` with them and scale ``lr`` as you would for
+that batch on one GPU (e.g. linearly).
 """
 
 from __future__ import annotations
@@ -19,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import __version__
+from .. import __version__, distributed
 from ..data import get_dataset
 from ..data.events import frames_for_model
 from ..defenses import Defense, defense_from_config
@@ -106,15 +116,19 @@ def _hflip(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler: "torch.amp.GradScaler",
                x: torch.Tensor, y: torch.Tensor, use_amp: bool, where: str = "",
-               defense: "Optional[Defense]" = None) -> tuple[torch.Tensor, torch.Tensor]:
+               defense: "Optional[Defense]" = None, loss_scale: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """One BPTT step on images ``x`` [B, C, H, W] in [0, 1] (on the model's device) with
     labels ``y`` [B]; returns (detached loss, logits [B, K]). With a ``defense``
     (snnrobust.defenses) the step trains on ``defense.inputs`` (adversarial training's crafted
     batch) with ``defense.loss`` (CE plus SR's term), and ``defense.after_step`` follows the
-    optimizer step (RAT's retraction)."""
+    optimizer step (RAT's retraction). ``loss_scale`` multiplies the loss that is
+    back-propagated (a process's share of a distributed global batch); the returned loss is not
+    scaled. ``model`` may be wrapped in DistributedDataParallel: the defense crafts its inputs
+    through the module inside, so that only the training step synchronises gradients."""
     opt.zero_grad(set_to_none=True)
+    inner = getattr(model, "module", model)
     if defense is not None:
-        x = defense.inputs(model, x, y)
+        x = defense.inputs(inner, x, y)
     with torch.autocast(x.device.type, dtype=torch.float16, enabled=use_amp):
         if defense is not None:
             loss, logits = defense.loss(model, x, y)
@@ -124,12 +138,20 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, scaler: "torc
     if not torch.isfinite(loss):
         raise ConfigError(f"training diverged (loss {float(loss)}){' ' + where if where else ''}; "
                           "lower the learning rate")
-    scaler.scale(loss).backward()
+    scaler.scale(loss * loss_scale if loss_scale != 1.0 else loss).backward()
     scaler.step(opt)
     scaler.update()
     if defense is not None:
-        defense.after_step(model)
+        defense.after_step(inner)
     return loss.detach(), logits.detach()
+
+
+def _share(n: int, world: int, rank: int) -> tuple[int, int]:
+    """[lo, hi) of rank ``rank``'s contiguous share of n samples split over ``world`` processes
+    (sizes differ by at most one; a share may be empty)."""
+    base, extra = divmod(n, world)
+    lo = rank * base + min(rank, extra)
+    return lo, lo + base + (1 if rank < extra else 0)
 
 
 def _same_run(a: dict, b: dict) -> list[str]:
@@ -141,6 +163,7 @@ def _same_run(a: dict, b: dict) -> list[str]:
         d.setdefault("threshold_scale", 0.7)
         d.setdefault("amsgrad", False)
         d.setdefault("defense", None)  # added with training-time defenses
+        d.setdefault("sync_bn", False)  # added with distributed training
     keys = sorted((set(a) | set(b)) - {"out", "device", "download", "data_root"})
     return [k for k in keys if a.get(k) != b.get(k)]
 
@@ -162,7 +185,10 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     epoch into ``cfg.out/checkpoint.pt``. ``resume=True`` continues an interrupted run exactly."""
     out = check_output_folder(cfg.out, "--out")  # a file at OUT fails here, not after an epoch of training
     ckpt_path = out / CHECKPOINT_NAME
-    device = resolve_device(cfg.device)
+    world, rank = distributed.world_size(), distributed.rank()
+    # under torchrun each process computes on its own GPU (or the CPU)
+    device = resolve_device(cfg.device) if world == 1 else torch.device(distributed.device())
+    progress = progress and rank == 0
     splits = get_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download, split_seed=cfg.split_seed,
                          frames=frames_for_model(cfg.model))
     train_set, test_set, info = splits.train, splits.test, splits.info
@@ -192,6 +218,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         model = build_model_for(cfg, info).to(device)
     opt = make_optimizer(cfg, model)
     sched = make_scheduler(cfg, opt)
+    if world > 1 and defense_from_config(cfg.defense) is not None and cfg.defense.get("name") == "sr":
+        raise ConfigError("defense sr runs several forward passes per step, which DistributedDataParallel does not "
+                          "synchronise; train it without torchrun")
     use_amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     metrics: list[dict] = []
@@ -211,6 +240,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             model.eval()
             return TrainResult(model, ckpt_path, metrics)
 
+    net = model  # what the training step calls: the model, or DistributedDataParallel around it
+    if world > 1:
+        if cfg.sync_bn:
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
+                                                        else None)
     augment = info.augment if cfg.augment == "auto" else (None if cfg.augment == "none" else cfg.augment)
     defense = defense_from_config(cfg.defense)
     plain_step: Optional[float] = None  # seconds of one plain step (defended runs: the cost baseline)
@@ -223,7 +258,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         _seed_encoder(model, es)
         if defense is not None:
             defense.start_epoch(es)
-        model.train()
+        net.train()
         order = torch.randperm(len(train_set), generator=gen)
         batches = range(0, len(order), cfg.batch_size)
         bar = None
@@ -236,13 +271,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             x, y = train_set.batch(order[s:s + cfg.batch_size])
             if augment == "hflip":
                 x = _hflip(x, gen)
+            n_global = y.numel()
+            if world > 1:  # this process's contiguous share of the global batch (drawn alike everywhere)
+                if n_global < world:  # a last batch too small to give every process a sample
+                    continue
+                lo, hi = _share(n_global, world, rank)
+                x, y = x[lo:hi], y[lo:hi]
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             if defense is not None and plain_step is None:  # on a copy: the run itself is untouched
                 t_probe = clock()
                 plain_step = plain_step_seconds(model, lambda m: make_optimizer(cfg, m), x, y, clock=clock)
                 probe_seconds = clock() - t_probe
-            loss, logits = train_step(model, opt, scaler, x, y, use_amp, where=f"in epoch {epoch + 1}",
-                                      defense=defense)
+            loss, logits = train_step(net, opt, scaler, x, y, use_amp, where=f"in epoch {epoch + 1}",
+                                      defense=defense, loss_scale=world * y.numel() / n_global)
             seen += y.numel()
             loss_sum += float(loss.detach()) * y.numel()
             correct += int((logits.argmax(1) == y).sum())
@@ -250,6 +291,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                 bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}")
         if bar is not None:
             bar.close()
+        if world > 1:  # the epoch's numbers over every process's share
+            seen, correct, loss_sum = (sum(v) for v in zip(*distributed.gather((seen, correct, loss_sum))))
         train_seconds = clock() - c0 - probe_seconds
         probe_seconds = 0.0
         if sched is not None:
@@ -266,24 +309,26 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                      cost_clock="cpu" if device.type != "cuda" else "wall")
         metrics.append(m)
         try:
-            save_checkpoint(ckpt_path, {
-                "epoch": epoch + 1,
-                "model_config": model.config.to_dict(),
-                "train_config": cfg.to_dict(),
-                "model_state": model.state_dict(),
-                "optimizer_state": opt.state_dict(),
-                "scheduler_state": sched.state_dict() if sched is not None else None,
-                "scaler_state": scaler.state_dict() if use_amp else None,
-                "metrics": metrics,
-                "data": {"dataset": cfg.dataset, "split_seed": cfg.split_seed, "info": info.to_dict()},
-                "snnrobust_version": __version__,
-                "torch_version": str(torch.__version__),
-                # hybrid: the converted model's ann_source and provenance, plus this fine-tuning step
-                **(hybrid.checkpoint_fields(cfg.to_dict(), epoch + 1, metrics) if hybrid is not None else {}),
-            })
+            if rank == 0:  # one writer; the others wait at the barrier below
+                save_checkpoint(ckpt_path, {
+                    "epoch": epoch + 1,
+                    "model_config": model.config.to_dict(),
+                    "train_config": cfg.to_dict(),
+                    "model_state": model.state_dict(),
+                    "optimizer_state": opt.state_dict(),
+                    "scheduler_state": sched.state_dict() if sched is not None else None,
+                    "scaler_state": scaler.state_dict() if use_amp else None,
+                    "metrics": metrics,
+                    "data": {"dataset": cfg.dataset, "split_seed": cfg.split_seed, "info": info.to_dict()},
+                    "snnrobust_version": __version__,
+                    "torch_version": str(torch.__version__),
+                    # hybrid: the converted model's ann_source and provenance, plus this fine-tuning step
+                    **(hybrid.checkpoint_fields(cfg.to_dict(), epoch + 1, metrics) if hybrid is not None else {}),
+                })
         except OSError as e:  # disk full, folder removed or made read-only mid-run
             raise ConfigError(f"cannot write checkpoint {ckpt_path} after epoch {epoch + 1}: {e.strerror or e}; "
                               f"free space or choose another --out (an earlier checkpoint there is intact)") from None
+        distributed.barrier()  # the checkpoint is complete before any process goes on
         if progress:
             print(f"epoch {epoch + 1}/{cfg.epochs}: train loss {m['train_loss']:.4f} acc {m['train_accuracy']:.4f} | "
                   f"test loss {m['test_loss']:.4f} acc {m['test_accuracy']:.4f} | {m['seconds']:.1f}s", flush=True)
