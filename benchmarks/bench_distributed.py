@@ -10,7 +10,7 @@ processes on cores/N threads (torchrun's default OMP_NUM_THREADS=1 is replaced b
 ratio measures the sharding's overhead and how well separate processes use the cores compared
 with torch's own threads, not a speed-up from more hardware.
 
-    python benchmarks/bench_distributed.py runs/demo/max-pool/checkpoint.pt --n 200 --nproc 2
+    python benchmarks/bench_distributed.py runs/demo/max-pool/checkpoint.pt --n 100 --steps 20 --rounds 2
 """
 
 from __future__ import annotations
@@ -40,11 +40,14 @@ def main() -> None:
     p.add_argument("--eps", default="0.1")
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--steps", type=int, help="override the budget's attack steps (faster runs)")
     args = p.parse_args()
     cores = os.cpu_count() or 1
     tmp = Path(tempfile.mkdtemp(prefix="bench-dist-"))
     common = ["attack", args.checkpoint, "--suite", "reliable", "--budget", "quick", "--eps", args.eps,
-              "--n", str(args.n), "--batch-size", str(args.batch_size), "--no-progress"]
+              "--num-images", str(args.n), "--batch-size", str(args.batch_size), "--no-progress"]
+    if args.steps:
+        common += ["--steps", str(args.steps)]
     plain = [sys.executable, "-m", "snnrobust", *common]
     dist = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.nproc),
             "-m", "snnrobust", *common]
@@ -62,7 +65,9 @@ def main() -> None:
     med = {k: statistics.median(v) for k, v in times.items()}
     a, b = outs.values()
     same = a["worst_case"]["per_sample"] == b["worst_case"]["per_sample"]
-    print(f"\nmachine: {cores} logical CPUs; {args.n} images, reliable quick, eps {args.eps}, batch {args.batch_size}")
+    steps = f", {args.steps} steps" if args.steps else ""
+    print(f"\nmachine: {cores} logical CPUs; {args.n} images, reliable quick{steps}, eps {args.eps}, "
+          f"batch {args.batch_size}")
     for k, v in med.items():
         print(f"  {k:<12} median {v:7.1f} s  ({args.n / v:.2f} images/s)")
     one, many = med["1 process"], med[f"{args.nproc} processes"]

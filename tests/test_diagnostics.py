@@ -272,6 +272,14 @@ def test_more_steps_raising_accuracy_warns():
     assert res.status == "WARN" and "whole suite" in res.summary
 
 
+def test_a_difference_of_exactly_two_samples_is_within_tolerance():
+    # 7/20 vs 9/20: two samples, the allowed noise; in floats 0.45 > 0.35 + 0.1, which once gave a WARN
+    r = FakeRunner({"pgd5x1": 7, "pgd20x1": 9, "pgd5x2": 9}, n=20)
+    assert dg.check_more_budget_helps(r).status == "PASS"
+    r = FakeRunner({"pgd5x1": 7, "pgd20x1": 10, "pgd5x2": 7}, n=20)
+    assert dg.check_more_budget_helps(r).status == "WARN"  # three samples are more than noise
+
+
 def test_damage_order():
     ok = FakeRunner({"pgd20x1": 10, "noise": 95}, transfer=40)
     assert dg.check_damage_order(ok).status == "PASS"

@@ -45,8 +45,9 @@ def register(sub) -> None:
     p.add_argument("--budget", default="quick", help="quick (CPU, default), thorough (GPU) or exhaustive (the "
                                                      "reference: no cascade, every estimator x attack; "
                                                      "not for daily use)")
-    p.add_argument("--n", type=int, default=None,
-                   help="test images to attack (the first N; default 1000, or the whole test split if smaller)")
+    p.add_argument("--n", "--num-images", dest="n", type=int, default=None,
+                   help="test images to attack (the first N; default 1000, or the whole test split if smaller); "
+                        "under torchrun write --num-images (torchrun reads --n as its own option)")
     p.add_argument("--estimator", nargs="+", metavar="SPEC",
                    help="gradient estimators, e.g. bptt bptt:triangle:0.5 ste bptr rga hart:1.0 pdsg assg:0.4 "
                         "source-ann (BPDA through a converted SNN's source ANN) (replace the suite's list)")

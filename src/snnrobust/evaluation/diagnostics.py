@@ -99,8 +99,10 @@ INTEGER_EPS_NORMS = ("l0", "retime")
 
 
 def tolerance(n: int) -> float:
-    """Allowed difference between two paired robust accuracies on n samples."""
-    return max(TOL_ABS, TOL_SAMPLES / max(n, 1))
+    """Allowed difference between two paired robust accuracies on n samples (inclusive: the
+    margin absorbs float rounding, so that exactly TOL_SAMPLES samples never count as more,
+    e.g. 0.45 > 0.35 + 0.1 in floats)."""
+    return max(TOL_ABS, TOL_SAMPLES / max(n, 1)) + 1e-9
 
 
 # ----------------------------------------------------------------------------- result type

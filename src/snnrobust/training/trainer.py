@@ -243,6 +243,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     net = model  # what the training step calls: the model, or DistributedDataParallel around it
     if world > 1:
         if cfg.sync_bn:
+            if device.type != "cuda":
+                raise ConfigError("sync_bn needs GPUs (torch's SyncBatchNorm runs on CUDA only); on CPUs train without "
+                                  "it, or with a model without BatchNorm for results equal to one process")
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda"
                                                         else None)

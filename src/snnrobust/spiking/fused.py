@@ -1,0 +1,83 @@
+"""The IF/LIF time loop as one autograd function over all T steps (exact BPTT through the
+neuron's surrogate), used by :meth:`SpikingNeuron.run` when no estimator hook is active.
+
+The reference loop in :meth:`~snnrobust.spiking.neurons.SpikingNeuron.run` records about six
+autograd nodes per step and keeps their inputs; this function runs the forward loop in place
+without autograd, keeps only the pre-spike membrane u [T, B, ...] (spikes are recomputed as
+u >= threshold), and back-propagates through time by hand:
+
+    u_t = rest + lam (v_{t-1} - rest) + x_t,   s_t = H(u_t - th),   sg_t = surrogate'(u_t - th)
+    v_t = u_t (1 - s_t) + v_reset s_t  (hard)   |   v_t = u_t - th s_t  (soft)
+
+    dL/du_t = dL/ds_t sg_t + dL/dv_t dv_t/du_t,
+      dv_t/du_t = (1 - s_t) + (v_reset - u_t) sg_t  (hard)   |   1 - th sg_t  (soft)
+      (the sg_t term only without ``detach_reset``: the detached reset passes no gradient to s_t)
+    dL/dx_t = dL/du_t,   dL/dv_{t-1} = lam dL/du_t
+
+Forward values are the reference loop's bit for bit; gradients equal it to float rounding (the
+products are summed in another order). It is not twice differentiable (nothing in snnrobust
+needs that; a second backward raises).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch.autograd.function import once_differentiable
+
+GradFn = Callable[[torch.Tensor, float], torch.Tensor]
+
+
+class FusedNeuron(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x_seq: torch.Tensor, threshold: float, leak: float, rest: float, v_reset: float,
+                soft: bool, detach_reset: bool, grad_fn: GradFn, param: float, scale: float
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        v = torch.full_like(x_seq[0], rest)
+        spikes = torch.empty_like(x_seq)
+        u = torch.empty_like(x_seq)
+        for t in range(x_seq.shape[0]):
+            if leak != 1.0:
+                if rest:
+                    v.sub_(rest).mul_(leak).add_(rest)
+                else:
+                    v.mul_(leak)
+            v.add_(x_seq[t])
+            u[t].copy_(v)
+            fired = (v - threshold) >= 0
+            spikes[t].copy_(fired)
+            if soft:
+                v.sub_(spikes[t], alpha=threshold)
+            else:
+                v.masked_fill_(fired, v_reset)
+        ctx.save_for_backward(u)
+        ctx.settings = (threshold, leak, v_reset, soft, detach_reset, grad_fn, param, scale)
+        return spikes, v
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_spikes: torch.Tensor, g_v: torch.Tensor):  # type: ignore[override]
+        (u,) = ctx.saved_tensors
+        threshold, leak, v_reset, soft, detach_reset, grad_fn, param, scale = ctx.settings
+        gx = torch.empty_like(u)
+        gv = g_v if g_v is not None else torch.zeros_like(u[0])
+        for t in range(u.shape[0] - 1, -1, -1):
+            ut = u[t]
+            sg = grad_fn(ut - threshold, param)
+            if scale != 1.0:
+                sg = sg * scale
+            gs = g_spikes[t] if g_spikes is not None else None
+            if soft:
+                # dv/du = 1 - th * sg (the sg term only when the reset is not detached)
+                gu = gv - (threshold * sg) * gv if not detach_reset else gv.clone()
+            else:
+                fired = ut >= threshold
+                gu = gv.masked_fill(fired, 0.0)  # (1 - s_t) * dL/dv_t
+                if not detach_reset:
+                    gu = gu + (v_reset - ut) * sg * gv
+            if gs is not None:
+                gu = gu + gs * sg
+            gx[t] = gu
+            gv = gu * leak if leak != 1.0 else gu
+        return gx, None, None, None, None, None, None, None, None, None
