@@ -19,6 +19,7 @@ from snnrobust.store import ResultsStore
 from snnrobust.store.journal import KIND
 
 WORKER = Path(__file__).with_name("dist_worker.py")
+sys.path.insert(0, str(WORKER.parent))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
 
 
@@ -128,7 +129,6 @@ def test_distributed_training_equals_one_process_with_the_same_global_batch(tmp_
 
 
 def test_own_attacks_give_a_sample_the_same_outcome_at_batch_size_1_and_64():
-    sys.path.insert(0, str(WORKER.parent))
     from dist_worker import model_and_labels
 
     model, x, y = model_and_labels()
@@ -143,3 +143,20 @@ def test_own_attacks_give_a_sample_the_same_outcome_at_batch_size_1_and_64():
         broken = sum(1 for v in per[64] if v not in (None, "clean"))
         assert 0 < broken < 64, (attack, broken)  # the comparison is not of two trivial outcomes
         assert per[1] == per[64], attack
+
+
+def test_a_study_runs_under_torchrun_and_rank_0_writes_one_report(tmp_path):
+    from test_studies import RECIPE
+
+    recipe = tmp_path / "tiny.yaml"
+    recipe.write_text(RECIPE)
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "snnrobust",
+           "study", str(recipe), "--size", "quick", "--out", str(out), "--quiet"]
+    done = subprocess.run(cmd, env=ENV, timeout=600, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("report: ") == 1  # rank 0 alone speaks
+    assert (out / "report.html").is_file() and json.loads((out / "study.json").read_text())["evaluations"]
+    with ResultsStore(out, readonly=True) as s:
+        assert s.count("evaluation") == 4 and s.count("train") == 2
+        assert s.count(KIND) == 0  # the journal of each finished evaluation was cleared

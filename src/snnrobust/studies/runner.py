@@ -449,7 +449,7 @@ class StudyRunner:
         if distributed.is_main():  # one writer of the report; the other processes only helped compute
             paths = write_report(study, self.folder)
             atomic_write_text(self.folder / "study.json", json.dumps(study, indent=1, default=str))
-        distributed.barrier()
+        paths = distributed.broadcast(paths)  # every process returns where the report is
         if self.incomplete:
             self.log(f"[{self.recipe.name}] INCOMPLETE: {len(self.incomplete)} evaluation(s) had an attack crash "
                      f"({', '.join(self.incomplete)}); the report marks them and re-running the study retries them")
