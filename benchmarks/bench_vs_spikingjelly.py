@@ -3,7 +3,9 @@
 One network, three neuron implementations:
 
 - ``snnrobust``: the model as snnrobust builds it (multi-step IF neurons, ATan(2) surrogate,
-  hard reset to 0, detached reset);
+  hard reset to 0, detached reset; BPTT through the reference time loop, autograd step by step);
+- ``snnrobust-fused``: the same with memory-lean BPTT through the fused neuron function
+  (``snnrobust.spiking.functional.fused_bptt``);
 - ``spikingjelly``: the same model with every snnrobust neuron replaced by SpikingJelly 2.0's
   multi-step ``IFNode`` with the same settings (its torch path, the one that runs on CPU;
   reset before every forward, as snnrobust resets its own);
@@ -32,7 +34,7 @@ import subprocess
 import sys
 import time
 
-IMPLS = ("snnrobust", "spikingjelly", "relu-limit")
+IMPLS = ("snnrobust", "snnrobust-fused", "spikingjelly", "relu-limit")
 # (label, width, T, batch)
 CONFIGS = [
     ("sew_resnet18 w16 T4 b64", 16, 4, 64),
@@ -55,6 +57,10 @@ def build(impl: str, width: int, T: int, device: str):
     if impl == "relu-limit":
         return create_model("sew_resnet18", spiking=False, **opts).to(device)
     model = create_model("sew_resnet18", **opts)
+    if impl == "snnrobust-fused":
+        for m in model.modules():
+            if isinstance(m, SpikingNeuron):
+                m.fused = True
     if impl == "spikingjelly":
         from spikingjelly.activation_based import neuron as sj_neuron
         from spikingjelly.activation_based import surrogate as sj_surrogate
@@ -149,14 +155,15 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, "
           f"python {platform.python_version()}, torch {torch.__version__}, device {args.device}; "
           f"{args.rounds} rounds, {args.iters} timed steps each; medians over rounds")
-    print(f"{'configuration':<26} {'implementation':<13} {'train img/s':>11} {'grad img/s':>10} {'peak MiB':>9} "
+    print(f"{'configuration':<26} {'implementation':<14} {'train img/s':>11} {'grad img/s':>10} {'peak MiB':>9} "
           f"{'train/limit':>11} {'grad/limit':>10} {'mem/sj':>7}")
     for label, *_ in CONFIGS:
         if args.only and args.only not in label:
             continue
         runs: dict[str, list[dict]] = {i: [] for i in IMPLS}
         for r in range(args.rounds):
-            order = IMPLS[r % 3:] + IMPLS[:r % 3]  # rotate who goes first
+            k = r % len(IMPLS)
+            order = IMPLS[k:] + IMPLS[:k]  # rotate who goes first
             for impl in order:
                 p = subprocess.run([sys.executable, __file__, "--child", f"{impl}|{label}", "--device", args.device,
                                     "--iters", str(args.iters)], capture_output=True, text=True)
@@ -168,7 +175,7 @@ def main() -> None:
         lim, sj = med["relu-limit"], med["spikingjelly"]
         for impl in IMPLS:
             m = med[impl]
-            print(f"{label:<26} {impl:<13} {m['train']:>11.1f} {m['grad']:>10.1f} {m['peak_mib']:>9.0f} "
+            print(f"{label:<26} {impl:<14} {m['train']:>11.1f} {m['grad']:>10.1f} {m['peak_mib']:>9.0f} "
                   f"{m['train'] / lim['train']:>11.2f} {m['grad'] / lim['grad']:>10.2f} "
                   f"{m['peak_mib'] / sj['peak_mib']:>7.2f}", flush=True)
 

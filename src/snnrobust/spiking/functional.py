@@ -101,3 +101,12 @@ def seeded_encoders(model: nn.Module, seed: int) -> Iterator[nn.Module]:
     finally:
         for e, (s, g) in zip(encs, saved):
             e._seed, e.generator = s, g
+
+
+@contextmanager
+def fused_bptt(model: nn.Module, on: bool = True) -> Iterator[nn.Module]:
+    """Back-propagate through every spiking neuron of ``model`` with the fused function
+    (:mod:`snnrobust.spiking.fused`: the same gradients, less memory, slower on CPU) instead of
+    the reference loop, for a ``with`` block; ``on=False`` forces the reference loop."""
+    with _attribute_set(spiking_neurons(model), "fused", bool(on)):
+        yield model

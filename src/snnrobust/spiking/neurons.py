@@ -13,7 +13,9 @@ The leak form is seed 001's ``U <- lam*U + W*O - th*O``.
 State: ``v`` holds the membrane after the last step; :func:`~snnrobust.spiking.functional.reset_states`
 clears it and must run before every forward pass (models do it themselves).
 
-The time loop lives in one place, :meth:`SpikingNeuron.run`. Its two hooks are all an
+The time loop lives in one place, :meth:`SpikingNeuron.run` (with two exact shortcuts: in place
+without autograd, and, on request, :class:`~snnrobust.spiking.fused.FusedNeuron` for memory-lean
+BPTT through the neuron's own surrogate). Its two hooks are all an
 attack-time gradient estimator may change: ``fire`` (the spike function, i.e. which
 surrogate backward; it must return the exact step H(u - th) forward) and
 ``detach_recurrence`` (no gradient from v_{t-1} into u_t). Estimators replace the backward
@@ -31,7 +33,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .surrogates import Surrogate
+from .fused import FusedNeuron
+from .surrogates import Surrogate, surrogate_kind
 
 Estimator = Callable[["SpikingNeuron", torch.Tensor], torch.Tensor]
 #: A spike function for :meth:`SpikingNeuron.run`: ``(u - threshold [B, ...], step t) -> spikes``,
@@ -70,6 +73,11 @@ class SpikingNeuron(nn.Module):
         self.record_membrane = False
         self.membrane: Optional[torch.Tensor] = None
         self.v: Optional[torch.Tensor] = None
+        #: True: exact BPTT through :class:`~snnrobust.spiking.fused.FusedNeuron` (one autograd node
+        #: for all T steps, only the membrane kept: about 12 % less training memory, about 12 % slower
+        #: on CPU, BENCHMARKS.md) when no estimator hook is active; False (default): the reference
+        #: loop, node by node. Set by :func:`~snnrobust.spiking.functional.fused_bptt`.
+        self.fused = False
 
     # -- state -------------------------------------------------------------------------
     def reset_state(self) -> None:
@@ -124,6 +132,16 @@ class SpikingNeuron(nn.Module):
                 if self.record_membrane:
                     self.membrane = membrane
             return spikes, membrane
+        if (self.fused and fire is None and not detach_recurrence and not keep_trace and self.v is None
+                and self._own_dynamics()):
+            # exact BPTT through the surrogate as one autograd function over all T steps
+            sg = self.surrogate
+            spikes, v = FusedNeuron.apply(x_seq, self.threshold, self.leak, self.v_rest, self.v_reset,
+                                          self.reset_mode == "soft", self.detach_reset,
+                                          surrogate_kind(sg.kind).grad, sg.param, sg.scale)
+            if keep_state:
+                self.v = v
+            return spikes, None
         v = self.v if self.v is not None else self.initial_membrane(x_seq[0])
         spikes, mems = [], []
         for t, x in enumerate(x_seq):
