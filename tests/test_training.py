@@ -49,6 +49,23 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert [m["test_accuracy"] for m in full.metrics] == [m["test_accuracy"] for m in resumed.metrics]
 
 
+def test_fused_bptt_training_takes_the_reference_steps(tmp_path):
+    """``fused_bptt: true`` (memory-lean BPTT) trains to the reference loop's weights, up to
+    float rounding, and says which loop it ran in the stored config."""
+    ref = train(cfg(tmp_path, epochs=1, out=str(tmp_path / "ref")), progress=False)
+    fused = train(cfg(tmp_path, epochs=1, out=str(tmp_path / "fused"), fused_bptt=True), progress=False)
+    for k, v in ref.model.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(fused.model.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+    init = train(cfg(tmp_path, epochs=1, out=str(tmp_path / "zero"), lr=1e-9), progress=False)
+    moved = any(not torch.allclose(v, init.model.state_dict()[k]) for k, v in ref.model.state_dict().items()
+                if v.is_floating_point())
+    assert moved  # the comparison is of weights that trained
+    assert read_checkpoint(fused.checkpoint)["train_config"]["fused_bptt"] is True
+    with pytest.raises(ConfigError, match="fused_bptt"):
+        cfg(tmp_path, fused_bptt="yes")
+
+
 def test_existing_run_is_not_overwritten(tmp_path):
     c = cfg(tmp_path, epochs=1)
     train(c, progress=False)

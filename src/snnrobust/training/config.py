@@ -46,6 +46,7 @@ class TrainConfig:
     max_train_samples: Optional[int] = None  # train on the first N (quick runs)
     eval_batch_size: int = 256
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm)
+    fused_bptt: bool = False  # memory-lean BPTT (spiking/fused.py): 12-16 % less memory, 12-14 % slower on CPU
     out: str = "runs/train"
 
     def __post_init__(self) -> None:
@@ -102,6 +103,9 @@ class TrainConfig:
               f"config 'device' must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         check(isinstance(self.download, bool), f"config 'download' must be true or false, got {self.download!r}")
         check(isinstance(self.amp, bool), f"config 'amp' must be true or false, got {self.amp!r}")
+        for key in ("sync_bn", "fused_bptt"):
+            check(isinstance(getattr(self, key), bool), f"config '{key}' must be true or false, got "
+                                                         f"{getattr(self, key)!r}")
         check(self.augment in ("auto", "none", "hflip"),
               f"config 'augment' must be auto, none or hflip, got {self.augment!r}")
         check(self.max_train_samples is None or (is_int(self.max_train_samples) and self.max_train_samples >= 1),
