@@ -45,6 +45,12 @@ FireFn = Callable[[torch.Tensor, int], torch.Tensor]
 class SpikingNeuron(nn.Module):
     """Base multi-step neuron. Subclasses only fix the leak."""
 
+    #: True: exact BPTT through :class:`~snnrobust.spiking.fused.FusedNeuron` (one autograd node
+    #: for all T steps, only the membrane kept: 12-16 % less training memory, 12-14 % slower on
+    #: CPU, BENCHMARKS.md) when no estimator hook is active; False (default): the reference loop,
+    #: node by node. Set per model by :func:`~snnrobust.spiking.functional.fused_bptt`.
+    fused: bool = False
+
     def __init__(
         self,
         threshold: float = 1.0,
@@ -73,11 +79,6 @@ class SpikingNeuron(nn.Module):
         self.record_membrane = False
         self.membrane: Optional[torch.Tensor] = None
         self.v: Optional[torch.Tensor] = None
-        #: True: exact BPTT through :class:`~snnrobust.spiking.fused.FusedNeuron` (one autograd node
-        #: for all T steps, only the membrane kept: about 12 % less training memory, about 12 % slower
-        #: on CPU, BENCHMARKS.md) when no estimator hook is active; False (default): the reference
-        #: loop, node by node. Set by :func:`~snnrobust.spiking.functional.fused_bptt`.
-        self.fused = False
 
     # -- state -------------------------------------------------------------------------
     def reset_state(self) -> None:
