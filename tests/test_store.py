@@ -384,6 +384,21 @@ def test_cli_results_lists_compares_and_exports(tmp_path, cli, capsys, monkeypat
     assert sorted(r["headline"]["robust"] for r in ev) == [0.1, 0.3]
 
 
+def test_cli_results_hides_the_batches_of_an_evaluation_in_progress(tmp_path, cli, capsys):
+    from snnrobust.store.journal import KIND, BatchJournal
+
+    a = tmp_path / "run_a"
+    _fill(a, 9, 1)
+    journal = BatchJournal(a, "an-evaluation-in-progress")
+    journal.put("pgd/bptt", 0.1, [0, 1], {"success": [True, False]})
+    journal.close()
+    assert cli(["results", str(a)]) == 0
+    out = capsys.readouterr().out
+    assert "2 results" in out and KIND not in out  # the finished results only
+    assert cli(["results", str(a), "--kind", KIND]) == 0  # asked for by name, they are listed
+    assert "1 result of kind attack-batch" in capsys.readouterr().out
+
+
 def test_cli_results_errors_are_one_line(tmp_path, cli, capsys):
     assert cli(["results", str(tmp_path / "missing")]) == 2
     err = capsys.readouterr().err

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import SnnRobustError
 from ..store import RESULTS_FILENAME, ResultsStore, comparison_table, headline, records_table, write_csv
+from ..store.journal import KIND as JOURNAL_KIND
 
 
 def register(subparsers) -> None:
@@ -61,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
     sources: dict[str, list] = {}
     for db in dbs:
         with ResultsStore(db, readonly=True) as store:
-            sources[_source_name(db)] = store.records(kind=args.kind, study=args.study)
+            recs = store.records(kind=args.kind, study=args.study)
+            if args.kind is None:  # a journal's batches are an evaluation in progress, not a result
+                recs = [r for r in recs if r.kind != JOURNAL_KIND]
+            sources[_source_name(db)] = recs
 
     if args.csv:
         recs = [r for rs in sources.values() for r in rs]
