@@ -35,7 +35,7 @@ CONFIGS = {
 
 def measure(spec: dict, device: str, iters: int, repeats: int) -> dict:
     import torch
-    import torch.nn.functional as F
+    from steps import timed_steps  # benchmarks/steps.py, beside this script
 
     from snnrobust.models import create_model
 
@@ -47,19 +47,7 @@ def measure(spec: dict, device: str, iters: int, repeats: int) -> dict:
     y = torch.randint(0, 10, (B,), device=device)
     opt = torch.optim.Adam(model.parameters(), 1e-3)
 
-    def sync():
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    def train_step():
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    def grad_step():
-        xr = x.clone().requires_grad_(True)
-        loss = F.cross_entropy(model(xr), y)
-        torch.autograd.grad(loss, xr)
+    sync, train_step, grad_step = timed_steps(model, x, y, opt, device)
 
     out = {}
     for name, step, mode in (("train", train_step, True), ("input_grad", grad_step, False)):

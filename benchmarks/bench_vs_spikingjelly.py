@@ -90,7 +90,7 @@ def build(impl: str, width: int, T: int, device: str):
 
 def measure(impl: str, width: int, T: int, batch: int, device: str, iters: int) -> dict:
     import torch
-    import torch.nn.functional as F
+    from steps import timed_steps  # benchmarks/steps.py, beside this script
 
     model = build(impl, width, T, device)
     gen = torch.Generator().manual_seed(0)
@@ -98,18 +98,7 @@ def measure(impl: str, width: int, T: int, batch: int, device: str, iters: int) 
     y = torch.randint(0, 10, (batch,), generator=gen).to(device)
     opt = torch.optim.SGD(model.parameters(), 0.01, momentum=0.9)
 
-    def sync():
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-
-    def train_step():
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    def grad_step():
-        xr = x.clone().requires_grad_(True)
-        torch.autograd.grad(F.cross_entropy(model(xr), y), xr)
+    sync, train_step, grad_step = timed_steps(model, x, y, opt, device)
 
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if device.startswith("cuda"):
