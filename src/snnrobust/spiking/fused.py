@@ -31,28 +31,39 @@ from torch.autograd.function import once_differentiable
 GradFn = Callable[[torch.Tensor, float], torch.Tensor]
 
 
+def run_in_place(x_seq: torch.Tensor, v: torch.Tensor, threshold: float, leak: float, rest: float, v_reset: float,
+                 soft: bool, keep_trace: bool) -> tuple[torch.Tensor, "torch.Tensor | None", torch.Tensor]:
+    """The neuron's time loop over x_seq [T, B, ...] from membrane ``v`` (updated in place),
+    without autograd: in-place updates into preallocated outputs, every spike exactly
+    ``(v - th) >= 0``, the reset giving the reference loop's numbers bit for bit for spikes in
+    {0, 1}. Returns (spikes, pre-spike membrane [T, B, ...] or None, final v)."""
+    spikes = torch.empty_like(x_seq)
+    mems = torch.empty_like(x_seq) if keep_trace else None
+    for t in range(x_seq.shape[0]):
+        if leak != 1.0:
+            if rest:
+                v.sub_(rest).mul_(leak).add_(rest)
+            else:
+                v.mul_(leak)
+        v.add_(x_seq[t])
+        if mems is not None:
+            mems[t].copy_(v)
+        fired = (v - threshold) >= 0
+        spikes[t].copy_(fired)
+        if soft:
+            v.sub_(spikes[t], alpha=threshold)
+        else:
+            v.masked_fill_(fired, v_reset)
+    return spikes, mems, v
+
+
 class FusedNeuron(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_seq: torch.Tensor, threshold: float, leak: float, rest: float, v_reset: float,
                 soft: bool, detach_reset: bool, grad_fn: GradFn, param: float, scale: float
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        v = torch.full_like(x_seq[0], rest)
-        spikes = torch.empty_like(x_seq)
-        u = torch.empty_like(x_seq)
-        for t in range(x_seq.shape[0]):
-            if leak != 1.0:
-                if rest:
-                    v.sub_(rest).mul_(leak).add_(rest)
-                else:
-                    v.mul_(leak)
-            v.add_(x_seq[t])
-            u[t].copy_(v)
-            fired = (v - threshold) >= 0
-            spikes[t].copy_(fired)
-            if soft:
-                v.sub_(spikes[t], alpha=threshold)
-            else:
-                v.masked_fill_(fired, v_reset)
+        spikes, u, v = run_in_place(x_seq, torch.full_like(x_seq[0], rest), threshold, leak, rest, v_reset, soft,
+                                    keep_trace=True)
         ctx.save_for_backward(u)
         ctx.settings = (threshold, leak, v_reset, soft, detach_reset, grad_fn, param, scale)
         return spikes, v

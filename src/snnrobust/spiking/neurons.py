@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .fused import FusedNeuron
+from .fused import FusedNeuron, run_in_place
 from .surrogates import Surrogate, surrogate_kind
 
 Estimator = Callable[["SpikingNeuron", torch.Tensor], torch.Tensor]
@@ -168,31 +168,12 @@ class SpikingNeuron(nn.Module):
 
     def _run_no_grad(self, x_seq: torch.Tensor, keep_trace: bool
                      ) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
-        """The loop of :meth:`run` without autograd (scoring passes, query attacks): the same
-        values bit for bit — every spike is exactly ``(v - th) >= 0`` and the resets give the
-        same numbers for spikes in {0, 1} — with in-place updates into preallocated outputs,
-        about half the operations per step. Returns (spikes, membrane or None, final v)."""
+        """The loop of :meth:`run` without autograd (scoring passes, query attacks), from the
+        stored membrane: :func:`~snnrobust.spiking.fused.run_in_place`, the same values bit for
+        bit with about half the operations per step. Returns (spikes, membrane or None, final v)."""
         v = self.v.clone() if self.v is not None else self.initial_membrane(x_seq[0])
-        spikes = torch.empty_like(x_seq)
-        mems = torch.empty_like(x_seq) if keep_trace else None
-        rest, leak, th = self.v_rest, self.leak, self.threshold
-        soft = self.reset_mode == "soft"
-        for t in range(x_seq.shape[0]):
-            if leak != 1.0:
-                if rest:
-                    v.sub_(rest).mul_(leak).add_(rest)
-                else:
-                    v.mul_(leak)
-            v.add_(x_seq[t])
-            if mems is not None:
-                mems[t].copy_(v)
-            fired = (v - th) >= 0
-            spikes[t].copy_(fired)
-            if soft:
-                v.sub_(spikes[t], alpha=th)
-            else:
-                v.masked_fill_(fired, self.v_reset)
-        return spikes, mems, v
+        return run_in_place(x_seq, v, self.threshold, self.leak, self.v_rest, self.v_reset,
+                            self.reset_mode == "soft", keep_trace)
 
     # -- multi-step forward --------------------------------------------------------------
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
