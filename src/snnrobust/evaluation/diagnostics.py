@@ -52,6 +52,7 @@ from typing import Callable, Optional, Protocol
 import torch
 
 from .metrics import Rate
+from .threat import EVENT_NORMS
 
 # ----------------------------------------------------------------------------- tolerances
 #: Paired robust-accuracy comparisons may differ by this much (absolute) without a WARN ...
@@ -94,8 +95,6 @@ CHECK_ATTACKS: dict[str, tuple[str, str, dict]] = {
     "l0": ("eventflip", "eventflip", {"steps": 1}),
     "retime": ("retime", "retime", {"steps": 1}),
 }
-#: norms whose eps is a whole number (flips, frames): the (a) sweep rounds its grid
-INTEGER_EPS_NORMS = ("l0", "retime")
 
 
 def tolerance(n: int) -> float:
@@ -187,9 +186,13 @@ def iterative(r: DiagnosticRunner, steps: int, restarts: int = 1, eps: Optional[
     return r.attack(_attacks(r)[0], opts, eps=eps)
 
 
-def iterative_name(r: DiagnosticRunner, steps: int) -> str:
+def iterative_label(r: DiagnosticRunner) -> str:
     name = _attacks(r)[0]
-    return f"{'PGD' if name == 'pgd' else name}-{steps}"
+    return "PGD" if name == "pgd" else name
+
+
+def iterative_name(r: DiagnosticRunner, steps: int) -> str:
+    return f"{iterative_label(r)}-{steps}"
 
 
 def single_step(r: DiagnosticRunner) -> tuple[AttackRun, str]:
@@ -265,7 +268,7 @@ def integer_grid(grid: list[float]) -> list[float]:
 def check_eps_to_zero(r: DiagnosticRunner) -> DiagnosticResult:
     norm = r.threat.norm
     grid = eps_grid(float(r.threat.eps), large_eps(r))
-    if norm in INTEGER_EPS_NORMS:
+    if norm in EVENT_NORMS:  # eps counts flips or frames: the sweep takes whole numbers
         grid = integer_grid(grid)
     # the verdict rests on the largest eps, so it gets the larger step budget
     steps = [r.steps] * (len(grid) - 1) + [r.more_steps]
@@ -360,9 +363,8 @@ def check_more_budget_helps(r: DiagnosticRunner) -> DiagnosticResult:
         if suite.value > best_pgd + tol:
             problems.append(f"the whole suite leaves {_pct(suite.value)} but plain {iterative_name(r, r.steps)} only "
                             f"{_pct(best_pgd)}")
-    label = "PGD" if _attacks(r)[0] == "pgd" else _attacks(r)[0]
-    text = (f"{label} {r.steps} steps {_pct(base.rate.value)}, {r.more_steps} steps {_pct(more.rate.value)}, "
-            f"{r.restarts} restarts {_pct(rest.rate.value)}")
+    text = (f"{iterative_label(r)} {r.steps} steps {_pct(base.rate.value)}, "
+            f"{r.more_steps} steps {_pct(more.rate.value)}, {r.restarts} restarts {_pct(rest.rate.value)}")
     if problems:
         return DiagnosticResult("more-budget-helps", "WARN", "; ".join(problems) + " — the attack is not converging "
                                 "or is misled by the gradients", numbers)
