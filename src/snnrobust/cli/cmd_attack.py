@@ -293,8 +293,7 @@ def run(args: argparse.Namespace) -> int:
         return 0 if result.complete else 1
     write_result(result, out)
     if result.complete:  # the result is written: its batches are no longer needed
-        for p in (journal.path, *(Path(f"{journal.path}{s}") for s in ("-wal", "-shm"))):
-            p.unlink(missing_ok=True)
+        journal.discard()
     print(_red_alerts(result.table()))
     print(f"results written to {out}")
     if not result.complete:  # written and shown above; the exit status must not say "all done"

@@ -12,6 +12,7 @@ the global indices of its samples. Rows live in a :class:`ResultsStore` (kind
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any, Optional
 
 from .results_store import ResultsStore
@@ -59,6 +60,14 @@ class BatchJournal:
     def clear(self) -> int:
         """Forget this evaluation's batches (once its result is stored); returns how many."""
         return self.store.delete_all(KIND, self.key)
+
+    def discard(self) -> None:
+        """Delete the journal's file (with SQLite's -wal and -shm files): for a journal in a file of
+        its own, once the evaluation's result is written."""
+        self.close()
+        base = Path(self.path)
+        for p in (base, base.with_name(base.name + "-wal"), base.with_name(base.name + "-shm")):
+            p.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self._store is not None and self._pid == os.getpid():
