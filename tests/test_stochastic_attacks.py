@@ -78,7 +78,8 @@ COMPONENTS = [
     ("apgd-dlr", {"n_iter": 5}),
     ("apgd-t", {"n_iter": 5, "n_target_classes": 2}),
     ("fab-t", {"n_iter": 5, "n_target_classes": 2}),
-    ("square", {"n_queries": 20}),
+    ("square-aa", {"n_queries": 20}),
+    ("square", {"n_queries": 20}),           # snnrobust's: Attack.run attacks every sample in its first search
 ]
 
 
@@ -97,8 +98,11 @@ def test_autoattack_component_attacks_every_sample_it_counts_robust(name, option
     robust = set((~res.success).nonzero().squeeze(1).tolist())
     assert len(robust) >= 40                           # the check below is about many samples
     # gradient attacks: an optimization step at a perturbed point; Square: a query there
-    attacked = model.moved_query if name == "square" else model.moved_grad
+    attacked = model.moved_query if name.startswith("square") else model.moved_grad
     assert robust <= attacked, f"counted robust but never attacked: {sorted(robust - attacked)}"
+    assert (victim.threat.norm_of(res.z_adv - x) <= 0.02 + 1e-6).all()
+    if name == "square":
+        return  # the rest is the AutoAttack loop's bookkeeping
     assert res.meta["unattacked_robust"] == 0
     assert res.meta["attacked"] == len(y)              # stochastic victim: every sample handed over
     assert res.meta["skipped_clean_mistakes"] == 0

@@ -4,7 +4,9 @@ its batch-mates, the batch size, or which process evaluates it.
 Row i of a :class:`SampleDraws` draw comes from a CPU generator seeded by
 ``mix(seed, key_i, stream)``: ``key_i`` is the sample's index in the whole evaluation set,
 ``stream`` tells apart the draws one sample gets (restart r, noise draw r). The numbers are
-drawn on the CPU, so they are the same on every device.
+drawn on the CPU, so they are the same on every device. :class:`PassDraws` does the same for the
+random forward passes of a stochastic model (a Poisson encoder's spikes): a sample's n-th pass
+draws from (seed, key, n).
 """
 
 from __future__ import annotations
@@ -65,3 +67,52 @@ class SampleDraws:
             self._gen.manual_seed(mix(self.seed, k, self.stream))
             out[i] = fn(shape[1:], generator=self._gen, dtype=torch.float32)
         return out
+
+
+class PassDraws:
+    """Keyed draws for the random forward passes of a stochastic model (Poisson encoders):
+    the n-th pass that sample ``key`` goes through in a scope draws from
+    ``mix(seed, key, n)``, so EOT and vote passes depend on the sample and how many passes it
+    has had, never on which rows it shares them with.
+
+    Whoever knows which samples a tensor's rows are declares them with :meth:`rows` (global
+    sample indices, in row order) before passing it on; a pass whose batch does not match the
+    declared rows is not keyed (counted in ``unkeyed``) and draws from the encoder's own
+    generator as before."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+        self.keys: "list[int] | None" = None
+        self.count: dict[int, int] = {}
+        self.unkeyed = 0
+        self._gen = torch.Generator(device="cpu")
+
+    def rows(self, keys: "Sequence[int] | torch.Tensor") -> "_Rows":
+        """Context: the batches passed within it have rows ``keys``."""
+        return _Rows(self, [int(k) for k in (keys.tolist() if isinstance(keys, torch.Tensor) else keys)])
+
+    def uniform(self, B: int, shape: Sequence[int]) -> "torch.Tensor | None":
+        """[B, *shape] float32 CPU uniforms in [0, 1), row i from sample keys[i]'s next pass;
+        None (and counted) when the declared rows are not B."""
+        if self.keys is None or len(self.keys) != B:
+            self.unkeyed += 1
+            return None
+        out = torch.empty((B, *shape), dtype=torch.float32)
+        for i, k in enumerate(self.keys):
+            n = self.count.get(k, 0)
+            self.count[k] = n + 1
+            self._gen.manual_seed(mix(self.seed, k, n))
+            out[i] = torch.rand(tuple(shape), generator=self._gen, dtype=torch.float32)
+        return out
+
+
+class _Rows:
+    def __init__(self, draws: PassDraws, keys: list) -> None:
+        self.draws, self.keys, self.saved = draws, keys, None
+
+    def __enter__(self) -> PassDraws:
+        self.saved, self.draws.keys = self.draws.keys, self.keys
+        return self.draws
+
+    def __exit__(self, *exc: Any) -> None:
+        self.draws.keys = self.saved

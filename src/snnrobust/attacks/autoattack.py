@@ -1,6 +1,14 @@
 """AutoAttack's attacks through the official code (PyPI ``pyautoattack``, Croce & Hein 2020):
 APGD-CE, APGD-DLR (both in AutoAttack's "rand" version), APGD-T (targeted DLR), FAB-T and
-Square (with APGD-CE, the "standard" version).
+Square (``square-aa``; the suites use snnrobust's :mod:`~snnrobust.attacks.square`, which
+draws per sample).
+
+Random draws are per sample: each inner run's random start comes from the sample's key
+(:func:`apgd_start` handed to APGD as ``x_init``; FAB's restarts draw through
+:func:`_fab_draws`), and the rows of every batch handed to the official code are declared to
+the victim, so a stochastic victim's passes are keyed per sample too
+(:meth:`~snnrobust.evaluation.victim.Victim.keyed`). A sample's outcome is then the same in any
+batch; only ``square-aa`` (one window per iteration for the whole batch) is not.
 
 The victim is handed to pyautoattack as ``victim.module()`` inside ``victim.attack_mode()``:
 an ``nn.Module`` that resets the SNN's state before every forward, applies the attacker's
@@ -56,9 +64,10 @@ from typing import Any, Iterator, Optional
 import torch
 
 from ..errors import ConfigError
+from ..keyed_random import SampleDraws
 from .base import (
-    Attack, AttackResult, BestPoints, begin_run, check_choice, check_float, check_int, misclassified,
-    on_device, vote_score,
+    Attack, AttackResult, BestPoints, begin_run, check_choice, check_float, check_int, keyed_passes, misclassified,
+    note_unkeyed, on_device, rows_of, sample_keys, vote_score,
 )
 
 _NORMS = {"linf": "Linf", "l2": "L2"}
@@ -178,10 +187,10 @@ class AutoAttackBase(Attack):
         return [None] * self.config.n_restarts
 
     def single_run(self, atk, victim, x: torch.Tensor, y: torch.Tensor, target: Optional[int],
-                   restart: int) -> Any:
-        """One run of the official inner loop on x [n, C, H, W] (float) with labels y [n];
-        returns its candidate points (a list, each [n, C, H, W]), or (that list, bool [n]) when
-        only some rows are candidates."""
+                   restart: int, draws: SampleDraws) -> Any:
+        """One run of the official inner loop on x [n, C, H, W] (float) with labels y [n] and
+        the rows' own random draws ``draws``; returns its candidate points (a list, each
+        [n, C, H, W]), or (that list, bool [n]) when only some rows are candidates."""
         raise NotImplementedError
 
     def prepare(self, atk, x: torch.Tensor) -> None:
@@ -202,9 +211,11 @@ class AutoAttackBase(Attack):
                 caught.extend(rec)
 
     def _search(self, atk, victim, z0: torch.Tensor, y: torch.Tensor, todo: torch.Tensor,
-                best: BestPoints, ran: torch.Tensor, stages: list, seed: int) -> None:
+                best: BestPoints, ran: torch.Tensor, stages: list, seed: int, keys: torch.Tensor) -> None:
         """AutoAttack's outer loop over ``stages`` on the samples ``todo`` (bool [B]) that no
-        candidate has fooled the vote on yet; counts the inner runs per sample in ``ran``."""
+        candidate has fooled the vote on yet; counts the inner runs per sample in ``ran``. Each
+        inner run's random start is drawn per sample (``keys``: global sample indices) and its
+        rows are declared to the victim, so its random passes are keyed per sample too."""
         x = z0.float()
         self.prepare(atk, x)
         torch.random.manual_seed(seed)
@@ -216,14 +227,16 @@ class AutoAttackBase(Attack):
             if idx.numel() == 0:
                 return
             xs, ys = x.index_select(0, idx), y[idx]
+            draws = SampleDraws(seed, keys[idx.cpu()], stream=(target, restart))
             try:
-                candidates = self.single_run(atk, victim, xs, ys, target, restart)
+                with rows_of(victim, keys[idx.cpu()]):
+                    candidates = self.single_run(atk, victim, xs, ys, target, restart, draws)
             except RuntimeError as e:
                 # pyautoattack's L2 Square mis-shapes its windows at some image sizes (seen at 12x12)
-                if self.name == "square" and victim.threat.norm == "l2" and "shape" in str(e):
-                    raise ConfigError(f"attack square under L2 fails on {tuple(z0.shape[-2:])} images in the "
+                if self.name == "square-aa" and victim.threat.norm == "l2" and "shape" in str(e):
+                    raise ConfigError(f"attack square-aa under L2 fails on {tuple(z0.shape[-2:])} images in the "
                                       f"official code ({str(e).splitlines()[0][:80]}); "
-                                      "use linf or another attack") from None
+                                      "use square (snnrobust's) or linf") from None
                 raise
             ran[idx] += 1
             if isinstance(candidates, tuple):        # (candidates, bool [n]: rows that are candidates)
@@ -232,12 +245,15 @@ class AutoAttackBase(Attack):
                 idx, ys = idx[keep], ys[keep]
                 candidates = [c.index_select(0, keep) for c in candidates]
             if idx.numel():
-                _offer(victim, best, idx, ys, [c.detach().to(z0.dtype) for c in candidates])
+                with rows_of(victim, keys[idx.cpu()]):
+                    _offer(victim, best, idx, ys, [c.detach().to(z0.dtype) for c in candidates])
 
     def run(self, victim, z0: torch.Tensor, y: torch.Tensor, keys: Optional[torch.Tensor] = None) -> AttackResult:
-        """The official code draws for the whole batch from the global RNG (reseeded by ``seed``
-        in a forked RNG): its draws depend on the batch, so ``keys`` are not used."""
+        """AutoAttack's loop with the victim's vote (module docstring). ``keys`` [B]: the
+        samples' global indices; random starts and the victim's random passes are keyed by
+        them, so a sample's outcome does not depend on its batch-mates."""
         begin_run(victim)
+        keys = sample_keys(keys, y.shape[0])
         threat = victim.threat
         if threat.perturb == "spikes":
             raise ConfigError(f"attack {self.name}: AutoAttack attacks perturb pixels only; "
@@ -245,11 +261,17 @@ class AutoAttackBase(Attack):
         if threat.norm not in _NORMS:
             raise ConfigError(f"attack {self.name}: norm {threat.norm!r} is not supported; use linf or l2")
         z0, y = on_device(victim, z0, y)
-        y = y.long()
+        k = self.n_classes(victim, z0)  # one unkeyed pass: only the logits' shape is used
+        with keyed_passes(victim, self.name, int(self.config.seed), keys) as draws:
+            result = self._run(victim, z0, y.long(), keys, k)
+            note_unkeyed(result.meta, draws)
+            return result
+
+    def _run(self, victim, z0: torch.Tensor, y: torch.Tensor, keys: torch.Tensor, k: int) -> AttackResult:
+        threat = victim.threat
         B = y.shape[0]
         fooled0 = misclassified(victim, z0, y)
         best = BestPoints(z0, fooled0, 0, None)
-        k = self.n_classes(victim, z0)
         module, owner = victim_module(victim, self.module_eot(victim))
         noisy = bool(getattr(victim, "stochastic", False))
         # a deterministic verdict at z0 is exact: skip clean mistakes as the official code does;
@@ -262,7 +284,7 @@ class AutoAttackBase(Attack):
             atk, used = self.build(module, victim, float(threat.eps), _NORMS[threat.norm], z0.device, k,
                                    tuple(z0.shape[1:]))
             stages = self.stages(used)
-            self._search(atk, victim, z0, y, todo, best, ran, stages, seed)
+            self._search(atk, victim, z0, y, todo, best, ran, stages, seed, keys)
         z_adv = victim.project(best.z, best.z0).detach()
         success = misclassified(victim, z_adv, y)
         # counted robust by this vote, but the loop left it early (or never took it) on the
@@ -273,9 +295,10 @@ class AutoAttackBase(Attack):
             ridx = resume.nonzero().squeeze(1)
             best.revoke(ridx)
             with self._official(victim, owner, z0.device, caught):
-                self._search(atk, victim, z0, y, resume, best, ran, stages, seed + 1)
+                self._search(atk, victim, z0, y, resume, best, ran, stages, seed + 1, keys)
             z_adv = victim.project(best.z, best.z0).detach()
-            success[ridx] = misclassified(victim, z_adv.index_select(0, ridx), y[ridx])
+            with rows_of(victim, keys[ridx.cpu()]):
+                success[ridx] = misclassified(victim, z_adv.index_select(0, ridx), y[ridx])
         meta = self.base_meta(victim)
         meta.update(used)
         meta.update(implementation="pyautoattack " + _version(), n_classes=k,
@@ -310,6 +333,58 @@ def _offer(victim, best: BestPoints, idx: torch.Tensor, y: torch.Tensor, candida
         pick_f, pick_s = pick_f | f, torch.where(better, sc, pick_s)
     if pick_z is not None:
         best.update(idx, pick_z, pick_f, pick_s)
+
+
+def apgd_start(x: torch.Tensor, draws: SampleDraws, norm: str, eps: float) -> torch.Tensor:
+    """APGD's random start, drawn per sample: x + eps * t / ||t|| with t uniform in [-1, 1]
+    (L-inf, normalized by its largest entry) or standard normal (L2, by its L2 norm). The
+    official code draws t for the whole batch; handing it this point as ``x_init`` makes the
+    start depend on the sample alone. x [n, C, H, W]; APGD clamps the point into [0, 1]."""
+    if norm == "Linf":
+        t = 2 * draws.draw(x.shape, "uniform") - 1
+        scale = t.flatten(1).abs().amax(1).clamp_min(1e-12)
+    else:
+        t = draws.draw(x.shape, "normal")
+        scale = t.flatten(1).norm(dim=1).clamp_min(1e-12)
+    t = t / scale.view(-1, *[1] * (t.dim() - 1))
+    return x + eps * t.to(device=x.device, dtype=x.dtype)
+
+
+class _KeyedTorch:
+    """``torch`` as FAB's module sees it inside :func:`_fab_draws`: ``rand`` and ``randn`` of
+    a batch-first shape come from the rows' own draws, everything else is torch."""
+
+    def __init__(self, draws: SampleDraws) -> None:
+        self._draws = draws
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(torch, name)
+
+    def _draw(self, kind: str, fallback: Any, shape: tuple, kw: dict) -> torch.Tensor:
+        size = tuple(shape[0]) if len(shape) == 1 and not isinstance(shape[0], int) else tuple(shape)
+        if size and size[0] == len(self._draws) and not kw:
+            return self._draws.draw(size, kind)
+        return fallback(*shape, **kw)
+
+    def rand(self, *shape: Any, **kw: Any) -> torch.Tensor:
+        return self._draw("uniform", torch.rand, shape, kw)
+
+    def randn(self, *shape: Any, **kw: Any) -> torch.Tensor:
+        return self._draw("normal", torch.randn, shape, kw)
+
+
+@contextmanager
+def _fab_draws(draws: SampleDraws) -> Iterator[None]:
+    """FAB's random start (``torch.rand``/``torch.randn`` in pyautoattack's ``fab_base``, for
+    the whole batch) drawn per sample for a ``with`` block."""
+    import pyautoattack.fab_base as fab_base
+
+    saved = fab_base.torch
+    fab_base.torch = _KeyedTorch(draws)
+    try:
+        yield
+    finally:
+        fab_base.torch = saved
 
 
 @lru_cache(maxsize=None)
@@ -383,9 +458,9 @@ class APGDCE(AutoAttackBase):
                          loss=self.loss, eot_iter=eot, rho=c.rho, verbose=False, device=device)
         return atk, {"eot_iter": eot, "loss": self.loss}
 
-    def single_run(self, atk, victim, x, y, target, restart):
+    def single_run(self, atk, victim, x, y, target, restart, draws):
         # its last iterate that one pass misclassified, and its highest-loss iterate
-        x_best, _, _, x_best_adv = atk.attack_single_run(x, y)
+        x_best, _, _, x_best_adv = atk.attack_single_run(x, y, x_init=apgd_start(x, draws, atk.norm, atk.eps))
         return [x_best_adv, x_best]
 
 
@@ -421,11 +496,11 @@ class APGDT(AutoAttackBase):
     def stages(self, used):
         return [t for t in range(2, used["n_target_classes"] + 2) for _ in range(self.config.n_restarts)]
 
-    def single_run(self, atk, victim, x, y, target, restart):
+    def single_run(self, atk, victim, x, y, target, restart, draws):
         # the official code ranks the targets by one forward pass; the voted logits (the same
         # for a deterministic victim) do not let one noisy pass pick them
         atk.y_target = victim.logits(x).sort(dim=1)[1][:, -target]
-        x_best, _, _, x_best_adv = atk.attack_single_run(x, y)
+        x_best, _, _, x_best_adv = atk.attack_single_run(x, y, x_init=apgd_start(x, draws, atk.norm, atk.eps))
         return [x_best_adv, x_best]
 
 
@@ -453,17 +528,24 @@ class FABT(AutoAttackBase):
     def prepare(self, atk, x):
         pass  # FAB's inner loop sets itself up
 
-    def single_run(self, atk, victim, x, y, target, restart):
+    def single_run(self, atk, victim, x, y, target, restart, draws):
         atk.target_class = target
-        with torch.no_grad():  # as the official perturb; FAB enables grad where it needs it
+        # as the official perturb (FAB enables grad where it needs it); its random start
+        # (restarts after the first) drawn per sample
+        with torch.no_grad(), _fab_draws(draws):
             adv = atk.attack_single_run(x, y, use_rand_start=restart > 0, is_targeted=True)
         # FAB hands back the clean point where it found nothing: that is no candidate
         return [adv], (adv != x).flatten(1).any(1)
 
 
-class Square(AutoAttackBase):
-    name = "square"
-    description = "Square attack (AutoAttack, official code): score-based black-box random search"
+class SquareAA(AutoAttackBase):
+    """AutoAttack's own Square code, for cross-checking snnrobust's ``square`` (which draws its
+    windows per sample). The official code draws one window position per iteration for the
+    whole batch, so its outcomes depend on the batch (not keyed)."""
+
+    name = "square-aa"
+    description = ("Square attack (AutoAttack, official code): score-based random search; one window per "
+                   "iteration for the whole batch (batch-dependent), for cross-checks")
     Config = SquareConfig
     kind = "score"
     steps_option = "n_queries"
@@ -487,6 +569,6 @@ class Square(AutoAttackBase):
                            loss=c.loss, resc_schedule=c.resc_schedule, device=device)
         return atk, {"module_eot": self.module_eot(victim)}
 
-    def single_run(self, atk, victim, x, y, target, restart):
+    def single_run(self, atk, victim, x, y, target, restart, draws):
         _, adv = atk.attack_single_run(x, y)
         return [adv]

@@ -31,13 +31,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field, fields
 from typing import Any, ClassVar, Optional, Sequence, Union
 
 import torch
 
 from ..errors import ConfigError
-from ..keyed_random import SampleDraws
+from ..keyed_random import SampleDraws, mix
 
 NORMS = ("linf", "l2")
 
@@ -211,29 +212,31 @@ class Attack:
         begin_run(victim)
         check_norm(self, victim.threat.norm)
         z0, y = on_device(victim, z0, y)
-        bdim = batch_dim(victim)
-        best = BestPoints(z0, misclassified(victim, z0, y), bdim, self.trace_length())
+        keys = sample_keys(keys, y.shape[0])
         seed = getattr(self.config, "seed", None)
-        keys = torch.arange(y.shape[0]) if keys is None else torch.as_tensor(keys).reshape(-1).cpu()
-        if keys.numel() != y.shape[0]:
-            raise ValueError(f"{keys.numel()} sample keys for a batch of {y.shape[0]}")
-        s = Search(victim, bdim, float(victim.threat.eps), victim.threat.norm, None)
-        all_idx = torch.arange(y.shape[0], device=best.success.device)
-        for r in range(self.n_searches()):
-            idx = all_idx if r == 0 else (~best.success).nonzero().squeeze(1)
-            if idx.numel() == 0:
-                break
-            if seed is not None:  # this search's draws: keyed by sample and search number
-                s.gen = SampleDraws(seed, keys[idx.cpu()], stream=r)
-            s.runs += 1
-            zs, ys = index_batch(z0, idx, bdim), y[idx]
-            found = self._search(s, zs, ys, self._start(s, zs), r)
-            best.update(idx, found.z, misclassified(victim, found.z, ys), found.loss, found.trace)
-            if found.stop:
-                break
-        meta = self.base_meta(victim)
-        meta.update(self._meta(s))
-        return finish(victim, best, y, meta)
+        with keyed_passes(victim, self.name, seed, keys) as draws:
+            bdim = batch_dim(victim)
+            best = BestPoints(z0, misclassified(victim, z0, y), bdim, self.trace_length())
+            s = Search(victim, bdim, float(victim.threat.eps), victim.threat.norm, None)
+            all_idx = torch.arange(y.shape[0], device=best.success.device)
+            for r in range(self.n_searches()):
+                idx = all_idx if r == 0 else (~best.success).nonzero().squeeze(1)
+                if idx.numel() == 0:
+                    break
+                if seed is not None:  # this search's draws: keyed by sample and search number
+                    s.gen = SampleDraws(seed, keys[idx.cpu()], stream=r)
+                s.runs += 1
+                zs, ys = index_batch(z0, idx, bdim), y[idx]
+                with rows_of(victim, keys[idx.cpu()]):
+                    found = self._search(s, zs, ys, self._start(s, zs), r)
+                    best.update(idx, found.z, misclassified(victim, found.z, ys), found.loss, found.trace)
+                if found.stop:
+                    break
+            meta = self.base_meta(victim)
+            meta.update(self._meta(s))
+            result = finish(victim, best, y, meta)
+            note_unkeyed(meta, draws)
+            return result
 
     def n_searches(self) -> int:
         """How many searches :meth:`run` makes at most: the declared restarts option, else 1."""
@@ -425,6 +428,37 @@ def random_delta(z0: torch.Tensor, norm: str, radius: float, gen: Draws,
 
 def index_batch(t: torch.Tensor, idx: torch.Tensor, bdim: int) -> torch.Tensor:
     return t.index_select(bdim, idx)
+
+
+def sample_keys(keys: Optional[torch.Tensor], B: int) -> torch.Tensor:
+    """Each sample's key [B] on the CPU (default: its position in the batch)."""
+    keys = torch.arange(B) if keys is None else torch.as_tensor(keys).reshape(-1).cpu()
+    if keys.numel() != B:
+        raise ValueError(f"{keys.numel()} sample keys for a batch of {B}")
+    return keys
+
+
+def keyed_passes(victim, attack: str, seed: Optional[int], keys: torch.Tensor):
+    """Context for one attack run: the victim's random forward passes (Poisson draws, hence EOT
+    and vote passes) keyed per sample by (attack, ``seed``, key, the sample's pass number), see
+    :meth:`~snnrobust.evaluation.victim.Victim.keyed`; a no-op for victims without it."""
+    keyed = getattr(victim, "keyed", None)
+    if not callable(keyed):
+        return nullcontext()
+    return keyed(mix(attack, 0 if seed is None else seed, "passes"), keys)
+
+
+def note_unkeyed(meta: dict, draws) -> None:
+    """Record in ``meta`` how many random passes of the run could not be keyed per sample
+    (their batch did not match the declared rows): 0 when every draw was keyed."""
+    if draws is not None:
+        meta["unkeyed_passes"] = int(draws.unkeyed)
+
+
+def rows_of(victim, keys: torch.Tensor):
+    """Context: the tensors handed to ``victim`` inside it are the samples ``keys``."""
+    rows = getattr(victim, "rows", None)
+    return rows(keys) if callable(rows) else nullcontext()
 
 
 def begin_run(victim) -> None:

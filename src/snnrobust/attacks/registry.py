@@ -1,7 +1,9 @@
 """Every attack by name: ``get_attack(name, **options)``, ``list_attacks()``, ``ATTACKS``.
 
     fgsm, rfgsm, pgd, mifgsm, sapgd         our implementations (gradients via victim.grad)
-    apgd-ce, apgd-dlr, apgd-t, fab-t, square  the official AutoAttack code (PyPI pyautoattack)
+    square                                  our Square attack (score-based; windows drawn per sample)
+    apgd-ce, apgd-dlr, apgd-t, fab-t        the official AutoAttack code (PyPI pyautoattack)
+    square-aa                               AutoAttack's official Square, for cross-checks
     noise                                   random-noise baseline at the same eps (L0: k random flips)
     eventflip, retime                       attacks on binary event frames: insert/delete k events (L0),
                                             move every event by <= k frames (retiming)
@@ -18,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from ..errors import ConfigError
-from .autoattack import APGDCE, APGDDLR, APGDT, FABT, Square
+from .autoattack import APGDCE, APGDDLR, APGDT, FABT, SquareAA
 from .base import Attack
 from .eventflip import EventFlip, EventRetime
 from .fgsm import FGSM, RFGSM
@@ -26,10 +28,11 @@ from .mifgsm import MIFGSM
 from .noise import Noise
 from .pgd import PGD
 from .sapgd import SAPGD
+from .square import Square
 from .transfer import Transfer
 
 ATTACKS: dict[str, type[Attack]] = {
-    cls.name: cls for cls in (FGSM, RFGSM, PGD, MIFGSM, SAPGD, APGDCE, APGDDLR, APGDT, FABT, Square, Noise,
+    cls.name: cls for cls in (FGSM, RFGSM, PGD, MIFGSM, SAPGD, APGDCE, APGDDLR, APGDT, FABT, Square, SquareAA, Noise,
                 Transfer, EventFlip, EventRetime)
 }
 

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from .base import (Attack, AttackResult, BestPoints, batch_dim, begin_run, index_batch, on_device, finish,
-                   misclassified)
+from .base import (Attack, AttackResult, BestPoints, batch_dim, begin_run, finish, index_batch, keyed_passes,
+                   misclassified, note_unkeyed, on_device, sample_keys)
 
 
 def describe_module(m: nn.Module) -> dict:
@@ -135,7 +135,7 @@ class Transfer(Attack):
         """(points [like z0], fooled the source bool [B], samples reused): the inner attack on
         source victim ``sv`` (its draws keyed by ``keys``, see :meth:`Attack.run`), run only on
         the samples :class:`CraftedPoints` has no point for."""
-        keys = torch.arange(y.shape[0]) if keys is None else torch.as_tensor(keys).reshape(-1).cpu()
+        keys = sample_keys(keys, y.shape[0])
         if not self.config.reuse:
             res = self.inner.run(sv, z0, y, keys=keys)
             return res.z_adv, res.success.cpu(), 0
@@ -165,25 +165,29 @@ class Transfer(Attack):
         begin_run(victim)
         bdim = batch_dim(victim)
         z0, y = on_device(victim, z0, y)
-        best = BestPoints(z0, misclassified(victim, z0, y), bdim, None)
-        idx = torch.arange(y.shape[0], device=best.success.device)
-        per_source = []
-        for i, source in enumerate(self.config.sources):
-            sv = self.source_victim(victim, source, z0.device)
-            z_adv, fooled_source, reused = self.craft(sv, z0, y, bdim, keys)
-            fooled = misclassified(victim, z_adv, y)
-            # "first fooling candidate, else the last": a later candidate only replaces a
-            # non-fooling one, by ranking candidates by their order
-            order = torch.full((y.shape[0],), float(i), device=best.loss.device)
-            best.update(idx, z_adv, fooled, order)
-            per_source.append({"source": i, **describe_module(source),
-                               "estimator": sv.estimator.to_dict(), "eot": sv.eot, "vote": sv.vote,
-                               "fooled_source": int(fooled_source.sum().item()),
-                               "fooled_target": int(fooled.sum().item()),
-                               "reused_samples": reused, "inner": self.inner.to_dict()})
-        meta = self.base_meta(victim)
-        meta.update(per_source=per_source, n_sources=len(self.config.sources))
-        return finish(victim, best, y, meta)
+        keys = sample_keys(keys, y.shape[0])
+        with keyed_passes(victim, self.name, getattr(self.config, "seed", None), keys) as draws:
+            best = BestPoints(z0, misclassified(victim, z0, y), bdim, None)
+            idx = torch.arange(y.shape[0], device=best.success.device)
+            per_source = []
+            for i, source in enumerate(self.config.sources):
+                sv = self.source_victim(victim, source, z0.device)
+                z_adv, fooled_source, reused = self.craft(sv, z0, y, bdim, keys)
+                fooled = misclassified(victim, z_adv, y)
+                # "first fooling candidate, else the last": a later candidate only replaces a
+                # non-fooling one, by ranking candidates by their order
+                order = torch.full((y.shape[0],), float(i), device=best.loss.device)
+                best.update(idx, z_adv, fooled, order)
+                per_source.append({"source": i, **describe_module(source),
+                                   "estimator": sv.estimator.to_dict(), "eot": sv.eot, "vote": sv.vote,
+                                   "fooled_source": int(fooled_source.sum().item()),
+                                   "fooled_target": int(fooled.sum().item()),
+                                   "reused_samples": reused, "inner": self.inner.to_dict()})
+            meta = self.base_meta(victim)
+            meta.update(per_source=per_source, n_sources=len(self.config.sources))
+            result = finish(victim, best, y, meta)
+            note_unkeyed(meta, draws)
+            return result
 
 
 class CraftedPoints:

@@ -7,10 +7,11 @@ every process count cuts the same batches; each batch seeds the global RNG and t
 encoders from (evaluation seed, attack id, eps, its first sample) and hands the attack each
 sample's global index as its key. A batch's outcome is therefore the same whichever process
 attacks it, in whatever order: a sharded evaluation gives exactly the one-process outcomes, and a
-resumed one reuses finished batches at any number of processes. snnrobust's own attacks draw per
-sample (:class:`~snnrobust.keyed_random.SampleDraws`), so on a deterministic model their
-outcomes do not depend on the batch size either; AutoAttack's official code and stochastic
-encoders draw per batch, so theirs do.
+resumed one reuses finished batches at any number of processes. Every attack's random choices are
+also keyed per sample (:class:`~snnrobust.keyed_random.SampleDraws` for starts and windows,
+:class:`~snnrobust.keyed_random.PassDraws` for a Poisson encoder's passes), so outcomes do not
+depend on the batch size either (except ``square-aa`` and PGD's ``abort_grad_norm``); the batch
+seed only reaches draws nothing keys.
 """
 
 from __future__ import annotations

@@ -500,7 +500,8 @@ class _DiagRunner:
             b = self.sub[lo:lo + s.batch_size]
             zb = _take(s.z0, b, s.bdim).to(victim.device)
             victim.estimator.reset()
-            _, g = victim.grad(zb, s.y[b].to(victim.device), loss=loss)
+            with victim.keyed(seed_for(s.seed, "gradients", estimator), b):
+                _, g = victim.grad(zb, s.y[b].to(victim.device), loss=loss)
             out.append(g.detach().movedim(s.bdim, 0).cpu())
         return torch.cat(out, 0)
 
@@ -526,11 +527,15 @@ def clean_pass(model: nn.Module, x: torch.Tensor, y: torch.Tensor, plan: Evaluat
     base = Victim(model, plan.threat, vote=plan.vote, device=plan.device)
     bdim = base.batch_dim
     zs, preds, k_classes = [], [], None
+    draw_seed = seed_for(plan.seed, "clean")
     for lo in range(0, x.shape[0], plan.batch_size):
-        zb = base.start(x[lo:lo + plan.batch_size])
-        if k_classes is None:
+        xb = x[lo:lo + plan.batch_size]
+        # a sample's encoding (perturb=spikes) and vote draw from its own key, whatever the batch
+        with base.keyed(draw_seed, torch.arange(lo, lo + xb.shape[0])):
+            zb = base.start(xb)
+            preds.append(base.predict(zb).cpu())
+        if k_classes is None:  # only the logits' shape is used
             k_classes = int(base.logits(zb.narrow(bdim, 0, 1)).shape[-1])
-        preds.append(base.predict(zb).cpu())
         zs.append(zb.detach().cpu())
     z0 = torch.cat(zs, bdim)
     correct = torch.cat(preds) == y

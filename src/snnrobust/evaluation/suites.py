@@ -18,7 +18,8 @@ Suites (``SUITES``; ``snnrobust attack --suite NAME``):
   FGSM and PGD crafted on each source (an independently trained model) and scored on the
   target (kind "transfer"). Without sources the result says it is white-box only.
 - ``standard``: AutoAttack standard (APGD-CE, APGD-T, FAB-T, Square, each on the samples
-  still robust), or its "rand" version (APGD-CE, APGD-DLR with EOT) for stochastic models.
+  still robust; Square is snnrobust's, which draws its windows per sample, ``square-aa`` the
+  official one), or its "rand" version (APGD-CE, APGD-DLR with EOT) for stochastic models.
 - ``reliable``: per-sample worst case over gradient estimators x surrogate widths x
   {APGD-CE, APGD-T, SA-PGD, FAB-T}, then Square and transfer (when sources are given); samples
   already broken are not attacked again (unless the budget turns the cascade off); masking

@@ -32,7 +32,7 @@ Shapes: pixels ``z`` [B, C, H, W] in [0, 1] (batch dim 0); spikes ``z`` [T, B, C
 
 from __future__ import annotations
 
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from itertools import chain
 from typing import Any, Callable, Iterator, Optional, Union
 
@@ -42,7 +42,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ConfigError
-from ..spiking.functional import reset_states, use_estimator
+from ..spiking.functional import keyed_draws, reset_states, use_estimator
 from ..estimators import GradientEstimator, get_estimator
 from ..attacks.losses import get_loss, is_targeted
 from .threat import ThreatModel
@@ -211,6 +211,34 @@ class Victim:
     def project(self, z: torch.Tensor, z0: torch.Tensor) -> torch.Tensor:
         """Into the threat model's eps ball around ``z0``, then into :attr:`bounds`."""
         return self.threat.project(z, z0, self.bounds)
+
+    # -- keyed draws ---------------------------------------------------------------------
+    @contextmanager
+    def keyed(self, seed: int, keys: Any) -> Iterator[Any]:
+        """Per-sample keyed random passes for a ``with`` block (one attack run): the stochastic
+        encoder's draws for sample ``k`` on its n-th pass come from (``seed``, k, n), whatever
+        its batch-mates (:class:`~snnrobust.keyed_random.PassDraws`). ``keys`` [B]: the global
+        sample indices of the batch's rows; narrow them with :meth:`rows` before passing a
+        subset. Yields the PassDraws, or None for a model without such draws (a no-op)."""
+        with keyed_draws(self.model, seed) as draws:
+            if draws is None:
+                yield None
+                return
+            with draws.rows(keys):
+                yield draws
+
+    def rows(self, keys: Any):
+        """Context: the tensors passed to this victim within it have rows ``keys`` (global
+        sample indices). A no-op outside :meth:`keyed`."""
+        draws = self._pass_draws()
+        return draws.rows(keys) if draws is not None else nullcontext()
+
+    def _pass_draws(self) -> Any:
+        draws = getattr(self.encoder, "pass_draws", None)
+        if draws is None:  # an encoder elsewhere in the model
+            draws = next((m.pass_draws for m in self.model.modules()
+                          if getattr(m, "pass_draws", None) is not None), None)
+        return draws
 
     # -- modes ---------------------------------------------------------------------------
     def _forward(self, z: torch.Tensor) -> torch.Tensor:

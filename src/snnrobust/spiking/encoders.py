@@ -108,6 +108,8 @@ class PoissonEncoder(Encoder):
         self.signed, self.mean, self.std = bool(signed), float(mean), float(std)
         self.generator: Optional[torch.Generator] = None
         self._seed = seed
+        #: per-sample keyed draws while an attack declares its rows (:func:`keyed_draws`)
+        self.pass_draws = None
 
     def manual_seed(self, seed: int) -> None:
         self._seed = int(seed)
@@ -121,8 +123,17 @@ class PoissonEncoder(Encoder):
             self.generator.manual_seed(self._seed)
         return self.generator
 
+    def _uniform(self, x: torch.Tensor) -> torch.Tensor:
+        """[T, B, ...] uniforms: keyed per sample when ``pass_draws`` knows the rows, else from
+        the encoder's generator (or the global RNG)."""
+        if self.pass_draws is not None and x.dim() >= 1:
+            u = self.pass_draws.uniform(x.shape[0], (self.T, *x.shape[1:]))
+            if u is not None:
+                return u.to(device=x.device, dtype=x.dtype).transpose(0, 1)
+        return torch.rand((self.T, *x.shape), generator=self._gen(x.device), device=x.device, dtype=x.dtype)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        u = torch.rand((self.T, *x.shape), generator=self._gen(x.device), device=x.device, dtype=x.dtype)
+        u = self._uniform(x)
         if self.signed:
             xh = ((x - self.mean) / self.std).clamp(-1, 1)
             code = torch.sign(xh) * (u <= xh.abs()).to(x.dtype)

@@ -104,6 +104,30 @@ def seeded_encoders(model: nn.Module, seed: int) -> Iterator[nn.Module]:
 
 
 @contextmanager
+def keyed_draws(model: nn.Module, seed: int) -> Iterator[Optional[Any]]:
+    """Key the stochastic encoders' draws per sample for a ``with`` block: yields the
+    :class:`~snnrobust.keyed_random.PassDraws` they share (declare a batch's samples with its
+    ``rows(keys)``), or None when ``model`` has no encoder that supports it. The previous
+    state comes back on exit, so scopes nest."""
+    from ..keyed_random import PassDraws
+    from .encoders import Encoder
+
+    encs = [m for m in model.modules() if isinstance(m, Encoder) and hasattr(m, "pass_draws")]
+    if not encs:
+        yield None
+        return
+    draws = PassDraws(seed)
+    saved = [e.pass_draws for e in encs]
+    try:
+        for e in encs:
+            e.pass_draws = draws
+        yield draws
+    finally:
+        for e, d in zip(encs, saved):
+            e.pass_draws = d
+
+
+@contextmanager
 def fused_bptt(model: nn.Module, on: bool = True) -> Iterator[nn.Module]:
     """Back-propagate through every spiking neuron of ``model`` with the fused function
     (:mod:`snnrobust.spiking.fused`: the same gradients, less memory, slower on CPU) instead of
