@@ -6,6 +6,8 @@ One network, three neuron implementations:
   hard reset to 0, detached reset; BPTT through the reference time loop, autograd step by step);
 - ``snnrobust-fused``: the same with memory-lean BPTT through the fused neuron function
   (``snnrobust.spiking.functional.fused_bptt``);
+- ``snnrobust-lean``: fused neurons and every residual block recomputed in backward
+  (``snnrobust.models.recompute.recompute_blocks``): the least memory snnrobust trains in;
 - ``spikingjelly``: the same model with every snnrobust neuron replaced by SpikingJelly 2.0's
   multi-step ``IFNode`` with the same settings (its torch path, the one that runs on CPU;
   reset before every forward, as snnrobust resets its own);
@@ -34,7 +36,7 @@ import subprocess
 import sys
 import time
 
-IMPLS = ("snnrobust", "snnrobust-fused", "spikingjelly", "relu-limit")
+IMPLS = ("snnrobust", "snnrobust-fused", "snnrobust-lean", "spikingjelly", "relu-limit")
 # (label, width, T, batch)
 CONFIGS = [
     ("sew_resnet18 w16 T4 b64", 16, 4, 64),
@@ -57,7 +59,7 @@ def build(impl: str, width: int, T: int, device: str):
     if impl == "relu-limit":
         return create_model("sew_resnet18", spiking=False, **opts).to(device)
     model = create_model("sew_resnet18", **opts)
-    if impl == "snnrobust-fused":
+    if impl in ("snnrobust-fused", "snnrobust-lean"):
         for m in model.modules():
             if isinstance(m, SpikingNeuron):
                 m.fused = True
@@ -89,10 +91,17 @@ def build(impl: str, width: int, T: int, device: str):
 
 
 def measure(impl: str, width: int, T: int, batch: int, device: str, iters: int) -> dict:
+    from snnrobust.models.recompute import recompute_blocks
+
+    model = build(impl, width, T, device)
+    with recompute_blocks(model, impl == "snnrobust-lean"):
+        return _measure(model, batch, device, iters)
+
+
+def _measure(model, batch: int, device: str, iters: int) -> dict:
     import torch
     from steps import timed_steps  # benchmarks/steps.py, beside this script
 
-    model = build(impl, width, T, device)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(batch, 3, 32, 32, generator=gen).to(device)
     y = torch.randint(0, 10, (batch,), generator=gen).to(device)
@@ -128,6 +137,9 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=2, help="timed steps per measurement (after one warm-up)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", help="substring of a configuration label")
+    ap.add_argument("--impls", default=",".join(IMPLS),
+                    help="comma-separated implementations to run (spikingjelly and relu-limit are always run: "
+                         "the ratios need them)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -149,10 +161,11 @@ def main() -> None:
     for label, *_ in CONFIGS:
         if args.only and args.only not in label:
             continue
-        runs: dict[str, list[dict]] = {i: [] for i in IMPLS}
+        impls = tuple(i for i in IMPLS if i in args.impls.split(",") or i in ("spikingjelly", "relu-limit"))
+        runs: dict[str, list[dict]] = {i: [] for i in impls}
         for r in range(args.rounds):
-            k = r % len(IMPLS)
-            order = IMPLS[k:] + IMPLS[:k]  # rotate who goes first
+            k = r % len(impls)
+            order = impls[k:] + impls[:k]  # rotate who goes first
             for impl in order:
                 p = subprocess.run([sys.executable, __file__, "--child", f"{impl}|{label}", "--device", args.device,
                                     "--iters", str(args.iters)], capture_output=True, text=True)
@@ -160,9 +173,9 @@ def main() -> None:
                     tail = p.stderr.strip().splitlines()[-1] if p.stderr.strip() else p.returncode
                     raise SystemExit(f"{label} / {impl} failed: {tail}")
                 runs[impl].append(json.loads(p.stdout.strip().splitlines()[-1]))
-        med = {i: {k: statistics.median(m[k] for m in runs[i]) for k in ("train", "grad", "peak_mib")} for i in IMPLS}
+        med = {i: {k: statistics.median(m[k] for m in runs[i]) for k in ("train", "grad", "peak_mib")} for i in impls}
         lim, sj = med["relu-limit"], med["spikingjelly"]
-        for impl in IMPLS:
+        for impl in impls:
             m = med[impl]
             print(f"{label:<26} {impl:<14} {m['train']:>11.1f} {m['grad']:>10.1f} {m['peak_mib']:>9.0f} "
                   f"{m['train'] / lim['train']:>11.2f} {m['grad'] / lim['grad']:>10.2f} "

@@ -49,21 +49,56 @@ def test_resume_equals_uninterrupted(tmp_path):
     assert [m["test_accuracy"] for m in full.metrics] == [m["test_accuracy"] for m in resumed.metrics]
 
 
-def test_fused_bptt_training_takes_the_reference_steps(tmp_path):
-    """``fused_bptt: true`` (memory-lean BPTT) trains to the reference loop's weights, up to
-    float rounding, and says which loop it ran in the stored config."""
+@pytest.mark.parametrize("lean", [{"fused_bptt": True}, {"recompute_blocks": True},
+                                  {"fused_bptt": True, "recompute_blocks": True}], ids=["fused", "recompute", "both"])
+def test_memory_lean_training_takes_the_reference_steps(tmp_path, lean):
+    """``fused_bptt`` (the neuron's time loop as one function) and ``recompute_blocks`` (each
+    block's activations recomputed in backward) train to the reference weights, up to float
+    rounding, with the same BatchNorm statistics (the recomputation does not count a batch twice),
+    and the stored config says which was used."""
     ref = train(cfg(tmp_path, epochs=1, out=str(tmp_path / "ref")), progress=False)
-    fused = train(cfg(tmp_path, epochs=1, out=str(tmp_path / "fused"), fused_bptt=True), progress=False)
+    lean_run = train(cfg(tmp_path, epochs=1, out=str(tmp_path / "lean"), **lean), progress=False)
     for k, v in ref.model.state_dict().items():
         if v.is_floating_point():
-            torch.testing.assert_close(fused.model.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(lean_run.model.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+        else:
+            assert torch.equal(lean_run.model.state_dict()[k], v), k      # BatchNorm's batch counts
     init = train(cfg(tmp_path, epochs=1, out=str(tmp_path / "zero"), lr=1e-9), progress=False)
     moved = any(not torch.allclose(v, init.model.state_dict()[k]) for k, v in ref.model.state_dict().items()
                 if v.is_floating_point())
     assert moved  # the comparison is of weights that trained
-    assert read_checkpoint(fused.checkpoint)["train_config"]["fused_bptt"] is True
-    with pytest.raises(ConfigError, match="fused_bptt"):
-        cfg(tmp_path, fused_bptt="yes")
+    stored = read_checkpoint(lean_run.checkpoint)["train_config"]
+    assert all(stored[k] is True for k in lean)
+    for key in lean:
+        with pytest.raises(ConfigError, match=key):
+            cfg(tmp_path, **{key: "yes"})
+
+
+def test_recomputed_blocks_keep_less_and_restore_the_model():
+    from conftest import make_tiny_sew
+    from snnrobust.models.recompute import recompute_blocks, recompute_units
+
+    model = make_tiny_sew(1, T=4).train()
+    units = recompute_units(model)
+    assert len(units) == 2
+    x = torch.rand(8, 1, 12, 12)
+
+    def saved_bytes(on: bool) -> int:
+        total = 0
+
+        def pack(t):
+            nonlocal total
+            total += t.numel() * t.element_size()
+            return t
+
+        with recompute_blocks(model, on), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = model(x)
+        out.sum().backward()
+        return total
+
+    plain, lean = saved_bytes(False), saved_bytes(True)
+    assert lean < 0.7 * plain, (lean, plain)
+    assert all("forward" not in u.__dict__ for u in units)       # the blocks are themselves again
 
 
 def test_existing_run_is_not_overwritten(tmp_path):

@@ -18,7 +18,11 @@ Conventions (all attacks):
 - Randomness (random starts, noise draws) comes from CPU generators keyed by the attack's
   ``seed`` option, each sample's key (its index in the evaluation set) and the search number
   (:class:`~snnrobust.keyed_random.SampleDraws`), so a run is reproducible, identical on CPU
-  and GPU, independent of batch composition, and the global torch RNG is left alone.
+  and GPU, independent of batch composition, and the global torch RNG is left alone. A
+  stochastic victim's passes (Poisson spikes, so EOT and votes) are keyed per sample as well:
+  :meth:`Attack.run` opens :func:`keyed_passes` and declares the rows of every batch it hands
+  the victim (:func:`rows_of`); an attack that queries a subset of its search's samples declares
+  that subset's keys (Square does).
 
 Each attack class declares what the evaluation needs to know about it, so nothing is guessed
 from its name: ``kind`` (one of :data:`ATTACK_KINDS`), and the options that set its budget,

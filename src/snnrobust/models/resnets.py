@@ -54,6 +54,8 @@ class SEWBlock(nn.Module):
     """SEW basic block: out = g(SN(BN(conv(SN(BN(conv(x)))))), shortcut(x)); the
     downsample shortcut is conv1x1-BN-SN so that g always joins spikes."""
 
+    recompute_unit = True  # models/recompute.py: recomputed in backward when asked
+
     def __init__(self, cfg: ModelConfig, cin: int, cout: int, stride: int, connect: str) -> None:
         super().__init__()
         self.conv1, self.bn1, self.sn1 = seq_conv(cin, cout, 3, stride), seq_bn(cout), cfg.activation()
@@ -72,6 +74,8 @@ class SEWBlock(nn.Module):
 
 class SpikingBlock(nn.Module):
     """Spiking-ResNet basic block: out = SN(BN(conv(SN(BN(conv(x))))) + shortcut(x))."""
+
+    recompute_unit = True  # models/recompute.py: recomputed in backward when asked
 
     def __init__(self, cfg: ModelConfig, cin: int, cout: int, stride: int) -> None:
         super().__init__()

@@ -15,6 +15,8 @@ from .resnets import Head
 
 
 class WideBlock(nn.Module):
+    recompute_unit = True  # models/recompute.py: recomputed in backward when asked
+
     def __init__(self, cfg: ModelConfig, cin: int, cout: int, stride: int) -> None:
         super().__init__()
         self.bn1, self.sn1, self.conv1 = seq_bn(cin), cfg.activation(), seq_conv(cin, cout, 3, stride)

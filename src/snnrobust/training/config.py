@@ -47,6 +47,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm)
     fused_bptt: bool = False  # memory-lean BPTT (spiking/fused.py): 12-16 % less memory, 12-14 % slower on CPU
+    recompute_blocks: bool = False  # memory-lean BPTT (models/recompute.py): blocks recomputed in backward
     out: str = "runs/train"
 
     def __post_init__(self) -> None:
@@ -103,7 +104,7 @@ class TrainConfig:
               f"config 'device' must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         check(isinstance(self.download, bool), f"config 'download' must be true or false, got {self.download!r}")
         check(isinstance(self.amp, bool), f"config 'amp' must be true or false, got {self.amp!r}")
-        for key in ("sync_bn", "fused_bptt"):
+        for key in ("sync_bn", "fused_bptt", "recompute_blocks"):
             check(isinstance(getattr(self, key), bool), f"config '{key}' must be true or false, got "
                                                          f"{getattr(self, key)!r}")
         check(self.augment in ("auto", "none", "hflip"),

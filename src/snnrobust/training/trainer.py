@@ -37,6 +37,7 @@ from ..defenses.cost import cost_clock, cost_line, plain_step_seconds
 from ..errors import CheckpointError, ConfigError
 from ..io import check_output_folder, file_sha256
 from ..models import SpikingClassifier, create_model
+from ..models.recompute import recompute_blocks
 from ..spiking.functional import fused_bptt
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -165,8 +166,8 @@ def _same_run(a: dict, b: dict) -> list[str]:
         d.setdefault("amsgrad", False)
         d.setdefault("defense", None)  # added with training-time defenses
         d.setdefault("sync_bn", False)  # added with distributed training
-    # fused_bptt changes how gradients are computed (to float rounding), not the run
-    keys = sorted((set(a) | set(b)) - {"out", "device", "download", "data_root", "fused_bptt"})
+    # fused_bptt and recompute_blocks change how gradients are computed (to float rounding), not the run
+    keys = sorted((set(a) | set(b)) - {"out", "device", "download", "data_root", "fused_bptt", "recompute_blocks"})
     return [k for k in keys if a.get(k) != b.get(k)]
 
 
@@ -287,7 +288,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                 t_probe = clock()
                 plain_step = plain_step_seconds(model, lambda m: make_optimizer(cfg, m), x, y, clock=clock)
                 probe_seconds = clock() - t_probe
-            with fused_bptt(model, cfg.fused_bptt):
+            with fused_bptt(model, cfg.fused_bptt), recompute_blocks(model, cfg.recompute_blocks):
                 loss, logits = train_step(net, opt, scaler, x, y, use_amp, where=f"in epoch {epoch + 1}",
                                           defense=defense, loss_scale=world * y.numel() / n_global)
             seen += y.numel()
