@@ -6,6 +6,8 @@ One network, three neuron implementations:
   hard reset to 0, detached reset; BPTT through the reference time loop, autograd step by step);
 - ``snnrobust-fused``: the same with memory-lean BPTT through the fused neuron function
   (``snnrobust.spiking.functional.fused_bptt``);
+- ``snnrobust-kernel``: fused neurons through the compiled CPU kernel
+  (``snnrobust.spiking.cpu_kernel.enable()``; built before the timed steps);
 - ``snnrobust-lean``: fused neurons and every residual block recomputed in backward
   (``snnrobust.models.recompute.recompute_blocks``): the least memory snnrobust trains in;
 - ``spikingjelly``: the same model with every snnrobust neuron replaced by SpikingJelly 2.0's
@@ -36,7 +38,7 @@ import subprocess
 import sys
 import time
 
-IMPLS = ("snnrobust", "snnrobust-fused", "snnrobust-lean", "spikingjelly", "relu-limit")
+IMPLS = ("snnrobust", "snnrobust-fused", "snnrobust-kernel", "snnrobust-lean", "spikingjelly", "relu-limit")
 # (label, width, T, batch)
 CONFIGS = [
     ("sew_resnet18 w16 T4 b64", 16, 4, 64),
@@ -59,7 +61,11 @@ def build(impl: str, width: int, T: int, device: str):
     if impl == "relu-limit":
         return create_model("sew_resnet18", spiking=False, **opts).to(device)
     model = create_model("sew_resnet18", **opts)
-    if impl in ("snnrobust-fused", "snnrobust-lean"):
+    if impl == "snnrobust-kernel":
+        from snnrobust.spiking import cpu_kernel
+
+        cpu_kernel.enable()
+    if impl in ("snnrobust-fused", "snnrobust-kernel", "snnrobust-lean"):
         for m in model.modules():
             if isinstance(m, SpikingNeuron):
                 m.fused = True

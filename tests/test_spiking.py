@@ -295,15 +295,28 @@ def test_no_grad_loop_equals_the_autograd_loop_bit_for_bit(neuron):
     neuron.reset_state()
 
 
+@pytest.fixture(params=[False, True], ids=["torch", "cpu-kernel"])
+def kernel(request):
+    """The fused function in torch, or through the compiled CPU kernel (built once, then cached)."""
+    from snnrobust.spiking import cpu_kernel
+
+    cpu_kernel.enable(request.param)
+    yield request.param
+    cpu_kernel.enable(False)
+
+
 @pytest.mark.parametrize("leak,reset,v_reset", [(1.0, "hard", 0.0), (1.0, "hard", -0.3), (1.0, "soft", 0.0),
                                                 (0.8, "hard", 0.2), (0.9, "soft", 0.0)])
 @pytest.mark.parametrize("detach_reset", [False, True])
 @pytest.mark.parametrize("kind", sorted(SURROGATES))
-def test_fused_bptt_equals_the_reference_loop(leak, reset, v_reset, detach_reset, kind):
-    """The fused autograd function (one node for all T steps) gives the reference loop's spikes
-    exactly and its input gradient to float tolerance, for IF and LIF, hard and soft reset,
-    detached or not, every surrogate (at a non-default width and a scale)."""
+def test_fused_bptt_equals_the_reference_loop(leak, reset, v_reset, detach_reset, kind, kernel):
+    """The fused autograd function (one node for all T steps), in torch or in the compiled CPU
+    kernel, gives the reference loop's spikes and final membrane exactly and its input gradient
+    to float tolerance, for IF and LIF, hard and soft reset, detached or not, every surrogate (at
+    a non-default width and a scale)."""
+    from snnrobust.spiking import cpu_kernel
     from snnrobust.spiking.neurons import SpikingNeuron
+    from snnrobust.spiking.surrogates import surrogate_kind
 
     sg = Surrogate(kind, SURROGATES[kind].default * 1.5, 0.7)
     n = SpikingNeuron(threshold=0.8, leak=leak, reset=reset, v_reset=v_reset, detach_reset=detach_reset,
@@ -323,6 +336,7 @@ def test_fused_bptt_equals_the_reference_loop(leak, reset, v_reset, detach_reset
     assert torch.equal(got[True][0], got[False][0]) and torch.equal(got[True][2], got[False][2])
     assert got[False][1].abs().max() > 0
     torch.testing.assert_close(got[True][1], got[False][1], rtol=1e-5, atol=1e-6)
+    assert cpu_kernel.usable(x, surrogate_kind(kind).grad) == kernel   # the kernel path was the one taken
 
 
 @pytest.mark.parametrize("estimator", [None, "hart:1.0", "pdsg", "assg:0.4", "bptt:triangle:0.5"])

@@ -50,12 +50,13 @@ def test_resume_equals_uninterrupted(tmp_path):
 
 
 @pytest.mark.parametrize("lean", [{"fused_bptt": True}, {"recompute_blocks": True},
-                                  {"fused_bptt": True, "recompute_blocks": True}], ids=["fused", "recompute", "both"])
+                                  {"fused_bptt": True, "recompute_blocks": True}, {"neuron_kernel": True}],
+                         ids=["fused", "recompute", "both", "kernel"])
 def test_memory_lean_training_takes_the_reference_steps(tmp_path, lean):
-    """``fused_bptt`` (the neuron's time loop as one function) and ``recompute_blocks`` (each
-    block's activations recomputed in backward) train to the reference weights, up to float
-    rounding, with the same BatchNorm statistics (the recomputation does not count a batch twice),
-    and the stored config says which was used."""
+    """``fused_bptt`` (the neuron's time loop as one function), ``recompute_blocks`` (each
+    block's activations recomputed in backward) and ``neuron_kernel`` (the fused loop compiled)
+    train to the reference weights, up to float rounding, with the same BatchNorm statistics (the
+    recomputation does not count a batch twice), and the stored config says which was used."""
     ref = train(cfg(tmp_path, epochs=1, out=str(tmp_path / "ref")), progress=False)
     lean_run = train(cfg(tmp_path, epochs=1, out=str(tmp_path / "lean"), **lean), progress=False)
     for k, v in ref.model.state_dict().items():

@@ -17,8 +17,9 @@ u >= threshold), and back-propagates through time by hand:
     dL/dx_t = dL/du_t,   dL/dv_{t-1} = lam dL/du_t
 
 Forward values are the reference loop's bit for bit; gradients equal it to float rounding (the
-products are summed in another order). It is not twice differentiable (nothing in snnrobust
-needs that; a second backward raises).
+products are summed in another order). On float32 CPU tensors both directions can run in a
+compiled kernel instead (:mod:`snnrobust.spiking.cpu_kernel`, opt-in), under the same contract.
+It is not twice differentiable (nothing in snnrobust needs that; a second backward raises).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from typing import Callable
 
 import torch
 from torch.autograd.function import once_differentiable
+
+from . import cpu_kernel
 
 GradFn = Callable[[torch.Tensor, float], torch.Tensor]
 
@@ -62,8 +65,12 @@ class FusedNeuron(torch.autograd.Function):
     def forward(ctx, x_seq: torch.Tensor, threshold: float, leak: float, rest: float, v_reset: float,
                 soft: bool, detach_reset: bool, grad_fn: GradFn, param: float, scale: float
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        spikes, u, v = run_in_place(x_seq, torch.full_like(x_seq[0], rest), threshold, leak, rest, v_reset, soft,
-                                    keep_trace=True)
+        ctx.kernel = cpu_kernel.usable(x_seq, grad_fn)
+        if ctx.kernel:  # the compiled loop (opt-in, cpu_kernel.enable())
+            spikes, u, v = cpu_kernel.forward(x_seq, threshold, leak, rest, v_reset, soft)
+        else:
+            spikes, u, v = run_in_place(x_seq, torch.full_like(x_seq[0], rest), threshold, leak, rest, v_reset,
+                                        soft, keep_trace=True)
         ctx.save_for_backward(u)
         ctx.settings = (threshold, leak, v_reset, soft, detach_reset, grad_fn, param, scale)
         return spikes, v
@@ -73,6 +80,10 @@ class FusedNeuron(torch.autograd.Function):
     def backward(ctx, g_spikes: torch.Tensor, g_v: torch.Tensor):  # type: ignore[override]
         (u,) = ctx.saved_tensors
         threshold, leak, v_reset, soft, detach_reset, grad_fn, param, scale = ctx.settings
+        if ctx.kernel:
+            gx = cpu_kernel.backward(g_spikes, g_v, u, threshold, leak, v_reset, soft, detach_reset, grad_fn,
+                                     param, scale)
+            return gx, None, None, None, None, None, None, None, None, None
         gx = torch.empty_like(u)
         gv = g_v
         # step by step, not all T at once: one step's tensors stay in cache (measured faster on CPU)

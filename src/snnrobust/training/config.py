@@ -48,6 +48,7 @@ class TrainConfig:
     sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch (SyncBatchNorm)
     fused_bptt: bool = False  # memory-lean BPTT (spiking/fused.py): 12-16 % less memory, 12-14 % slower on CPU
     recompute_blocks: bool = False  # memory-lean BPTT (models/recompute.py): blocks recomputed in backward
+    neuron_kernel: bool = False  # fused neurons through the compiled CPU kernel (spiking/cpu_kernel.py; built once)
     out: str = "runs/train"
 
     def __post_init__(self) -> None:
@@ -104,7 +105,7 @@ class TrainConfig:
               f"config 'device' must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         check(isinstance(self.download, bool), f"config 'download' must be true or false, got {self.download!r}")
         check(isinstance(self.amp, bool), f"config 'amp' must be true or false, got {self.amp!r}")
-        for key in ("sync_bn", "fused_bptt", "recompute_blocks"):
+        for key in ("sync_bn", "fused_bptt", "recompute_blocks", "neuron_kernel"):
             check(isinstance(getattr(self, key), bool), f"config '{key}' must be true or false, got "
                                                          f"{getattr(self, key)!r}")
         check(self.augment in ("auto", "none", "hflip"),

@@ -38,6 +38,7 @@ from ..errors import CheckpointError, ConfigError
 from ..io import check_output_folder, file_sha256
 from ..models import SpikingClassifier, create_model
 from ..models.recompute import recompute_blocks
+from ..spiking.cpu_kernel import kernel_used
 from ..spiking.functional import fused_bptt
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -166,8 +167,10 @@ def _same_run(a: dict, b: dict) -> list[str]:
         d.setdefault("amsgrad", False)
         d.setdefault("defense", None)  # added with training-time defenses
         d.setdefault("sync_bn", False)  # added with distributed training
-    # fused_bptt and recompute_blocks change how gradients are computed (to float rounding), not the run
-    keys = sorted((set(a) | set(b)) - {"out", "device", "download", "data_root", "fused_bptt", "recompute_blocks"})
+    # fused_bptt, recompute_blocks and neuron_kernel change how gradients are computed (to float rounding),
+    # not the run
+    keys = sorted((set(a) | set(b)) - {"out", "device", "download", "data_root", "fused_bptt", "recompute_blocks",
+                                        "neuron_kernel"})
     return [k for k in keys if a.get(k) != b.get(k)]
 
 
@@ -288,7 +291,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                 t_probe = clock()
                 plain_step = plain_step_seconds(model, lambda m: make_optimizer(cfg, m), x, y, clock=clock)
                 probe_seconds = clock() - t_probe
-            with fused_bptt(model, cfg.fused_bptt), recompute_blocks(model, cfg.recompute_blocks):
+            lean = cfg.fused_bptt or cfg.neuron_kernel  # the kernel runs the fused function
+            with fused_bptt(model, lean), recompute_blocks(model, cfg.recompute_blocks), kernel_used(cfg.neuron_kernel):
                 loss, logits = train_step(net, opt, scaler, x, y, use_amp, where=f"in epoch {epoch + 1}",
                                           defense=defense, loss_scale=world * y.numel() / n_global)
             seen += y.numel()

@@ -1,0 +1,189 @@
+"""A compiled CPU kernel for the fused neuron (:mod:`snnrobust.spiking.fused`): the IF/LIF time
+loop and its backward through time, each one pass over memory per step with the surrogate
+derivative computed inside, parallel over neurons. Opt-in: :func:`enable` builds it with the
+system's C++ compiler (``torch.utils.cpp_extension``, about a minute the first time, then cached
+by torch) and routes :class:`~snnrobust.spiking.fused.FusedNeuron` on float32 CPU tensors
+through it; without it everything runs in torch as before.
+
+Same contract as the torch path: forward values (spikes, membrane) are bit for bit the reference
+loop's (the kernel repeats its operations in its order: leak, add the input, fire on
+``u - th >= 0``, reset), gradients equal it to float rounding. Compiled without fast-math, so the
+floating-point operations are IEEE's. Every surrogate kind of :mod:`~snnrobust.spiking.surrogates`
+is computed in the kernel from its formula there.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Any, Iterator, Optional
+
+import torch
+
+from ..errors import ConfigError
+
+#: surrogate kinds the kernel computes, by their code in the C++ source
+KIND_CODES = {"atan": 0, "sigmoid": 1, "fast-sigmoid": 2, "triangle": 3, "rectangle": 4, "gaussian": 5,
+              "exponential": 6, "straight-through": 7}
+
+_SOURCE = r"""
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <cmath>
+#include <vector>
+
+static inline float surrogate(int kind, float x, float p) {
+  switch (kind) {
+    case 0: { float k = (float)M_PI * p * x / 2.f; return (p / 2.f) / (1.f + k * k); }
+    case 1: { float s = 1.f / (1.f + std::exp(-p * x)); return p * s * (1.f - s); }
+    case 2: { float d = 1.f + p * std::fabs(x); return 1.f / (d * d); }
+    case 3: { float r = 1.f - std::fabs(x) / p; return (r > 0.f ? r : 0.f) / p; }
+    case 4: return (std::fabs(x) < p / 2.f ? 1.f : 0.f) / p;
+    case 5: return std::exp(-(x * x) / (2.f * p * p)) / ((float)std::sqrt(2.0 * M_PI) * p);
+    case 6: return (p / 2.f) * std::exp(-p * std::fabs(x));
+    default: return 1.f;
+  }
+}
+
+// x [T, N] -> (spikes [T, N], pre-spike membrane u [T, N], final v [N]); v starts at `rest`
+std::vector<torch::Tensor> forward(torch::Tensor x, double th, double leak, double rest, double v_reset,
+                                   bool soft) {
+  const int64_t T = x.size(0), N = x.numel() / T;
+  auto s = torch::empty_like(x), u = torch::empty_like(x);
+  auto v = torch::full({N}, rest, x.options());
+  const float* xp = x.data_ptr<float>();
+  float *sp = s.data_ptr<float>(), *up = u.data_ptr<float>(), *vp = v.data_ptr<float>();
+  const float fth = th, fl = leak, fr = rest, fre = v_reset;
+  const bool leaky = leak != 1.0, has_rest = rest != 0.0;
+  at::parallel_for(0, N, 4096, [&](int64_t b, int64_t e) {
+    for (int64_t t = 0; t < T; t++) {
+      const float* xt = xp + t * N;
+      float *ut = up + t * N, *st = sp + t * N;
+      for (int64_t i = b; i < e; i++) {
+        float w = vp[i];
+        if (leaky) w = has_rest ? (w - fr) * fl + fr : w * fl;
+        w = w + xt[i];
+        ut[i] = w;
+        float f = (w - fth) >= 0.f ? 1.f : 0.f;
+        st[i] = f;
+        vp[i] = soft ? w - fth * f : (f > 0.f ? fre : w);
+      }
+    }
+  });
+  return {s, u, v};
+}
+
+// dL/dx [T, N] from dL/ds [T, N] (or none), dL/dv_T [N] (or none) and u [T, N]
+torch::Tensor backward(c10::optional<torch::Tensor> gs, c10::optional<torch::Tensor> gv_last, torch::Tensor u,
+                       double th, double leak, double v_reset, bool soft, bool detach, int64_t kind,
+                       double param, double scale) {
+  const int64_t T = u.size(0), N = u.numel() / T;
+  auto gx = torch::empty_like(u);
+  const float* gsp = gs.has_value() ? gs->data_ptr<float>() : nullptr;
+  const float* gvp = gv_last.has_value() ? gv_last->data_ptr<float>() : nullptr;
+  const float* up = u.data_ptr<float>();
+  float* gxp = gx.data_ptr<float>();
+  const float fth = th, fl = leak, fre = v_reset, fp = param, fsc = scale;
+  const int k = (int)kind;
+  at::parallel_for(0, N, 4096, [&](int64_t b, int64_t e) {
+    std::vector<float> gv(e - b, 0.f);
+    if (gvp) for (int64_t i = b; i < e; i++) gv[i - b] = gvp[i];
+    for (int64_t t = T - 1; t >= 0; t--) {
+      const float* ut = up + t * N;
+      float* gxt = gxp + t * N;
+      for (int64_t i = b; i < e; i++) {
+        float w = ut[i];
+        float sg = surrogate(k, w - fth, fp) * fsc;
+        float g = gsp ? gsp[t * N + i] * sg : 0.f;
+        float d = gv[i - b];
+        if (soft) g += detach ? d : d * (1.f - fth * sg);
+        else {
+          g += (w >= fth) ? 0.f : d;
+          if (!detach) g += (fre - w) * sg * d;
+        }
+        gxt[i] = g;
+        gv[i - b] = fl * g;
+      }
+    }
+  });
+  return gx;
+}
+"""
+
+_ENABLED = False
+
+
+@lru_cache(maxsize=1)
+def _module() -> Any:
+    from torch.utils.cpp_extension import load_inline
+
+    try:
+        return load_inline("snnrobust_neuron_cpu", cpp_sources=_SOURCE, functions=["forward", "backward"],
+                           extra_cflags=["-O3"], verbose=False)
+    except Exception as e:  # no compiler, no ninja, a failed build: say so in one line
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"the CPU neuron kernel could not be built ({first[:160]}); it needs a C++ compiler "
+                          "and ninja (pip install ninja); run without it") from None
+
+
+def enable(on: bool = True) -> None:
+    """Build the kernel (once per machine and torch version; about a minute) and use it for fused
+    neurons on float32 CPU tensors; ``on=False`` goes back to the torch path."""
+    global _ENABLED
+    if on:
+        _module()
+    _ENABLED = bool(on)
+
+
+def enabled() -> bool:
+    return _ENABLED
+
+
+@contextmanager
+def kernel_used(on: bool = True) -> Iterator[None]:
+    """:func:`enable` for a ``with`` block (``on=False``: a no-op); the previous setting comes back."""
+    if not on:
+        yield
+        return
+    before = _ENABLED
+    enable(True)
+    try:
+        yield
+    finally:
+        enable(before)
+
+
+def kind_code(grad_fn: Any) -> Optional[int]:
+    """The kernel's code for the surrogate whose derivative is ``grad_fn`` (None: not one it has)."""
+    from .surrogates import SURROGATES
+
+    for name, entry in SURROGATES.items():
+        if entry.grad is grad_fn:
+            return KIND_CODES.get(name)
+    return None
+
+
+def usable(x: torch.Tensor, grad_fn: Any) -> bool:
+    """Whether the kernel takes this call: enabled, float32 on the CPU, a surrogate it knows."""
+    return _ENABLED and x.device.type == "cpu" and x.dtype == torch.float32 and kind_code(grad_fn) is not None
+
+
+def forward(x_seq: torch.Tensor, threshold: float, leak: float, rest: float, v_reset: float,
+            soft: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(spikes, pre-spike membrane, final v) of x_seq [T, B, ...], the neuron starting at rest."""
+    x = x_seq.detach().contiguous()
+    s, u, v = _module().forward(x.reshape(x.shape[0], -1), threshold, leak, rest, v_reset, soft)
+    return s.view_as(x), u.view_as(x), v.view(x.shape[1:])
+
+
+def backward(g_spikes: Optional[torch.Tensor], g_v: Optional[torch.Tensor], u: torch.Tensor, threshold: float,
+             leak: float, v_reset: float, soft: bool, detach_reset: bool, grad_fn: Any, param: float,
+             scale: float) -> torch.Tensor:
+    """dL/dx [T, B, ...] (see :mod:`snnrobust.spiking.fused` for the recurrence)."""
+    T = u.shape[0]
+    gs = None if g_spikes is None else g_spikes.contiguous().reshape(T, -1)
+    gv = None if g_v is None else g_v.contiguous().reshape(-1)
+    code = kind_code(grad_fn)
+    gx = _module().backward(gs, gv, u.reshape(T, -1), threshold, leak, v_reset, soft, detach_reset, code,
+                            float(param), float(scale))
+    return gx.view_as(u)
