@@ -66,9 +66,10 @@ import torch
 from ..errors import ConfigError
 from ..keyed_random import SampleDraws
 from .base import (
-    Attack, AttackResult, BestPoints, begin_run, check_choice, check_float, check_int, keyed_passes, misclassified,
-    note_unkeyed, on_device, rows_of, sample_keys, vote_score,
+    Attack, AttackResult, BestPoints, begin_run, check_float, check_int, keyed_passes, misclassified,
+    note_unkeyed, on_device, per_sample, rows_of, sample_keys, sample_norm, vote_score,
 )
+from .square import SquareConfig  # square-aa takes our Square's options, with the same meaning
 
 _NORMS = {"linf": "Linf", "l2": "L2"}
 
@@ -120,25 +121,6 @@ class FABTConfig:
         check_float(attack, "alpha_max", self.alpha_max, low=0.0, high=1.0)
         check_float(attack, "eta", self.eta, low=0.0)
         check_float(attack, "beta", self.beta, low=0.0, high=1.0)
-        check_int(attack, "seed", self.seed, 0)
-
-
-@dataclass
-class SquareConfig:
-    n_queries: int = 5000
-    n_restarts: int = 1
-    p_init: float = 0.8
-    loss: str = "margin"              # "margin" | "ce"
-    resc_schedule: bool = True        # rescale the square-size schedule to n_queries
-    seed: int = 0
-
-    def validate(self, attack: str) -> None:
-        check_int(attack, "n_queries", self.n_queries, 1)
-        check_int(attack, "n_restarts", self.n_restarts, 1)
-        check_float(attack, "p_init", self.p_init, low=0.0, high=1.0)
-        check_choice(attack, "loss", self.loss, ("margin", "ce"))
-        if not isinstance(self.resc_schedule, bool):
-            raise ConfigError(f"attack {attack}: option 'resc_schedule' must be true or false")
         check_int(attack, "seed", self.seed, 0)
 
 
@@ -342,11 +324,9 @@ def apgd_start(x: torch.Tensor, draws: SampleDraws, norm: str, eps: float) -> to
     start depend on the sample alone. x [n, C, H, W]; APGD clamps the point into [0, 1]."""
     if norm == "Linf":
         t = 2 * draws.draw(x.shape, "uniform") - 1
-        scale = t.flatten(1).abs().amax(1).clamp_min(1e-12)
     else:
         t = draws.draw(x.shape, "normal")
-        scale = t.flatten(1).norm(dim=1).clamp_min(1e-12)
-    t = t / scale.view(-1, *[1] * (t.dim() - 1))
+    t = t / per_sample(sample_norm(t, "linf" if norm == "Linf" else "l2"), t).clamp_min(1e-12)
     return x + eps * t.to(device=x.device, dtype=x.dtype)
 
 

@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import ConfigError
-from .base import Attack, Candidates, Search, check_bool, check_choice, check_float, check_int, rows_of
+from .base import (Attack, Candidates, Search, check_bool, check_choice, check_float, check_int, per_sample, rows_of,
+                   sample_norm)
 
 #: fractions (of 10,000) of the budget after which p is halved once more
 _P_STEPS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
@@ -112,7 +113,7 @@ def _signs(u: torch.Tensor) -> torch.Tensor:
 
 def _l2(t: torch.Tensor) -> torch.Tensor:
     """Per-sample L2 norm [n, 1, 1, 1]."""
-    return t.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    return per_sample(sample_norm(t, "l2"), t)
 
 
 class Square(Attack):
@@ -155,7 +156,7 @@ class Square(Attack):
             draws = s.gen.subset(act.cpu(), stream=(restart, it))
             xa, xb = x.index_select(0, act), x_best.index_select(0, act)
             p = window_fraction(c.p_init, it, c.n_queries, c.resc_schedule)
-            side = max(int(round(math.sqrt(p * C * H * W / C))), 1)
+            side = max(int(round(math.sqrt(p * H * W))), 1)  # a window covers about p of the image
             if s.norm == "l2":
                 side = max(side, 3)
                 side += 1 - side % 2
