@@ -152,6 +152,32 @@ def test_crafting_uses_eot_for_poisson_input_and_the_estimator_chosen(tiny_sew):
     assert d2.victim(model).gradient_images == 2 * 3
 
 
+def test_several_estimators_are_taken_in_turn_and_the_turn_restarts_each_epoch(tiny_sew):
+    model = tiny_sew().train()
+    x, y = torch.rand(3, 1, 12, 12), torch.arange(3)
+    specs = ["bptt", "rga", "bptt:triangle:0.5"]
+    d = get_defense("pgd-at", eps=0.1, steps=2, estimator=specs)
+    assert d.estimators == specs
+    assert "bptt / rga / bptt:triangle:0.5 in turn" in d.describe()
+
+    def crafted_alone(spec, batch):  # batch number `batch` of an epoch crafted through `spec` only
+        alone = get_defense("pgd-at", eps=0.1, steps=2, estimator=spec)
+        alone.start_epoch(7)
+        for _ in range(batch):
+            alone.inputs(model, x, y)  # the same random-start draws as the batches before
+        return alone.inputs(model, x, y)
+
+    for _ in range(2):  # two epochs: the turn restarts at the first estimator
+        d.start_epoch(7)
+        turns = [d.inputs(model, x, y) for _ in range(4)]
+        for batch, got in enumerate(turns):
+            assert torch.equal(got, crafted_alone(specs[batch % 3], batch)), batch
+    # the estimators really differ here, so the equalities above say which one each batch used
+    assert not torch.equal(crafted_alone("bptt", 1), crafted_alone("rga", 1))
+    assert not torch.equal(crafted_alone("bptt", 2), crafted_alone("bptt:triangle:0.5", 2))
+    assert get_defense("pgd-at", estimator=["rga"]).settings["estimator"] == "rga"  # a list of one is that spec
+
+
 # ---------------------------------------------------------------------------------------- RAT
 def test_rat_regularizer_is_zero_for_orthogonal_weights_and_positive_otherwise():
     torch.manual_seed(0)
@@ -184,6 +210,8 @@ def test_rat_regularizer_is_zero_for_orthogonal_weights_and_positive_otherwise()
     ({"name": "pgd-at", "eps": 3}, "'eps' must be"),
     ({"name": "pgd-at", "steps": 0}, "'steps' must be"),
     ({"name": "fast-at", "estimator": "wobble"}, "estimator"),
+    ({"name": "pgd-at", "estimator": []}, "empty list"),
+    ({"name": "pgd-at", "estimator": ["bptt", "source-ann"]}, "source-ann"),
     ({"name": "rat", "beta": -1}, "'beta' must be"),
     (7, "must be a defense name"),
 ])

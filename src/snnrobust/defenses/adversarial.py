@@ -15,7 +15,10 @@ Per batch, with P the Victim's projection into the ball and the pixel range:
     z = P(x + U(ball))  (random_start)  or  x
     repeat steps times:  z = P(z + step_size * d(grad CE(z)))      d = sign (L-inf), g/||g||_2 (L2)
 
-and the step trains on z. steps 1 with a random start and step 1.25 eps is Wong et al. 2020's
+and the step trains on z. With several estimators (``estimator: [bptt, rga]``) the batches take
+them in turn, restarting at the first each epoch: a model that learns to mislead one estimator's
+gradient (a surrogate it can shape) still meets examples crafted through the others, which
+keeps the crafted batch adversarial (see BENCHMARKS.md, issue 11's PGD-AT models). steps 1 with a random start and step 1.25 eps is Wong et al. 2020's
 fast AT; without a random start and step eps it is FGSM training (SNN-RAT's released runs).
 The loop is the PGD attack's, written on the Victim's parts rather than through
 ``Attack.run``: that path also scores the clean batch, each restart and the result by a vote
@@ -38,7 +41,8 @@ class AdversarialTraining(Defense):
     """Base of pgd-at, fast-at and rat: :meth:`inputs` returns the crafted batch. Options
     (subclasses choose defaults): eps (pixels in [0, 1]), steps, step_size (None: the
     subclass's rule), random_start, norm (linf | l2), estimator (spec as in ``attack
-    --estimator``), eot (None: the Victim's default)."""
+    --estimator``, or a list of specs taken in turn, batch by batch), eot (None: the
+    Victim's default)."""
 
     def _validate(self, opts: dict[str, Any]) -> dict[str, Any]:
         n = self.name
@@ -71,23 +75,36 @@ class AdversarialTraining(Defense):
     def random_start(self) -> bool:
         return bool(self.settings.get("random_start", False))
 
-    def victim(self, model: nn.Module):
-        """The Victim crafting runs through (rebuilt only when the model object changes)."""
-        cached = getattr(self, "_victim", None)
-        if cached is not None and cached.model is model:
-            return cached
+    @property
+    def estimators(self) -> list[str]:
+        """The estimator specs crafting takes in turn (one for a single spec)."""
+        spec = self.settings["estimator"]
+        return list(spec) if isinstance(spec, list) else [spec]
+
+    def start_epoch(self, seed: int) -> None:
+        super().start_epoch(seed)
+        self._batches = 0  # the estimator turn restarts with the epoch: --resume stays exact
+
+    def victim(self, model: nn.Module, index: int = 0):
+        """The Victim crafting runs through with the ``index``-th estimator (rebuilt only when
+        the model object changes)."""
+        cached = getattr(self, "_victims", {})
+        if cached.get(index) is not None and cached[index].model is model:
+            return cached[index]
         from ..evaluation.threat import ThreatModel
         from ..evaluation.victim import Victim
 
         s = self.settings
-        v = Victim(model, threat=ThreatModel(norm=s["norm"], eps=s["eps"]), estimator=s["estimator"],
+        v = Victim(model, threat=ThreatModel(norm=s["norm"], eps=s["eps"]), estimator=self.estimators[index],
                    eot=s["eot"], vote=1)  # vote: training never scores the crafted points
-        self._victim = v
+        self._victims = {**cached, index: v}
         return v
 
     def inputs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return craft(self.victim(model), x, y, steps=self.steps, step_size=float(self.settings["step_size"]),
-                     random_start=self.random_start, gen=self.gen)
+        turn = getattr(self, "_batches", 0)
+        self._batches = turn + 1
+        return craft(self.victim(model, turn % len(self.estimators)), x, y, steps=self.steps,
+                     step_size=float(self.settings["step_size"]), random_start=self.random_start, gen=self.gen)
 
 
 def craft(victim, x: torch.Tensor, y: torch.Tensor, steps: int, step_size: float, random_start: bool,
@@ -103,12 +120,22 @@ def craft(victim, x: torch.Tensor, y: torch.Tensor, steps: int, step_size: float
     return z.detach()
 
 
-def _check_estimator(defense: str, spec: Any) -> str:
+def _check_estimator(defense: str, spec: Any) -> "str | list[str]":
     """A gradient estimator spec usable in training (``source-ann`` needs a converted
-    model's source ANN, which only the evaluation binds)."""
+    model's source ANN, which only the evaluation binds), or a list of them (a list of one is
+    that spec)."""
     from ..errors import ConfigError
     from ..estimators import get_estimator
 
+    if isinstance(spec, (list, tuple)):
+        if not spec:
+            raise ConfigError(f"config 'defense': {defense} option 'estimator' is an empty list; give one spec "
+                              "like bptt, or several like [bptt, rga]")
+        specs = [_check_estimator(defense, one) for one in spec]
+        if any(isinstance(one, list) for one in specs):
+            raise ConfigError(f"config 'defense': {defense} option 'estimator' takes a flat list of specs, "
+                              f"got {spec!r}")
+        return specs[0] if len(specs) == 1 else specs
     if not isinstance(spec, str):
         raise ConfigError(f"config 'defense': {defense} option 'estimator' must be a spec like bptt or "
                           f"bptt:triangle:0.5, got {spec!r}")

@@ -157,6 +157,8 @@ def _show(v: Any) -> str:
         from ..evaluation.threat import format_eps
 
         return format_eps(v) if 0 < v < 1 and abs(v * 255 - round(v * 255)) < 1e-9 else f"{v:g}"
+    if isinstance(v, list):  # several estimators, taken in turn
+        return " / ".join(_show(one) for one in v) + " in turn"
     return str(v)
 
 
