@@ -303,3 +303,35 @@ def test_evaluation_reports_overflowed_gradients():
                    threat=ThreatModel("linf", 0.1))
     assert any("overflowed" in n and "limit direction" in n for n in res.notes)
     assert "overflowed" in res.table()
+
+
+@pytest.mark.parametrize("spec", ["bptt", "bptt:triangle:2", "rga"])
+def test_the_cpu_kernel_gives_the_same_scores_and_gradients_and_is_the_path_taken(spec, tiny_sew, monkeypatch):
+    """With the compiled neuron kernel enabled, scoring passes are bit-identical and gradients
+    through the neurons' own dynamics equal the reference loop's to float rounding; the kernel
+    runs every scoring pass, and the backward of every neuron unless an estimator hooks the layer."""
+    from snnrobust.spiking import cpu_kernel
+
+    model = tiny_sew(threshold=0.3, encoder="direct")
+    x, y = images()
+    victim = Victim(model, ThreatModel(), estimator=spec)
+    ref_logits, (ref_loss, ref_grad) = victim.logits(x), victim.grad(x, y)
+    calls = {"forward": 0, "backward": 0}
+    for name in calls:
+        real = getattr(cpu_kernel, name)
+
+        def counted(*a, _real=real, _name=name, **k):
+            calls[_name] += 1
+            return _real(*a, **k)
+        monkeypatch.setattr(cpu_kernel, name, counted)
+    n_neurons = len(spiking_neurons(model))
+    with cpu_kernel.kernel_used():
+        logits = victim.logits(x)
+        assert calls["forward"] == n_neurons and calls["backward"] == 0
+        loss, grad = victim.grad(x, y)
+    assert not cpu_kernel.enabled() and not any(n.fused for n in spiking_neurons(model))  # both restored
+    assert torch.equal(logits, ref_logits)
+    assert torch.allclose(loss, ref_loss, atol=1e-6)
+    assert ref_grad.abs().sum() > 0 and torch.allclose(grad, ref_grad, rtol=1e-4, atol=1e-6)
+    hooked = spec == "rga"  # a layer estimator runs its own loop (its forward calls the no-grad kernel)
+    assert calls["backward"] == (0 if hooked else n_neurons)

@@ -82,6 +82,9 @@ def register(sub) -> None:
     p.add_argument("--out", help="results JSON path (default: next to the checkpoint)")
     p.add_argument("--seed", type=int, default=0, help="seed of random starts and stochastic encoders")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--neuron-kernel", action="store_true",
+                   help="run snnrobust neurons through the compiled CPU kernel (built once, about a minute; needs a "
+                        "C++ compiler and ninja): the same forward values, gradients to float rounding, faster")
     from .foreign_model import add_options
 
     add_options(p)
@@ -209,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..evaluation.engine import run_evaluation
+    from ..spiking.cpu_kernel import kernel_used
     from ..evaluation.request import EvaluationRequest
     from ..evaluation.results import result_path, write_result
     from ..evaluation.threat import ThreatModel
@@ -282,7 +286,11 @@ def run(args: argparse.Namespace) -> int:
     name = plan.name + ("-replication" if plan.replication else "")
     out = Path(args.out) if args.out else result_path(ckpt_path, name, plan.budget.name)
     journal = BatchJournal(journal_path(out), config_hash(journal_key(args, model_info, n)))
-    result = run_evaluation(model, x, y, request, journal=journal)
+    with kernel_used(args.neuron_kernel):
+        result = run_evaluation(model, x, y, request, journal=journal)
+    if args.neuron_kernel:
+        result.notes.append("neurons ran through the compiled CPU kernel (--neuron-kernel): forward values as the "
+                            "reference loop's, gradients equal to float rounding")
     if n_note:
         result.notes.append(n_note)
     if journal.reused:

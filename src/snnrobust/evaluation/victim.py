@@ -20,6 +20,10 @@ make a robustness number trustworthy hold for every attack at once:
   Poisson, raw phase bits, direct and latency codes (0, 1); weighted phase bits (0, 0.5)
   (the largest weight 2^-1 — a loose envelope: step t can only reach 2^-(1+mod(t-1,K)));
   signed Poisson (-1, 1).
+- with the compiled CPU neuron kernel enabled (:func:`snnrobust.spiking.cpu_kernel.enable`,
+  ``attack --neuron-kernel``), gradients through the neurons' own dynamics run through it
+  (:class:`~snnrobust.spiking.fused.FusedNeuron`; the same forward values, gradients to float
+  rounding); estimators that hook a layer keep their own loop;
 - an input gradient that overflows (a very sharp surrogate such as ASSG's on a membrane at
   threshold, multiplied over many timesteps and layers) would make the attack's step NaN and
   the attack silently fail; instead each sample's non-finite gradient is replaced by its limit
@@ -42,7 +46,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ConfigError
-from ..spiking.functional import keyed_draws, reset_states, use_estimator
+from ..spiking import cpu_kernel
+from ..spiking.functional import fused_bptt, keyed_draws, reset_states, use_estimator
 from ..estimators import GradientEstimator, get_estimator
 from ..attacks.losses import get_loss, is_targeted
 from .threat import ThreatModel
@@ -278,6 +283,8 @@ class Victim:
                             m.momentum = 0.0  # batch statistics in forward, running stats untouched
                             m.train()
                 stack.enter_context(self.estimator.applied(self.model))
+                if cpu_kernel.enabled():  # exact BPTT through the compiled kernel where no hook is set
+                    stack.enter_context(fused_bptt(self.model))
                 self._depth = 1
                 yield self
         finally:

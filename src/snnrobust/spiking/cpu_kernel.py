@@ -168,6 +168,11 @@ def usable(x: torch.Tensor, grad_fn: Any) -> bool:
     return _ENABLED and x.device.type == "cpu" and x.dtype == torch.float32 and kind_code(grad_fn) is not None
 
 
+def usable_forward(x: torch.Tensor) -> bool:
+    """Whether the kernel takes a forward-only call (no surrogate needed): enabled, float32 on the CPU."""
+    return _ENABLED and x.device.type == "cpu" and x.dtype == torch.float32
+
+
 def forward(x_seq: torch.Tensor, threshold: float, leak: float, rest: float, v_reset: float,
             soft: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(spikes, pre-spike membrane, final v) of x_seq [T, B, ...], the neuron starting at rest."""
