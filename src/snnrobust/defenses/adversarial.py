@@ -18,7 +18,9 @@ Per batch, with P the Victim's projection into the ball and the pixel range:
 and the step trains on z. With several estimators (``estimator: [bptt, rga]``) the batches take
 them in turn, restarting at the first each epoch: a model that learns to mislead one estimator's
 gradient (a surrogate it can shape) still meets examples crafted through the others, which
-keeps the crafted batch adversarial (see BENCHMARKS.md, issue 11's PGD-AT models). steps 1 with a random start and step 1.25 eps is Wong et al. 2020's
+keeps the crafted batch adversarial (BENCHMARKS.md, PGD-AT models).
+
+steps 1 with a random start and step 1.25 eps is Wong et al. 2020's
 fast AT; without a random start and step eps it is FGSM training (SNN-RAT's released runs).
 The loop is the PGD attack's, written on the Victim's parts rather than through
 ``Attack.run``: that path also scores the clean batch, each restart and the result by a vote

@@ -172,7 +172,8 @@ class SpikingNeuron(nn.Module):
         """The loop of :meth:`run` without autograd (scoring passes, query attacks), from the
         stored membrane: :func:`~snnrobust.spiking.fused.run_in_place`, the same values bit for
         bit with about half the operations per step, or the compiled CPU kernel's loop when it is
-        enabled (:mod:`~snnrobust.spiking.cpu_kernel`; also bit for bit). Returns (spikes, membrane or None, final v)."""
+        enabled (:mod:`~snnrobust.spiking.cpu_kernel`; also bit for bit).
+        Returns (spikes, membrane or None, final v)."""
         if self.v is None and cpu_kernel.usable_forward(x_seq):  # the compiled loop, the same values
             spikes, u, v = cpu_kernel.forward(x_seq, self.threshold, self.leak, self.v_rest, self.v_reset,
                                               self.reset_mode == "soft")
