@@ -518,3 +518,29 @@ def test_evaluate_is_run_evaluation_of_its_request():
     a = ev.evaluate(model, x, y, **kw).to_dict()
     b = ev.run_evaluation(model, x, y, EvaluationRequest(**kw)).to_dict()
     assert untimed(a) == untimed(b) and a["diagnostics"] and len(a["eps_curve"]) == 2
+
+
+def test_cli_time_segments_and_the_neuron_kernel_leave_the_outcome_and_say_so(tmp_path, capsys):
+    """`attack --time-segment` and `--neuron-kernel` change how gradients are computed, not what
+    the attack finds (the same samples broken here), and the result notes say which was used."""
+    from conftest import save_tiny_checkpoint
+
+    from snnrobust.cli.main import main
+
+    ckpt = save_tiny_checkpoint(tmp_path / "t.pt", encoder="direct", T=6, threshold=0.3)
+    outcomes = {}
+    for name, extra in (("plain", []), ("segments", ["--time-segment", "4"]), ("kernel", ["--neuron-kernel"])):
+        out = tmp_path / f"{name}.json"
+        rc = main(["attack", str(ckpt), "--attack", "pgd", "--steps", "5", "--n", "64", "--no-progress", "--eps",
+                   "0.27", "--out", str(out)] + extra)
+        assert rc == 0, capsys.readouterr().out
+        d = json.loads(out.read_text())
+        outcomes[name] = (d["worst_case"]["per_sample"], " ".join(d["notes"]))
+    assert outcomes["segments"][0] == outcomes["plain"][0] == outcomes["kernel"][0]
+    per = outcomes["plain"][0]
+    assert None in per and any(v not in (None, "clean") for v in per)  # some broken, some not: a real comparison
+    assert "segments of 4 timesteps" in outcomes["segments"][1]
+    assert "compiled CPU kernel" in outcomes["kernel"][1] and "kernel" not in outcomes["plain"][1]
+    assert main(["attack", str(ckpt), "--attack", "pgd", "--time-segment", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "--time-segment must be a positive integer" in err and len(err.strip().splitlines()) == 1

@@ -85,6 +85,10 @@ def register(sub) -> None:
     p.add_argument("--neuron-kernel", action="store_true",
                    help="run snnrobust neurons through the compiled CPU kernel (built once, about a minute; needs a "
                         "C++ compiler and ninja): the same forward values, gradients to float rounding, faster")
+    p.add_argument("--time-segment", type=int, metavar="STEPS",
+                   help="back-propagate in checkpointed segments of STEPS timesteps: memory grows like T / STEPS + "
+                        "STEPS instead of T (long-T models), at about one more forward per gradient; the same "
+                        "gradients (estimators that average over all T steps run unsegmented)")
     from .foreign_model import add_options
 
     add_options(p)
@@ -133,7 +137,7 @@ def _validate_names(args: argparse.Namespace) -> None:
     if args.attack is not None and args.attack not in ATTACKS:
         get_attack(args.attack)
     get_budget(args.budget)
-    for flag in ("n", "eot", "vote", "steps", "restarts", "batch_size"):
+    for flag in ("n", "eot", "vote", "steps", "restarts", "batch_size", "time_segment"):
         v = getattr(args, flag)
         if v is not None and v < 1:
             raise ConfigError(f"--{flag.replace('_', '-')} must be a positive integer, got {v}")
@@ -212,6 +216,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..evaluation.engine import run_evaluation
+    from ..models.time_segments import time_segments
     from ..spiking.cpu_kernel import kernel_used
     from ..evaluation.request import EvaluationRequest
     from ..evaluation.results import result_path, write_result
@@ -286,8 +291,11 @@ def run(args: argparse.Namespace) -> int:
     name = plan.name + ("-replication" if plan.replication else "")
     out = Path(args.out) if args.out else result_path(ckpt_path, name, plan.budget.name)
     journal = BatchJournal(journal_path(out), config_hash(journal_key(args, model_info, n)))
-    with kernel_used(args.neuron_kernel):
+    with kernel_used(args.neuron_kernel), time_segments(model, args.time_segment):
         result = run_evaluation(model, x, y, request, journal=journal)
+    if args.time_segment:
+        result.notes.append(f"gradients back-propagated in checkpointed segments of {args.time_segment} timesteps "
+                            "(--time-segment): the same gradients to float rounding")
     if args.neuron_kernel:
         result.notes.append("neurons ran through the compiled CPU kernel (--neuron-kernel): forward values as the "
                             "reference loop's, gradients equal to float rounding")

@@ -153,6 +153,12 @@ class LayerEstimator(GradientEstimator):
     """An estimator that replaces each spiking layer's forward (``neuron.estimator``) by a
     call of this object: ``(neuron, x_seq [T, B, ...]) -> spikes`` with exact values."""
 
+    #: whether the backward of step t needs only steps up to t and the membrane carried from
+    #: before (so the layer can run in segments of time, :mod:`snnrobust.models.time_segments`);
+    #: False for the estimators that average or normalize over all T steps (RGA, BPTR, HART, PDSG)
+    #: or keep per-step state across passes (ASSG)
+    time_local: bool = False
+
     @contextmanager
     def applied(self, model: nn.Module) -> Iterator[nn.Module]:
         require_neurons(model, self.spec())

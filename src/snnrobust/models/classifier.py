@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from ..spiking.encoders import Encoder, create_encoder
 from ..spiking.functional import reset_states
 from .config import ModelConfig
+from .time_segments import run_in_segments, segmentable
 
 
 class Normalize(nn.Module):
@@ -40,6 +41,9 @@ class SpikingClassifier(nn.Module):
         self.encoder: Encoder = create_encoder(config.encoder, config.T, **config.encoder_options)
         self.normalize = Normalize(config.normalize_mean, config.normalize_std, config.in_channels)
         self.backbone = backbone
+        #: backward in checkpointed segments of this many timesteps (None: all at once); set by
+        #: :func:`~snnrobust.models.time_segments.time_segments`
+        self.time_segment: "int | None" = None
 
     @property
     def spiking(self) -> bool:
@@ -72,7 +76,12 @@ class SpikingClassifier(nn.Module):
     def forward_encoded(self, s: torch.Tensor) -> torch.Tensor:
         """[T, B, C, H, W] -> logits [B, num_classes] (mean of per-step outputs)."""
         reset_states(self)
-        out = self.backbone(self.normalize(s))
+        s = self.normalize(s)
+        if (self.time_segment is not None and torch.is_grad_enabled() and self.time_segment < s.shape[0]
+                and segmentable(self.backbone)):
+            out = run_in_segments(self.backbone, s, self.time_segment)  # memory-lean BPTT over time
+        else:
+            out = self.backbone(s)
         return out.mean(0)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

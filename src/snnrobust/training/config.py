@@ -49,6 +49,8 @@ class TrainConfig:
     fused_bptt: bool = False  # memory-lean BPTT (spiking/fused.py): 12-16 % less memory, 12-14 % slower on CPU
     recompute_blocks: bool = False  # memory-lean BPTT (models/recompute.py): blocks recomputed in backward
     neuron_kernel: bool = False  # fused neurons through the compiled CPU kernel (spiking/cpu_kernel.py; built once)
+    time_segment: Optional[int] = None  # BPTT in checkpointed segments of this many steps (models/time_segments.py;
+    #                                     models without BatchNorm only)
     out: str = "runs/train"
 
     def __post_init__(self) -> None:
@@ -108,6 +110,8 @@ class TrainConfig:
         for key in ("sync_bn", "fused_bptt", "recompute_blocks", "neuron_kernel"):
             check(isinstance(getattr(self, key), bool), f"config '{key}' must be true or false, got "
                                                          f"{getattr(self, key)!r}")
+        check(self.time_segment is None or (is_int(self.time_segment) and self.time_segment >= 1),
+              f"config 'time_segment' must be a positive number of timesteps (or null), got {self.time_segment!r}")
         check(self.augment in ("auto", "none", "hflip"),
               f"config 'augment' must be auto, none or hflip, got {self.augment!r}")
         check(self.max_train_samples is None or (is_int(self.max_train_samples) and self.max_train_samples >= 1),

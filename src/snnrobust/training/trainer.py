@@ -28,6 +28,7 @@ from typing import Callable, Optional
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from .. import __version__, distributed
 from ..data import get_dataset
@@ -38,6 +39,7 @@ from ..errors import CheckpointError, ConfigError
 from ..io import check_output_folder, file_sha256
 from ..models import SpikingClassifier, create_model
 from ..models.recompute import recompute_blocks
+from ..models.time_segments import time_segments
 from ..spiking.cpu_kernel import kernel_used
 from ..spiking.functional import fused_bptt
 from .checkpoint import read_checkpoint, save_checkpoint
@@ -167,10 +169,11 @@ def _same_run(a: dict, b: dict) -> list[str]:
         d.setdefault("amsgrad", False)
         d.setdefault("defense", None)  # added with training-time defenses
         d.setdefault("sync_bn", False)  # added with distributed training
-    # fused_bptt, recompute_blocks and neuron_kernel change how gradients are computed (to float rounding),
+    # fused_bptt, recompute_blocks, neuron_kernel and time_segment change how gradients are computed (to float
+    # rounding),
     # not the run
     keys = sorted((set(a) | set(b)) - {"out", "device", "download", "data_root", "fused_bptt", "recompute_blocks",
-                                        "neuron_kernel"})
+                                        "neuron_kernel", "time_segment"})
     return [k for k in keys if a.get(k) != b.get(k)]
 
 
@@ -246,6 +249,9 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
             model.eval()
             return TrainResult(model, ckpt_path, metrics)
 
+    if cfg.time_segment is not None and any(isinstance(m, _BatchNorm) for m in model.modules()):
+        raise ConfigError("config 'time_segment' needs a model without BatchNorm (training-mode BatchNorm normalizes "
+                          "over all T steps at once); use recompute_blocks for this model")
     net = model  # what the training step calls: the model, or DistributedDataParallel around it
     if world > 1:
         if cfg.sync_bn:
@@ -292,7 +298,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                 plain_step = plain_step_seconds(model, lambda m: make_optimizer(cfg, m), x, y, clock=clock)
                 probe_seconds = clock() - t_probe
             lean = cfg.fused_bptt or cfg.neuron_kernel  # the kernel runs the fused function
-            with fused_bptt(model, lean), recompute_blocks(model, cfg.recompute_blocks), kernel_used(cfg.neuron_kernel):
+            with fused_bptt(model, lean), recompute_blocks(model, cfg.recompute_blocks), \
+                    kernel_used(cfg.neuron_kernel), time_segments(model, cfg.time_segment):
                 loss, logits = train_step(net, opt, scaler, x, y, use_amp, where=f"in epoch {epoch + 1}",
                                           defense=defense, loss_scale=world * y.numel() / n_global)
             seen += y.numel()
