@@ -139,6 +139,35 @@ def test_crafting_restores_train_mode_and_leaves_batchnorm_statistics_alone(tiny
     assert torch.equal(d.inputs(model, x, y), xa)
 
 
+def test_crafting_with_batch_statistics_attacks_the_train_mode_model_and_changes_nothing(tiny_sew):
+    """bn_mode train crafts against the function the training step then evaluates (BatchNorm
+    normalizing by the batch), not the eval-mode one; the model comes back exactly as it was."""
+    model = tiny_sew(threshold=0.3, encoder="direct").train()
+    before = copy.deepcopy(model.state_dict())
+    x, y = torch.rand(6, 1, 12, 12), torch.arange(6)
+    crafted = {}
+    for mode in ("eval", "train"):
+        d = get_defense("pgd-at", eps=0.1, steps=3, bn_mode=mode)
+        d.start_epoch(2)
+        crafted[mode] = d.inputs(model, x, y)
+        assert all(m.training for m in model.modules())
+        for k, v in model.state_dict().items():
+            assert torch.equal(v, before[k]), (mode, k)
+    assert not torch.equal(crafted["eval"], crafted["train"])
+
+    def train_mode_loss(z):
+        from snnrobust.defenses.base import frozen_bn_stats
+
+        with torch.no_grad(), frozen_bn_stats(model):
+            return float(nn.functional.cross_entropy(model(z), y))
+
+    # against the train-mode function the train-mode crafting is the stronger attack
+    assert train_mode_loss(crafted["train"]) > train_mode_loss(crafted["eval"])
+    assert "bn_mode train" in get_defense("pgd-at", bn_mode="train").describe()
+    with pytest.raises(ConfigError, match="bn_mode"):
+        get_defense("pgd-at", bn_mode="batch")
+
+
 def test_crafting_uses_eot_for_poisson_input_and_the_estimator_chosen(tiny_sew):
     model = tiny_sew(encoder="poisson").train()
     x, y = torch.rand(3, 1, 12, 12), torch.arange(3)
@@ -240,7 +269,8 @@ def test_defense_is_recorded_shown_by_eval_and_resume_with_another_is_refused(tm
     assert "defense fast-at: " in text and "x plain BPTT" in text  # the per-epoch cost line
     ck = read_checkpoint(out / "checkpoint.pt")
     assert ck["train_config"]["defense"] == {"name": "fast-at", "eps": 8 / 255, "step_size": 1.25 * 8 / 255,
-                                             "norm": "linf", "estimator": "bptt", "eot": None}
+                                             "norm": "linf", "estimator": "bptt", "eot": None,
+                                                 "bn_mode": "eval"}
     assert ck["metrics"][0]["plain_step_cost_seconds"] > 0
     assert main(["eval", str(out / "checkpoint.pt")]) == 0
     shown = capsys.readouterr().out
@@ -285,3 +315,13 @@ def test_ann_method_trains_with_a_defense(tmp_path, defense):
     assert ck["model_config"]["spiking"] is False and ck["train_config"]["defense"]["name"] == defense
     key = "orthogonality" if defense == "rat" else "sr_term"
     assert ck["metrics"][0][key] >= 0
+
+
+def test_a_run_stored_before_an_option_existed_resumes_as_the_same_run():
+    from snnrobust.training.trainer import _same_run
+
+    old = {"epochs": 2, "defense": {"name": "pgd-at", "eps": 0.1, "steps": 2, "step_size": 0.125, "random_start": True,
+                                    "norm": "linf", "estimator": "bptt", "eot": None}}  # before bn_mode
+    new = {"epochs": 2, "defense": resolve_defense({"name": "pgd-at", "eps": 0.1, "steps": 2})}
+    assert _same_run(old, new) == []
+    assert _same_run(old, {**new, "defense": {**new["defense"], "bn_mode": "train"}}) == ["defense"]

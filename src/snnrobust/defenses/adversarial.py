@@ -44,7 +44,9 @@ class AdversarialTraining(Defense):
     (subclasses choose defaults): eps (pixels in [0, 1]), steps, step_size (None: the
     subclass's rule), random_start, norm (linf | l2), estimator (spec as in ``attack
     --estimator``, or a list of specs taken in turn, batch by batch), eot (None: the
-    Victim's default)."""
+    Victim's default), bn_mode (eval: craft against the model as it is evaluated; train: with
+    BatchNorm normalizing by the batch's own statistics, as the training step that follows
+    does, running statistics untouched)."""
 
     def _validate(self, opts: dict[str, Any]) -> dict[str, Any]:
         n = self.name
@@ -58,6 +60,7 @@ class AdversarialTraining(Defense):
         opts["step_size"] = (self.default_step(opts) if none_if_auto(opts.get("step_size")) is None
                              else check_number(n, "step_size", opts["step_size"], 0.0, top))
         opts["estimator"] = _check_estimator(n, opts["estimator"])
+        opts["bn_mode"] = check_choice(n, "bn_mode", opts.get("bn_mode", "eval"), ("eval", "train"))
         eot = none_if_auto(opts.get("eot"))
         opts["eot"] = None if eot is None else check_int(n, "eot", eot)
         return self._validate_more(opts)
@@ -97,7 +100,8 @@ class AdversarialTraining(Defense):
         from ..evaluation.victim import Victim
 
         s = self.settings
-        v = Victim(model, threat=ThreatModel(norm=s["norm"], eps=s["eps"]), estimator=self.estimators[index],
+        threat = ThreatModel(norm=s["norm"], eps=s["eps"], bn_mode=s.get("bn_mode", "eval"))
+        v = Victim(model, threat=threat, estimator=self.estimators[index],
                    eot=s["eot"], vote=1)  # vote: training never scores the crafted points
         self._victims = {**cached, index: v}
         return v

@@ -14,7 +14,8 @@ from .adversarial import AdversarialTraining
 class FastAT(AdversarialTraining):
     name = "fast-at"
     description = "FGSM with a random start, Wong et al. 2020"
-    options: dict[str, Any] = {"eps": 8 / 255, "step_size": None, "norm": "linf", "estimator": "bptt", "eot": None}
+    options: dict[str, Any] = {"eps": 8 / 255, "step_size": None, "norm": "linf", "estimator": "bptt", "eot": None,
+                               "bn_mode": "eval"}
 
     @property
     def steps(self) -> int:

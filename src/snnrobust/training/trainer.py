@@ -33,7 +33,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from .. import __version__, distributed
 from ..data import get_dataset
 from ..data.events import frames_for_model
-from ..defenses import Defense, defense_from_config
+from ..defenses import Defense, defense_from_config, resolve_defense
 from ..defenses.cost import cost_clock, cost_line, plain_step_seconds
 from ..errors import CheckpointError, ConfigError
 from ..io import check_output_folder, file_sha256
@@ -169,12 +169,21 @@ def _same_run(a: dict, b: dict) -> list[str]:
         d.setdefault("amsgrad", False)
         d.setdefault("defense", None)  # added with training-time defenses
         d.setdefault("sync_bn", False)  # added with distributed training
+        d["defense"] = _with_defaults(d["defense"])  # options added later (bn_mode) at their defaults
     # fused_bptt, recompute_blocks, neuron_kernel and time_segment change how gradients are computed (to float
     # rounding),
     # not the run
     keys = sorted((set(a) | set(b)) - {"out", "device", "download", "data_root", "fused_bptt", "recompute_blocks",
                                         "neuron_kernel", "time_segment"})
     return [k for k in keys if a.get(k) != b.get(k)]
+
+
+def _with_defaults(defense: Optional[dict]) -> Optional[dict]:
+    """A stored defense with every option resolved (as stored when it cannot be resolved)."""
+    try:
+        return resolve_defense(defense)
+    except ConfigError:
+        return defense
 
 
 def _same_start(state: dict, init_from: Optional[str]) -> bool:
