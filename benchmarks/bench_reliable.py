@@ -6,10 +6,12 @@ is put first on ``sys.path``; default: the installed snnrobust), each run in its
 process, alternating the trees' order over ``--rounds``. Prints per tree the median wall
 time, the time of each attack and of the stages, the robust accuracy, and a fingerprint of
 the per-sample outcomes, so a speed change can be shown to leave every sample's result as it
-was (same seed, same machine and thread count).
+was (same seed, same machine and thread count). A tree written ``DIR:kernel`` runs with the
+compiled CPU neuron kernel enabled (``snnrobust.spiking.cpu_kernel.enable()``, built before the
+timed run; what ``attack --neuron-kernel`` does).
 
     git worktree add /tmp/before <commit>
-    python benchmarks/bench_reliable.py CKPT --n 1000 --tree /tmp/before --tree . --rounds 2
+    python benchmarks/bench_reliable.py CKPT --n 1000 --tree /tmp/before --tree . --tree .:kernel --rounds 2
 """
 
 from __future__ import annotations
@@ -25,8 +27,13 @@ import sys
 import time
 
 
-def child(ckpt: str, n: int, budget: str, overrides: dict, eps: float, batch_size: int) -> dict:
+def child(ckpt: str, n: int, budget: str, overrides: dict, eps: float, batch_size: int, kernel: bool) -> dict:
     import torch
+
+    if kernel:
+        from snnrobust.spiking import cpu_kernel
+
+        cpu_kernel.enable()
 
     from snnrobust.data import get_dataset
     from snnrobust.evaluation import ThreatModel, evaluate
@@ -62,9 +69,10 @@ def main() -> None:
     ap.add_argument("--tree", action="append", default=[], help="source checkout to time (repeatable)")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--kernel", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(child(a.checkpoint, a.n, a.budget, json.loads(a.override), a.eps, a.batch_size)))
+        print(json.dumps(child(a.checkpoint, a.n, a.budget, json.loads(a.override), a.eps, a.batch_size, a.kernel)))
         return
     import torch
 
@@ -77,10 +85,15 @@ def main() -> None:
         order = trees[r % len(trees):] + trees[:r % len(trees)]
         for tree in order:
             env = dict(os.environ)
-            if tree:
-                env["PYTHONPATH"] = os.path.join(os.path.abspath(tree), "src") + os.pathsep + env.get("PYTHONPATH", "")
+            where, _, option = tree.partition(":")
+            if where:
+                env["PYTHONPATH"] = os.path.join(os.path.abspath(where), "src") + os.pathsep + env.get("PYTHONPATH", "")
             cmd = [sys.executable, os.path.abspath(__file__), a.checkpoint, "--child", "--n", str(a.n), "--eps",
                    str(a.eps), "--budget", a.budget, "--override", a.override, "--batch-size", str(a.batch_size)]
+            if option == "kernel":
+                cmd.append("--kernel")
+            elif option:
+                raise SystemExit(f"--tree {tree}: the only option after ':' is kernel")
             p = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if p.returncode != 0:
                 raise SystemExit(f"{tree or 'installed'} failed: {p.stderr.strip().splitlines()[-1:]}")
