@@ -75,6 +75,25 @@ def test_memory_lean_training_takes_the_reference_steps(tmp_path, lean):
             cfg(tmp_path, **{key: "yes"})
 
 
+def test_training_in_time_segments_takes_the_reference_steps_and_refuses_batchnorm(tmp_path):
+    """``time_segment`` trains a model without BatchNorm (VGG5, Sharmin et al. 2020's) to the
+    unsegmented run's weights, and refuses a model with BatchNorm before training starts."""
+    vgg = {"name": "vgg5", "width": 4, "T": 4, "encoder": "direct"}
+    ref = train(cfg(tmp_path, epochs=1, model=dict(vgg), out=str(tmp_path / "ref")), progress=False)
+    seg = train(cfg(tmp_path, epochs=1, model=dict(vgg), time_segment=2, out=str(tmp_path / "seg")), progress=False)
+    init = train(cfg(tmp_path, epochs=1, model=dict(vgg), lr=1e-9, out=str(tmp_path / "zero")), progress=False)
+    for k, v in ref.model.state_dict().items():
+        torch.testing.assert_close(seg.model.state_dict()[k], v, rtol=1e-4, atol=1e-5)
+    assert any(not torch.allclose(v, init.model.state_dict()[k]) for k, v in ref.model.state_dict().items())
+    assert read_checkpoint(seg.checkpoint)["train_config"]["time_segment"] == 2
+    with pytest.raises(ConfigError, match="without BatchNorm"):
+        train(cfg(tmp_path, epochs=1, time_segment=2, out=str(tmp_path / "bn")), progress=False)
+    assert not (tmp_path / "bn" / "checkpoint.pt").exists()
+    for bad in (0, "2", 1.5):
+        with pytest.raises(ConfigError, match="time_segment"):
+            cfg(tmp_path, time_segment=bad)
+
+
 def test_recomputed_blocks_keep_less_and_restore_the_model():
     from conftest import make_tiny_sew
     from snnrobust.models.recompute import recompute_blocks, recompute_units
