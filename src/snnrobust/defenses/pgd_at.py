@@ -17,5 +17,4 @@ class PGDAT(AdversarialTraining):
     name = "pgd-at"
     description = "adversarial training on PGD examples, Madry et al. 2018"
     options: dict[str, Any] = {"eps": 8 / 255, "steps": 7, "step_size": None, "random_start": True, "norm": "linf",
-                               "estimator": "bptt", "eot": None,
-                               "bn_mode": "eval"}
+                               "estimator": "bptt", "eot": None, "bn_mode": "eval"}

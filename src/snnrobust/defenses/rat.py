@@ -60,8 +60,7 @@ class RAT(AdversarialTraining):
     name = "rat"
     description = "SNN-RAT, Ding et al. 2022: adversarial training + Parseval weight orthogonality"
     options: dict[str, Any] = {"eps": 2 / 255, "steps": 1, "step_size": None, "random_start": False, "beta": 0.004,
-                               "norm": "linf", "estimator": "bptt", "eot": None,
-                               "bn_mode": "eval"}
+                               "norm": "linf", "estimator": "bptt", "eot": None, "bn_mode": "eval"}
 
     def default_step(self, opts: dict[str, Any]) -> float:
         """FGSM's eps for one step (SNN-RAT's), the pgd attack's 2.5 * eps / steps otherwise."""
