@@ -17,7 +17,9 @@ Stored with every result, so that every robust-accuracy number travels with its 
   input-level attacker and exists only to replicate that paper, so :meth:`ThreatModel.label`
   shouts it in every output.
 - ``bn_mode="train"`` crafts gradients with BatchNorm layers using batch statistics (seed
-  000's code; scoring is always in eval mode). Also a labelled replication option only.
+  000's code; scoring is always in eval mode). As an attack setting it is a labelled
+  replication option only; adversarial training may craft with it (the defenses' ``bn_mode``),
+  against the model as its training step evaluates it.
 """
 
 from __future__ import annotations
