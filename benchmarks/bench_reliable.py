@@ -8,10 +8,12 @@ time, the time of each attack and of the stages, the robust accuracy, and a fing
 the per-sample outcomes, so a speed change can be shown to leave every sample's result as it
 was (same seed, same machine and thread count). A tree written ``DIR:kernel`` runs with the
 compiled CPU neuron kernel enabled (``snnrobust.spiking.cpu_kernel.enable()``, built before the
-timed run; what ``attack --neuron-kernel`` does).
+timed run; what ``attack --neuron-kernel`` does), ``DIR:channels-last`` with channels-last
+layers (``attack --channels-last``), ``DIR:kernel,channels-last`` with both.
 
     git worktree add /tmp/before <commit>
-    python benchmarks/bench_reliable.py CKPT --n 1000 --tree /tmp/before --tree . --tree .:kernel --rounds 2
+    python benchmarks/bench_reliable.py CKPT --n 1000 --tree /tmp/before --tree . \
+        --tree .:kernel,channels-last --rounds 2
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ import sys
 import time
 
 
-def child(ckpt: str, n: int, budget: str, overrides: dict, eps: float, batch_size: int, kernel: bool) -> dict:
+def child(ckpt: str, n: int, budget: str, overrides: dict, eps: float, batch_size: int, options: list) -> dict:
     import torch
 
-    if kernel:
+    if "kernel" in options:
         from snnrobust.spiking import cpu_kernel
 
         cpu_kernel.enable()
@@ -47,6 +49,10 @@ def child(ckpt: str, n: int, budget: str, overrides: dict, eps: float, batch_siz
     b = get_budget(budget)
     if overrides:
         b = b.override(**overrides)
+    if "channels-last" in options:
+        from snnrobust.spiking import channels_last
+
+        channels_last(model).__enter__()  # for the rest of this process
     t = time.perf_counter()
     r = evaluate(model, x, y, suite="reliable", budget=b, threat=ThreatModel("linf", eps), eps_sweep=[],
                  progress=False, batch_size=batch_size)
@@ -69,10 +75,12 @@ def main() -> None:
     ap.add_argument("--tree", action="append", default=[], help="source checkout to time (repeatable)")
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--options", default="", help=argparse.SUPPRESS)
     ap.add_argument("--kernel", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
-        print(json.dumps(child(a.checkpoint, a.n, a.budget, json.loads(a.override), a.eps, a.batch_size, a.kernel)))
+        print(json.dumps(child(a.checkpoint, a.n, a.budget, json.loads(a.override), a.eps, a.batch_size,
+                               [o for o in a.options.split(",") if o] + (["kernel"] if a.kernel else []))))
         return
     import torch
 
@@ -90,10 +98,10 @@ def main() -> None:
                 env["PYTHONPATH"] = os.path.join(os.path.abspath(where), "src") + os.pathsep + env.get("PYTHONPATH", "")
             cmd = [sys.executable, os.path.abspath(__file__), a.checkpoint, "--child", "--n", str(a.n), "--eps",
                    str(a.eps), "--budget", a.budget, "--override", a.override, "--batch-size", str(a.batch_size)]
-            if option == "kernel":
-                cmd.append("--kernel")
-            elif option:
-                raise SystemExit(f"--tree {tree}: the only option after ':' is kernel")
+            unknown = set(o for o in option.split(",") if o) - {"kernel", "channels-last"}
+            if unknown:
+                raise SystemExit(f"--tree {tree}: the options after ':' are kernel and channels-last")
+            cmd += ["--options", option]
             p = subprocess.run(cmd, env=env, capture_output=True, text=True)
             if p.returncode != 0:
                 raise SystemExit(f"{tree or 'installed'} failed: {p.stderr.strip().splitlines()[-1:]}")

@@ -521,7 +521,7 @@ def test_evaluate_is_run_evaluation_of_its_request():
 
 
 def test_cli_time_segments_and_the_neuron_kernel_leave_the_outcome_and_say_so(tmp_path, capsys):
-    """`attack --time-segment` and `--neuron-kernel` change how gradients are computed, not what
+    """`attack --time-segment`, `--neuron-kernel` and `--channels-last` change how gradients are computed, not what
     the attack finds (the same samples broken here), and the result notes say which was used."""
     from conftest import save_tiny_checkpoint
 
@@ -529,14 +529,16 @@ def test_cli_time_segments_and_the_neuron_kernel_leave_the_outcome_and_say_so(tm
 
     ckpt = save_tiny_checkpoint(tmp_path / "t.pt", encoder="direct", T=6, threshold=0.3)
     outcomes = {}
-    for name, extra in (("plain", []), ("segments", ["--time-segment", "4"]), ("kernel", ["--neuron-kernel"])):
+    for name, extra in (("plain", []), ("segments", ["--time-segment", "4"]), ("kernel", ["--neuron-kernel"]),
+                        ("fast", ["--neuron-kernel", "--channels-last"])):
         out = tmp_path / f"{name}.json"
         rc = main(["attack", str(ckpt), "--attack", "pgd", "--steps", "5", "--n", "64", "--no-progress", "--eps",
                    "0.27", "--out", str(out)] + extra)
         assert rc == 0, capsys.readouterr().out
         d = json.loads(out.read_text())
         outcomes[name] = (d["worst_case"]["per_sample"], " ".join(d["notes"]))
-    assert outcomes["segments"][0] == outcomes["plain"][0] == outcomes["kernel"][0]
+    assert outcomes["segments"][0] == outcomes["plain"][0] == outcomes["kernel"][0] == outcomes["fast"][0]
+    assert "channels-last" in outcomes["fast"][1]
     per = outcomes["plain"][0]
     assert None in per and any(v not in (None, "clean") for v in per)  # some broken, some not: a real comparison
     assert "segments of 4 timesteps" in outcomes["segments"][1]

@@ -339,6 +339,61 @@ def test_fused_bptt_equals_the_reference_loop(leak, reset, v_reset, detach_reset
     assert cpu_kernel.usable(x, surrogate_kind(kind).grad) == kernel   # the kernel path was the one taken
 
 
+@pytest.mark.parametrize("reset, detach_reset", [("hard", False), ("soft", True)])
+def test_the_fused_neuron_keeps_a_channels_last_layout_and_its_values(reset, detach_reset, kernel):
+    """On [T, B, C, H, W] whose steps are channels-last (what ``channels_last`` layers give),
+    the fused neuron, in torch or in the kernel, returns the same spikes, membrane and gradient
+    as on the contiguous tensor, in the input's own layout (no copy back to contiguous)."""
+    from snnrobust.spiking.neurons import SpikingNeuron
+
+    n = SpikingNeuron(threshold=0.8, leak=0.9, reset=reset, detach_reset=detach_reset)
+    n.fused = True
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 4, 3, 6, 7, generator=gen)
+    w = torch.randn(5, 4, 3, 6, 7, generator=gen)
+    cl = x.flatten(0, 1).contiguous(memory_format=torch.channels_last).view(x.shape)
+    assert not cl.is_contiguous() and torch.equal(cl, x)
+    got = []
+    for inp in (x, cl):
+        inp = inp.clone(memory_format=torch.preserve_format).requires_grad_()
+        n.reset_state()
+        s = n(inp)
+        (s * w).sum().backward()
+        got.append((s.detach(), n.v.detach(), inp.grad, s.stride()))
+    assert torch.equal(got[0][0], got[1][0]) and torch.equal(got[0][1], got[1][1])
+    assert got[0][0].sum() > 0
+    torch.testing.assert_close(got[1][2], got[0][2], rtol=1e-5, atol=1e-6)
+    assert got[1][3] == cl.stride()  # the spikes came back channels-last
+
+
+def test_channels_last_layers_give_the_same_logits_and_gradients(tiny_sew, kernel):
+    from snnrobust.spiking import channels_last
+    from snnrobust.spiking.layers import SeqToBatch
+
+    model = tiny_sew(threshold=0.3, encoder="direct", T=4).eval()
+    x = torch.rand(6, 1, 12, 12)
+
+    def run():
+        z = x.clone().requires_grad_()
+        out = model(z)
+        return out.detach(), torch.autograd.grad(out.logsumexp(1).sum(), z)[0]
+
+    ref = run()
+    seen = []
+    layers = [m for m in model.modules() if isinstance(m, SeqToBatch)]
+    handles = [m.module.register_forward_pre_hook(lambda mod, a: seen.append(a[0].is_contiguous(
+        memory_format=torch.channels_last) if a[0].dim() == 4 else True)) for m in layers]
+    with channels_last(model):
+        got = run()
+    assert seen and all(seen)   # every image batch entered its layer channels-last
+    assert not any(m.channels_last for m in layers)  # restored
+    for h in handles:
+        h.remove()
+    torch.testing.assert_close(got[0], ref[0], rtol=1e-5, atol=1e-6)
+    assert ref[1].abs().sum() > 0
+    torch.testing.assert_close(got[1], ref[1], rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("estimator", [None, "hart:1.0", "pdsg", "assg:0.4", "bptt:triangle:0.5"])
 def test_models_input_gradient_is_the_reference_loops_under_every_estimator(tiny_sew, estimator):
     """Through a whole SEW-ResNet: the input gradient with the fused neurons equals the

@@ -173,22 +173,54 @@ def usable_forward(x: torch.Tensor) -> bool:
     return _ENABLED and x.device.type == "cpu" and x.dtype == torch.float32
 
 
+def dense_order(t: torch.Tensor) -> list[int]:
+    """A dim order, time first, in which ``t``'s memory is dense (``t.permute(order)`` is
+    contiguous): the identity for a contiguous tensor, [0, 1, 3, 4, 2] for [T, B, C, H, W] with
+    channels-last steps; None when there is none (the caller copies to contiguous)."""
+    order = list(range(t.dim()))
+    if t.is_contiguous():
+        return order
+    order = [0] + sorted(range(1, t.dim()), key=lambda d: -t.stride(d))
+    return order if t.permute(order).is_contiguous() else None  # type: ignore[return-value]
+
+
+def _inverse(order: list[int]) -> list[int]:
+    inv = [0] * len(order)
+    for i, d in enumerate(order):
+        inv[d] = i
+    return inv
+
+
 def forward(x_seq: torch.Tensor, threshold: float, leak: float, rest: float, v_reset: float,
             soft: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(spikes, pre-spike membrane, final v) of x_seq [T, B, ...], the neuron starting at rest."""
-    x = x_seq.detach().contiguous()
-    s, u, v = _module().forward(x.reshape(x.shape[0], -1), threshold, leak, rest, v_reset, soft)
-    return s.view_as(x), u.view_as(x), v.view(x.shape[1:])
+    """(spikes, pre-spike membrane, final v) of x_seq [T, B, ...], the neuron starting at rest.
+    The kernel is elementwise within a step, so it runs on the input's own memory layout (e.g.
+    channels-last steps) and gives its outputs that layout, without a copy."""
+    x = x_seq.detach()
+    order = dense_order(x)
+    if order is None:
+        x, order = x.contiguous(), list(range(x.dim()))
+    xd = x.permute(order)
+    s, u, v = _module().forward(xd.reshape(xd.shape[0], -1), threshold, leak, rest, v_reset, soft)
+    inv = _inverse(order)
+    step_inv = _inverse([d - 1 for d in order[1:]])
+    return (s.view(xd.shape).permute(inv), u.view(xd.shape).permute(inv),
+            v.view(xd.shape[1:]).permute(step_inv))
 
 
 def backward(g_spikes: Optional[torch.Tensor], g_v: Optional[torch.Tensor], u: torch.Tensor, threshold: float,
              leak: float, v_reset: float, soft: bool, detach_reset: bool, grad_fn: Any, param: float,
              scale: float) -> torch.Tensor:
-    """dL/dx [T, B, ...] (see :mod:`snnrobust.spiking.fused` for the recurrence)."""
-    T = u.shape[0]
-    gs = None if g_spikes is None else g_spikes.contiguous().reshape(T, -1)
-    gv = None if g_v is None else g_v.contiguous().reshape(-1)
+    """dL/dx [T, B, ...] (see :mod:`snnrobust.spiking.fused` for the recurrence), in the memory
+    layout of the saved membrane ``u`` (the incoming gradients are brought to it)."""
+    order = dense_order(u)
+    if order is None:
+        u, order = u.contiguous(), list(range(u.dim()))
+    ud = u.permute(order)
+    T = ud.shape[0]
+    gs = None if g_spikes is None else g_spikes.permute(order).contiguous().reshape(T, -1)
+    gv = None if g_v is None else g_v.permute([d - 1 for d in order[1:]]).contiguous().reshape(-1)
     code = kind_code(grad_fn)
-    gx = _module().backward(gs, gv, u.reshape(T, -1), threshold, leak, v_reset, soft, detach_reset, code,
+    gx = _module().backward(gs, gv, ud.reshape(T, -1), threshold, leak, v_reset, soft, detach_reset, code,
                             float(param), float(scale))
-    return gx.view_as(u)
+    return gx.view(ud.shape).permute(_inverse(order))

@@ -12,7 +12,14 @@ from torch import nn
 
 
 class SeqToBatch(nn.Module):
-    """Apply ``module`` to [T, B, ...] by flattening to [T*B, ...] and back."""
+    """Apply ``module`` to [T, B, ...] by flattening to [T*B, ...] and back.
+
+    ``channels_last`` (set by :func:`~snnrobust.spiking.functional.channels_last`): image
+    batches [T*B, C, H, W] enter the module in channels-last memory layout, which CPU
+    convolution and pooling kernels run much faster on (BENCHMARKS.md); the values are the
+    same up to the convolutions' float rounding, and the layout flows on through the neurons."""
+
+    channels_last: bool = False
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
@@ -20,7 +27,10 @@ class SeqToBatch(nn.Module):
 
     def forward(self, x_seq: torch.Tensor) -> torch.Tensor:
         T, B = x_seq.shape[:2]
-        y = self.module(x_seq.flatten(0, 1))
+        x = x_seq.flatten(0, 1)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)  # a no-op when it already is
+        y = self.module(x)
         return y.reshape(T, B, *y.shape[1:])
 
 
