@@ -76,11 +76,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--options", default="", help=argparse.SUPPRESS)
-    ap.add_argument("--kernel", action="store_true", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         print(json.dumps(child(a.checkpoint, a.n, a.budget, json.loads(a.override), a.eps, a.batch_size,
-                               [o for o in a.options.split(",") if o] + (["kernel"] if a.kernel else []))))
+                               [o for o in a.options.split(",") if o])))
         return
     import torch
 
