@@ -171,8 +171,7 @@ def _same_run(a: dict, b: dict) -> list[str]:
         d.setdefault("sync_bn", False)  # added with distributed training
         d["defense"] = _with_defaults(d["defense"])  # options added later (bn_mode) at their defaults
     # fused_bptt, recompute_blocks, neuron_kernel and time_segment change how gradients are computed (to float
-    # rounding),
-    # not the run
+    # rounding), not the run
     keys = sorted((set(a) | set(b)) - {"out", "device", "download", "data_root", "fused_bptt", "recompute_blocks",
                                         "neuron_kernel", "time_segment"})
     return [k for k in keys if a.get(k) != b.get(k)]
