@@ -60,17 +60,24 @@ def run_in_place(x_seq: torch.Tensor, v: torch.Tensor, threshold: float, leak: f
     return spikes, mems, v
 
 
+def run_from_rest(x_seq: torch.Tensor, threshold: float, leak: float, rest: float, v_reset: float, soft: bool,
+                  keep_trace: bool) -> tuple[torch.Tensor, "torch.Tensor | None", torch.Tensor]:
+    """The neuron's time loop over x_seq [T, B, ...] from rest, without autograd: the compiled
+    CPU kernel's loop when it is enabled for this tensor, else :func:`run_in_place` (the same
+    values bit for bit). Returns (spikes, pre-spike membrane or None, final v)."""
+    if cpu_kernel.usable_forward(x_seq):
+        spikes, u, v = cpu_kernel.forward(x_seq, threshold, leak, rest, v_reset, soft)
+        return spikes, (u if keep_trace else None), v
+    return run_in_place(x_seq, torch.full_like(x_seq[0], rest), threshold, leak, rest, v_reset, soft, keep_trace)
+
+
 class FusedNeuron(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x_seq: torch.Tensor, threshold: float, leak: float, rest: float, v_reset: float,
                 soft: bool, detach_reset: bool, grad_fn: GradFn, param: float, scale: float
                 ) -> tuple[torch.Tensor, torch.Tensor]:
-        ctx.kernel = cpu_kernel.usable(x_seq, grad_fn)
-        if ctx.kernel:  # the compiled loop (opt-in, cpu_kernel.enable())
-            spikes, u, v = cpu_kernel.forward(x_seq, threshold, leak, rest, v_reset, soft)
-        else:
-            spikes, u, v = run_in_place(x_seq, torch.full_like(x_seq[0], rest), threshold, leak, rest, v_reset,
-                                        soft, keep_trace=True)
+        ctx.kernel = cpu_kernel.usable(x_seq, grad_fn)  # the backward's loop (it needs the surrogate too)
+        spikes, u, v = run_from_rest(x_seq, threshold, leak, rest, v_reset, soft, keep_trace=True)
         ctx.save_for_backward(u)
         ctx.settings = (threshold, leak, v_reset, soft, detach_reset, grad_fn, param, scale)
         return spikes, v

@@ -33,8 +33,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError
-from . import cpu_kernel
-from .fused import FusedNeuron, run_in_place
+from .fused import FusedNeuron, run_from_rest, run_in_place
 from .surrogates import Surrogate, surrogate_kind
 
 Estimator = Callable[["SpikingNeuron", torch.Tensor], torch.Tensor]
@@ -171,15 +170,13 @@ class SpikingNeuron(nn.Module):
                      ) -> tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
         """The loop of :meth:`run` without autograd (scoring passes, query attacks), from the
         stored membrane: :func:`~snnrobust.spiking.fused.run_in_place`, the same values bit for
-        bit with about half the operations per step, or the compiled CPU kernel's loop when it is
-        enabled (:mod:`~snnrobust.spiking.cpu_kernel`; also bit for bit).
+        bit with about half the operations per step; from rest,
+        :func:`~snnrobust.spiking.fused.run_from_rest` (the compiled CPU kernel's loop when enabled).
         Returns (spikes, membrane or None, final v)."""
-        if self.v is None and cpu_kernel.usable_forward(x_seq):  # the compiled loop, the same values
-            spikes, u, v = cpu_kernel.forward(x_seq, self.threshold, self.leak, self.v_rest, self.v_reset,
-                                              self.reset_mode == "soft")
-            return spikes, (u if keep_trace else None), v
-        v = self.v.clone() if self.v is not None else self.initial_membrane(x_seq[0])
-        return run_in_place(x_seq, v, self.threshold, self.leak, self.v_rest, self.v_reset,
+        if self.v is None:
+            return run_from_rest(x_seq, self.threshold, self.leak, self.v_rest, self.v_reset,
+                                 self.reset_mode == "soft", keep_trace)
+        return run_in_place(x_seq, self.v.clone(), self.threshold, self.leak, self.v_rest, self.v_reset,
                             self.reset_mode == "soft", keep_trace)
 
     # -- multi-step forward --------------------------------------------------------------
