@@ -49,14 +49,14 @@ def child(ckpt: str, n: int, budget: str, overrides: dict, eps: float, batch_siz
     b = get_budget(budget)
     if overrides:
         b = b.override(**overrides)
-    if "channels-last" in options:
-        from snnrobust.spiking import channels_last
+    from snnrobust.spiking import channels_last
 
-        channels_last(model).__enter__()  # for the rest of this process
-    t = time.perf_counter()
-    r = evaluate(model, x, y, suite="reliable", budget=b, threat=ThreatModel("linf", eps), eps_sweep=[],
-                 progress=False, batch_size=batch_size)
-    wall = time.perf_counter() - t
+    # a `with` block: a context manager entered without one is undone when it is garbage-collected
+    with channels_last(model, "channels-last" in options):
+        t = time.perf_counter()
+        r = evaluate(model, x, y, suite="reliable", budget=b, threat=ThreatModel("linf", eps), eps_sweep=[],
+                     progress=False, batch_size=batch_size)
+        wall = time.perf_counter() - t
     outcome = json.dumps(r.worst_case.per_sample)
     return {"wall_s": wall, "robust": r.worst_case.robust_accuracy.value, "complete": r.complete,
             "fingerprint": hashlib.sha256(outcome.encode()).hexdigest()[:12],

@@ -418,3 +418,26 @@ def test_models_input_gradient_is_the_reference_loops_under_every_estimator(tiny
             grads.append(victim.grad(x, y)[1])
     assert grads[0].abs().sum() > 0
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("k,s,p,hw", [(3, 2, 1, (28, 28)), (2, 2, 0, (14, 14)), (3, 1, 1, (7, 9)), (2, 2, 0, (7, 7)),
+                                      ((3, 2), (2, 1), (1, 0), (11, 8)), (3, None, 0, (10, 10))])
+def test_window_max_pool_equals_the_library_pool_without_autograd(k, s, p, hw):
+    from snnrobust.spiking.layers import MaxPool2d
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(6, 3, *hw, generator=g)
+    x[0, 0, 0, :3] = float("nan")                    # NaN propagates as in the library kernel
+    x[1, 1] = float("-inf")
+    spikes = (torch.rand(6, 3, *hw, generator=g) > 0.7).float()
+    pool, ref = MaxPool2d(k, s, p), torch.nn.MaxPool2d(k, s, p)
+    for t in (x, spikes, x.contiguous(memory_format=torch.channels_last)):
+        with torch.no_grad():
+            out = pool(t)
+        assert torch.equal(out.isnan(), ref(t).isnan())
+        assert torch.equal(out.nan_to_num(), ref(t).nan_to_num())
+    # with autograd it is the library layer: same gradient (to the same window element)
+    a, b = spikes.clone().requires_grad_(), spikes.clone().requires_grad_()
+    pool(a).sum().backward()
+    ref(b).sum().backward()
+    assert torch.equal(a.grad, b.grad)

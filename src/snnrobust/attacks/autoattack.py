@@ -69,6 +69,7 @@ from .base import (
     Attack, AttackResult, BestPoints, begin_run, check_float, check_int, keyed_passes, misclassified,
     note_unkeyed, on_device, per_sample, rows_of, sample_keys, sample_norm, vote_score,
 )
+from .finished_rows import AllBroken, FinishedRows
 from .square import SquareConfig  # square-aa takes our Square's options, with the same meaning
 
 _NORMS = {"linf": "Linf", "l2": "L2"}
@@ -294,6 +295,11 @@ class AutoAttackBase(Attack):
                     skipped_clean_mistakes=int((~todo).sum().item()),
                     resumed=n_resumed,
                     unattacked_robust=int((~success & (ran == 0)).sum().item()))
+        counts = getattr(atk, "finished_rows", None)
+        if counts is not None:
+            meta["finished_rows"] = {"rows_computed": counts[1], "rows_full_loop": counts[2],
+                                     "note": "rows a pass misclassified were not computed further "
+                                             "(deterministic victim; same outcome)"}
         return AttackResult(z_adv=z_adv, success=success.cpu(), loss_trace=None, meta=meta)
 
 
@@ -328,6 +334,32 @@ def apgd_start(x: torch.Tensor, draws: SampleDraws, norm: str, eps: float) -> to
         t = draws.draw(x.shape, "normal")
     t = t / per_sample(sample_norm(t, "linf" if norm == "Linf" else "l2"), t).clamp_min(1e-12)
     return x + eps * t.to(device=x.device, dtype=x.dtype)
+
+
+def apgd_single_run(atk, victim, x: torch.Tensor, y: torch.Tensor, draws: SampleDraws) -> list:
+    """One official APGD inner run from the rows' own random start; its candidates: the last
+    iterate one pass misclassified and the highest-loss iterate. On a deterministic victim the
+    rows a pass has misclassified stop being computed (:mod:`.finished_rows`: same outcome, a
+    fraction of the passes); the run's counts go to ``atk.finished_rows`` [calls, rows computed,
+    rows x calls of the full loop]."""
+    x_init = apgd_start(x, draws, atk.norm, atk.eps)
+    if getattr(victim, "stochastic", False) or int(atk.eot_iter) != 1:
+        x_best, _, _, x_best_adv = atk.attack_single_run(x, y, x_init=x_init)
+        return [x_best_adv, x_best]
+    module, rows = atk.model, FinishedRows(atk.model, y)
+    atk.model = rows
+    try:
+        x_best, _, _, x_best_adv = atk.attack_single_run(x, y, x_init=x_init)
+        candidates = [x_best_adv, x_best]
+    except AllBroken:
+        assert rows.x_break is not None
+        candidates = [rows.x_break]
+    finally:
+        atk.model = module
+        counts = getattr(atk, "finished_rows", [0, 0, 0])
+        atk.finished_rows = [counts[0] + rows.calls, counts[1] + rows.rows_computed,
+                             counts[2] + (int(atk.n_iter) + 1) * int(y.shape[0])]
+    return candidates
 
 
 class _KeyedTorch:
@@ -439,9 +471,7 @@ class APGDCE(AutoAttackBase):
         return atk, {"eot_iter": eot, "loss": self.loss}
 
     def single_run(self, atk, victim, x, y, target, restart, draws):
-        # its last iterate that one pass misclassified, and its highest-loss iterate
-        x_best, _, _, x_best_adv = atk.attack_single_run(x, y, x_init=apgd_start(x, draws, atk.norm, atk.eps))
-        return [x_best_adv, x_best]
+        return apgd_single_run(atk, victim, x, y, draws)
 
 
 class APGDDLR(APGDCE):
@@ -480,8 +510,7 @@ class APGDT(AutoAttackBase):
         # the official code ranks the targets by one forward pass; the voted logits (the same
         # for a deterministic victim) do not let one noisy pass pick them
         atk.y_target = victim.logits(x).sort(dim=1)[1][:, -target]
-        x_best, _, _, x_best_adv = atk.attack_single_run(x, y, x_init=apgd_start(x, draws, atk.norm, atk.eps))
-        return [x_best_adv, x_best]
+        return apgd_single_run(atk, victim, x, y, draws)
 
 
 class FABT(AutoAttackBase):
