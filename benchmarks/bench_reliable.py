@@ -19,6 +19,7 @@ layers (``attack --channels-last``), ``DIR:kernel,channels-last`` with both.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -49,10 +50,13 @@ def child(ckpt: str, n: int, budget: str, overrides: dict, eps: float, batch_siz
     b = get_budget(budget)
     if overrides:
         b = b.override(**overrides)
-    from snnrobust.spiking import channels_last
+    layout = contextlib.nullcontext()
+    if "channels-last" in options:  # (older trees have no channels_last)
+        from snnrobust.spiking import channels_last
 
+        layout = channels_last(model)
     # a `with` block: a context manager entered without one is undone when it is garbage-collected
-    with channels_last(model, "channels-last" in options):
+    with layout:
         t = time.perf_counter()
         r = evaluate(model, x, y, suite="reliable", budget=b, threat=ThreatModel("linf", eps), eps_sweep=[],
                      progress=False, batch_size=batch_size)
