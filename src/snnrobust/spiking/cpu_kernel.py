@@ -46,7 +46,7 @@ static inline float surrogate(float x, float p) {
   return 1.f;
 }
 
-// one time step of the forward over [b, e): straight-line code per setting, so it vectorizes
+// all T steps of the forward for neurons [b, e): straight-line code per setting, so it vectorizes
 template <bool LEAKY, bool HAS_REST, bool SOFT>
 static void forward_steps(const float* __restrict__ xp, float* __restrict__ sp, float* __restrict__ up,
                           float* __restrict__ vp, int64_t T, int64_t N, int64_t b,
@@ -67,6 +67,7 @@ static void forward_steps(const float* __restrict__ xp, float* __restrict__ sp, 
   }
 }
 
+// x [T, N] -> (spikes [T, N], pre-spike membrane u [T, N], final v [N]); v starts at `rest`
 std::vector<torch::Tensor> forward(torch::Tensor x, double th, double leak, double rest, double v_reset,
                                    bool soft) {
   const int64_t T = x.size(0), N = x.numel() / T;
@@ -125,6 +126,7 @@ static void backward_kind(bool soft, bool detach, const float* gsp, const float*
 #undef SNN_BWD
 }
 
+// dL/dx [T, N] from dL/ds [T, N] (or none), dL/dv_T [N] (or none) and u [T, N]
 torch::Tensor backward(c10::optional<torch::Tensor> gs, c10::optional<torch::Tensor> gv_last, torch::Tensor u,
                        double th, double leak, double v_reset, bool soft, bool detach, int64_t kind,
                        double param, double scale) {

@@ -139,8 +139,8 @@ def fused_bptt(model: nn.Module, on: bool = True) -> Iterator[nn.Module]:
 @contextmanager
 def channels_last(model: nn.Module, on: bool = True) -> Iterator[nn.Module]:
     """Run every merged-batch layer of ``model`` (conv, BatchNorm, pooling) on channels-last
-    image batches for a ``with`` block (``on=False``: a no-op): faster on CPUs, the same values
-    up to the convolutions' float rounding. The layers' own setting comes back on exit. Use it as
+    image batches for a ``with`` block (``on=False``: a no-op): often faster on CPUs, the same
+    values up to the convolutions' float rounding. The layers' own setting comes back on exit. Use it as
     a ``with`` block: entered by hand (``channels_last(m).__enter__()``) without keeping the
     context, it is undone as soon as the context is garbage-collected."""
     from .layers import SeqToBatch

@@ -16,8 +16,9 @@ class SeqToBatch(nn.Module):
 
     ``channels_last`` (set by :func:`~snnrobust.spiking.functional.channels_last`): image
     batches [T*B, C, H, W] enter the module in channels-last memory layout, which CPU
-    convolution and pooling kernels run much faster on (BENCHMARKS.md); the values are the
-    same up to the convolutions' float rounding, and the layout flows on through the neurons."""
+    convolution and pooling kernels often run faster on (BENCHMARKS.md: 0.88x the time of the
+    demo's reliable suite, slower on single small batches); the values are the same up to the
+    convolutions' float rounding, and the layout flows on through the neurons."""
 
     channels_last: bool = False
 
@@ -72,8 +73,9 @@ class MaxPool2d(nn.MaxPool2d):
     """``nn.MaxPool2d`` whose passes without autograd take the maximum of the window's shifted
     slices (:func:`window_max`; exactly the same values: a maximum has no rounding), faster on
     this project's CPUs for contiguous [N, C, H, W] batches than the library kernel, which also
-    computes the indices its backward would need (BENCHMARKS.md). With autograd, or options the slices do not
-    cover (dilation, ceil_mode, returned indices), it is the library layer."""
+    computes the indices its backward would need (BENCHMARKS.md). With autograd, channels-last
+    input, or options the slices do not cover (dilation, ceil_mode, returned indices), it is the
+    library layer."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if (x.dim() != 4 or (torch.is_grad_enabled() and x.requires_grad) or self.return_indices
