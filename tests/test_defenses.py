@@ -11,6 +11,7 @@ from torch import nn
 from snnrobust.attacks import get_attack
 from snnrobust.cli.main import main
 from snnrobust.defenses import get_defense, resolve_defense
+from snnrobust.defenses.adversarial import random_search
 from snnrobust.defenses.rat import orthogonal_retraction, orthogonality_penalty
 from snnrobust.defenses.sr import sr_difference
 from snnrobust.errors import CheckpointError, ConfigError
@@ -119,6 +120,31 @@ def test_pgd_adversarial_training_raises_robust_accuracy_over_plain_training():
     assert results["plain"][0] > 0.95 and results["pgd-at"][0] > 0.95, results  # both learned the task
     assert results["plain"][1] < 0.3, results          # plain training leans on the fragile pixels
     assert results["pgd-at"][1] > results["plain"][1] + 0.5, results
+
+
+def test_random_search_after_pgd_keeps_only_moves_that_raise_the_loss_and_stays_in_the_ball():
+    torch.manual_seed(0)
+    model = _Centered().eval()
+    x, y = _toy(64, 3)
+    victim = Victim(model, threat=ThreatModel(norm="linf", eps=0.1))
+    start = victim.project(x + 0.05 * (2 * torch.rand(x.shape) - 1), x)
+    z, kept = random_search(victim, x, start, y, queries=30, window=0.1, gen=torch.Generator().manual_seed(1))
+    assert (z - x).abs().max() <= 0.1 + 1e-6 and z.min() >= 0 and z.max() <= 1
+    l0, l1 = victim.loss(start, y), victim.loss(z, y)
+    assert (l1 >= l0).all() and (l1 > l0 + 1e-3).float().mean() > 0.5 and kept > 1
+    moved = (z != start).flatten(1).any(1)
+    # a sample whose every move was rejected is returned exactly as it came
+    assert torch.equal(z[~moved], start[~moved])
+    again, _ = random_search(victim, x, start, y, queries=30, window=0.1, gen=torch.Generator().manual_seed(1))
+    assert torch.equal(z, again)  # the draws come from the defense's generator
+    # as a pgd-at option after a short PGD step (a full one already reaches a linear model's
+    # best corner): the crafted batch's loss is at least PGD's, and the stats count kept moves
+    plain, searched = (get_defense("pgd-at", eps=0.1, steps=1, step_size=0.01, queries=q) for q in (0, 20))
+    for d in (plain, searched):
+        d.start_epoch(4)
+    lp, ls = victim.loss(plain.inputs(model, x, y), y), victim.loss(searched.inputs(model, x, y), y)
+    assert (ls >= lp - 1e-6).all() and ls.mean() > lp.mean()
+    assert searched.epoch_stats(model)["query_rises"] > 0 and "query_rises" not in plain.epoch_stats(model)
 
 
 def test_crafting_restores_train_mode_and_leaves_batchnorm_statistics_alone(tiny_sew):
@@ -242,6 +268,9 @@ def test_rat_regularizer_is_zero_for_orthogonal_weights_and_positive_otherwise()
     ({"name": "pgd-at", "estimator": []}, "empty list"),
     ({"name": "pgd-at", "estimator": ["bptt", "source-ann"]}, "source-ann"),
     ({"name": "rat", "beta": -1}, "'beta' must be"),
+    ({"name": "pgd-at", "queries": -1}, "'queries' must be"),
+    ({"name": "pgd-at", "norm": "l2", "eps": 1.0, "queries": 4}, "'queries' must be 0 under norm l2"),
+    ({"name": "pgd-at", "queries": 4, "query_window": 0}, "'query_window' must be"),
     (7, "must be a defense name"),
 ])
 def test_bad_defense_settings_are_one_line_errors(tmp_path, spec, match):

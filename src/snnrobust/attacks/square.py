@@ -90,7 +90,7 @@ def window_pattern(s: int) -> torch.Tensor:
     return eta / eta.norm().clamp_min(1e-12)
 
 
-def _windows(n: int, h: int, w: int, s: int, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def square_windows(n: int, h: int, w: int, s: int, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Row and column indices [n, s] of one s x s window per sample at random positions drawn
     from u [n, 2] (uniform)."""
     vh = (u[:, 0] * (h - s + 1)).long().clamp_max(h - s)
@@ -99,7 +99,7 @@ def _windows(n: int, h: int, w: int, s: int, u: torch.Tensor) -> tuple[torch.Ten
     return vh.view(-1, 1) + ar, vw.view(-1, 1) + ar
 
 
-def _window_mask(rows: torch.Tensor, cols: torch.Tensor, h: int, w: int) -> torch.Tensor:
+def window_mask(rows: torch.Tensor, cols: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """bool [n, 1, h, w]: True inside each sample's window."""
     n = rows.shape[0]
     mr = torch.zeros(n, h, dtype=torch.bool).scatter_(1, rows, True)
@@ -107,7 +107,8 @@ def _window_mask(rows: torch.Tensor, cols: torch.Tensor, h: int, w: int) -> torc
     return (mr.unsqueeze(2) & mc.unsqueeze(1)).unsqueeze(1)
 
 
-def _signs(u: torch.Tensor) -> torch.Tensor:
+def random_signs(u: torch.Tensor) -> torch.Tensor:
+    """-1 where the uniform draw u < 0.5, else +1 (same shape)."""
     return torch.where(u < 0.5, -1.0, 1.0)
 
 
@@ -143,7 +144,7 @@ class Square(Attack):
         eps = s.eps
         u0 = s.gen.subset(torch.arange(n), stream=(restart, "init"))
         if s.norm == "linf":
-            stripes = _signs(u0.draw((n, C, 1, W))).to(dev, dt)
+            stripes = random_signs(u0.draw((n, C, 1, W))).to(dev, dt)
             x_best = (x + eps * stripes).clamp(lo, hi)
         else:
             x_best = (x + self._l2_start(u0, n, C, H, W).to(dev, dt) * eps).clamp(lo, hi)
@@ -163,9 +164,9 @@ class Square(Attack):
             side = min(side, H, W)
             if s.norm == "linf":
                 u = draws.draw((act.numel(), 2 + C))
-                rows, cols = _windows(act.numel(), H, W, side, u[:, :2])
-                mask = _window_mask(rows, cols, H, W).to(dev)
-                sign = _signs(u[:, 2:]).view(-1, C, 1, 1).to(dev, dt)
+                rows, cols = square_windows(act.numel(), H, W, side, u[:, :2])
+                mask = window_mask(rows, cols, H, W).to(dev)
+                sign = random_signs(u[:, 2:]).view(-1, C, 1, 1).to(dev, dt)
                 x_new = torch.where(mask, (xa + eps * sign).clamp(lo, hi), xb)
             else:
                 x_new = self._l2_step(draws, xa, xb, side, eps, lo, hi)
@@ -205,7 +206,7 @@ class Square(Attack):
         eta = window_pattern(t)
         off_h, off_w = (H - t * (H // t)) // 2, (W - t * (W // t)) // 2
         gh, gw = H // t, W // t
-        signs = _signs(u.draw((n, C, gh, gw)))
+        signs = random_signs(u.draw((n, C, gh, gw)))
         delta = torch.zeros(n, C, H, W)
         tiles = signs.repeat_interleave(t, 2).repeat_interleave(t, 3) * eta.repeat(gh, gw)
         delta[:, :, off_h:off_h + gh * t, off_w:off_w + gw * t] = tiles
@@ -217,10 +218,10 @@ class Square(Attack):
         m, C, H, W = xa.shape
         dev, dt = xa.device, xa.dtype
         u = draws.draw((m, 5 + C))
-        r1, c1 = _windows(m, H, W, side, u[:, 0:2])
-        r2, c2 = _windows(m, H, W, side, u[:, 2:4])
-        w1 = _window_mask(r1, c1, H, W).to(dev)
-        both = w1 | _window_mask(r2, c2, H, W).to(dev)
+        r1, c1 = square_windows(m, H, W, side, u[:, 0:2])
+        r2, c2 = square_windows(m, H, W, side, u[:, 2:4])
+        w1 = window_mask(r1, c1, H, W).to(dev)
+        both = w1 | window_mask(r2, c2, H, W).to(dev)
         delta = xb - xa
         norm_img = _l2(delta)
         norm_w1 = (delta * w1).pow(2).sum((2, 3), keepdim=True).sqrt()       # [m, C, 1, 1]
@@ -228,7 +229,7 @@ class Square(Attack):
         eta = window_pattern(side)
         flip = u[:, 4] < 0.5
         pattern = torch.where(flip.view(-1, 1, 1), eta.t().unsqueeze(0), eta.unsqueeze(0))   # [m, s, s]
-        sign = _signs(u[:, 5:]).view(m, C, 1, 1)
+        sign = random_signs(u[:, 5:]).view(m, C, 1, 1)
         pattern, sign = pattern.to(dev, dt), sign.to(dev, dt)
         b = torch.arange(m, device=dev).view(-1, 1, 1, 1)
         ch = torch.arange(C, device=dev).view(1, -1, 1, 1)

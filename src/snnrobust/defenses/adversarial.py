@@ -15,6 +15,14 @@ Per batch, with P the Victim's projection into the ball and the pixel range:
     z = P(x + U(ball))  (random_start)  or  x
     repeat steps times:  z = P(z + step_size * d(grad CE(z)))      d = sign (L-inf), g/||g||_2 (L2)
 
+then, with ``queries`` > 0, a random search from z (the Square attack's L-inf move, Andriushchenko
+et al. 2020): ``queries`` times, each sample draws a square window covering ``query_window`` of
+the image and a sign per channel, sets the window to x + eps * sign (clipped into the pixel
+range), and keeps the change where the CE loss rises (one forward pass per query, no gradient).
+Why: on phase-coded SEW-ResNets trained with PGD alone, Square finds many points no gradient
+attack finds (the loss over the eps ball is rugged: spike counts jump), so the model never
+trains on them (BENCHMARKS.md, PGD-AT models).
+
 and the step trains on z. With several estimators (``estimator: [bptt, rga]``) the batches take
 them in turn, restarting at the first each epoch: a model that learns to mislead one estimator's
 gradient (a surrogate it can shape) still meets examples crafted through the others, which
@@ -30,13 +38,15 @@ crafting it would more than double the cost); the last iterate is what Madry et 
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 import torch
 from torch import nn
 
 from ..attacks.base import random_delta, steepest_direction
-from .base import Defense, check_bool, check_choice, check_int, check_number, none_if_auto
+from ..attacks.square import random_signs, square_windows, window_mask
+from .base import Defense, check_bool, check_choice, check_int, check_number, none_if_auto, option_error
 
 
 class AdversarialTraining(Defense):
@@ -57,6 +67,12 @@ class AdversarialTraining(Defense):
             opts["steps"] = check_int(n, "steps", opts["steps"])
         if "random_start" in opts:
             opts["random_start"] = check_bool(n, "random_start", opts["random_start"])
+        if "queries" in opts:
+            opts["queries"] = check_int(n, "queries", opts["queries"], 0)
+            if opts["queries"] and opts["norm"] != "linf":
+                raise option_error(n, "queries", "0 under norm l2 (the random search moves L-inf windows)",
+                                   opts["queries"])
+            opts["query_window"] = check_number(n, "query_window", opts.get("query_window", 0.05), 0.0, 1.0)
         opts["step_size"] = (self.default_step(opts) if none_if_auto(opts.get("step_size")) is None
                              else check_number(n, "step_size", opts["step_size"], 0.0, top))
         opts["estimator"] = _check_estimator(n, opts["estimator"])
@@ -109,8 +125,14 @@ class AdversarialTraining(Defense):
     def inputs(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         turn = getattr(self, "_batches", 0)
         self._batches = turn + 1
-        return craft(self.victim(model, turn % len(self.estimators)), x, y, steps=self.steps,
-                     step_size=float(self.settings["step_size"]), random_start=self.random_start, gen=self.gen)
+        victim = self.victim(model, turn % len(self.estimators))
+        z = craft(victim, x, y, steps=self.steps, step_size=float(self.settings["step_size"]),
+                  random_start=self.random_start, gen=self.gen)
+        queries = int(self.settings.get("queries", 0))
+        if queries:
+            z, rises = random_search(victim, x, z, y, queries, float(self.settings["query_window"]), self.gen)
+            self._record("query_rises", rises)
+        return z
 
 
 def craft(victim, x: torch.Tensor, y: torch.Tensor, steps: int, step_size: float, random_start: bool,
@@ -124,6 +146,32 @@ def craft(victim, x: torch.Tensor, y: torch.Tensor, steps: int, step_size: float
         _, g = victim.grad(z, y, loss="ce")
         z = victim.project(z + step_size * steepest_direction(g, norm), z0)
     return z.detach()
+
+
+def random_search(victim, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor, queries: int, window: float,
+                  gen: Optional[torch.Generator]) -> tuple[torch.Tensor, float]:
+    """``queries`` Square-style L-inf moves from ``z`` (see the module docstring): images
+    [B, C, H, W] in the victim's eps ball around ``x``, detached, and the mean number of kept
+    moves per sample. Needs the L-inf threat model and images."""
+    B, C, H, W = x.shape
+    eps = float(victim.threat.eps)
+    x0 = victim.start(x)
+    z = z.detach().clone()
+    loss = victim.loss(z, y, loss="ce")
+    side = min(max(int(round(math.sqrt(window * H * W))), 1), H, W)
+    kept = torch.zeros(B, device=z.device)
+    for _ in range(queries):
+        u = torch.rand((B, 2 + C), generator=gen)
+        rows, cols = square_windows(B, H, W, side, u[:, :2])
+        mask = window_mask(rows, cols, H, W).to(z.device)
+        sign = random_signs(u[:, 2:]).view(B, C, 1, 1).to(z.device, z.dtype)
+        cand = victim.project(torch.where(mask, x0 + eps * sign, z), x0)
+        c_loss = victim.loss(cand, y, loss="ce")
+        up = c_loss > loss
+        z = torch.where(up.view(-1, 1, 1, 1), cand, z)
+        loss = torch.where(up, c_loss, loss)
+        kept += up.to(kept.dtype)
+    return z.detach(), float(kept.mean().item())
 
 
 def _check_estimator(defense: str, spec: Any) -> "str | list[str]":
