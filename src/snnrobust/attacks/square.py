@@ -112,6 +112,18 @@ def random_signs(u: torch.Tensor) -> torch.Tensor:
     return torch.where(u < 0.5, -1.0, 1.0)
 
 
+def linf_window_move(x: torch.Tensor, z: torch.Tensor, side: int, u: torch.Tensor, eps: float,
+                     lo: float, hi: float) -> torch.Tensor:
+    """Square's L-inf candidate [n, C, H, W]: ``z`` with one side x side window per sample (its
+    position from the uniform draws u[:, :2]) set to x + eps * sign (a sign per channel from
+    u[:, 2:]), clipped into [lo, hi]."""
+    n, C, H, W = x.shape
+    rows, cols = square_windows(n, H, W, side, u[:, :2])
+    mask = window_mask(rows, cols, H, W).to(x.device)
+    sign = random_signs(u[:, 2:]).view(-1, C, 1, 1).to(x.device, x.dtype)
+    return torch.where(mask, (x + eps * sign).clamp(lo, hi), z)
+
+
 def _l2(t: torch.Tensor) -> torch.Tensor:
     """Per-sample L2 norm [n, 1, 1, 1]."""
     return per_sample(sample_norm(t, "l2"), t)
@@ -163,11 +175,7 @@ class Square(Attack):
                 side += 1 - side % 2
             side = min(side, H, W)
             if s.norm == "linf":
-                u = draws.draw((act.numel(), 2 + C))
-                rows, cols = square_windows(act.numel(), H, W, side, u[:, :2])
-                mask = window_mask(rows, cols, H, W).to(dev)
-                sign = random_signs(u[:, 2:]).view(-1, C, 1, 1).to(dev, dt)
-                x_new = torch.where(mask, (xa + eps * sign).clamp(lo, hi), xb)
+                x_new = linf_window_move(xa, xb, side, draws.draw((act.numel(), 2 + C)), eps, lo, hi)
             else:
                 x_new = self._l2_step(draws, xa, xb, side, eps, lo, hi)
             with rows_of(victim, draws.keys):  # the rows queried are these samples

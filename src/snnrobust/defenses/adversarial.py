@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from ..attacks.base import random_delta, steepest_direction
-from ..attacks.square import random_signs, square_windows, window_mask
+from ..attacks.square import linf_window_move
 from .base import Defense, check_bool, check_choice, check_int, check_number, none_if_auto, option_error
 
 
@@ -162,10 +162,7 @@ def random_search(victim, x: torch.Tensor, z: torch.Tensor, y: torch.Tensor, que
     kept = torch.zeros(B, device=z.device)
     for _ in range(queries):
         u = torch.rand((B, 2 + C), generator=gen)
-        rows, cols = square_windows(B, H, W, side, u[:, :2])
-        mask = window_mask(rows, cols, H, W).to(z.device)
-        sign = random_signs(u[:, 2:]).view(B, C, 1, 1).to(z.device, z.dtype)
-        cand = victim.project(torch.where(mask, x0 + eps * sign, z), x0)
+        cand = victim.project(linf_window_move(x0, z, side, u, eps, *victim.bounds), x0)
         c_loss = victim.loss(cand, y, loss="ce")
         up = c_loss > loss
         z = torch.where(up.view(-1, 1, 1, 1), cand, z)
