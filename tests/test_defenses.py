@@ -12,6 +12,7 @@ from snnrobust.attacks import get_attack
 from snnrobust.cli.main import main
 from snnrobust.defenses import get_defense, resolve_defense
 from snnrobust.defenses.adversarial import random_search
+from snnrobust.defenses.linearity import linearity_gaps
 from snnrobust.defenses.rat import orthogonal_retraction, orthogonality_penalty
 from snnrobust.defenses.sr import sr_difference
 from snnrobust.errors import CheckpointError, ConfigError
@@ -147,6 +148,75 @@ def test_random_search_after_pgd_keeps_only_moves_that_raise_the_loss_and_stays_
     assert searched.epoch_stats(model)["query_rises"] > 0 and "query_rises" not in plain.epoch_stats(model)
 
 
+def _gaps_by_hand(model, x, y, eps, draws, seed):
+    """The gap |l(x + d) - l(x) - d . grad l(x)| written out for each random vertex d, in float64."""
+    gen = torch.Generator().manual_seed(seed)
+    xx = x.clone().requires_grad_(True)
+    l0 = nn.functional.cross_entropy(model(xx), y, reduction="none")
+    (g,) = torch.autograd.grad(l0.sum(), xx)
+    out = []
+    for _ in range(draws):
+        d = (x + eps * (torch.randint(0, 2, x.shape, generator=gen).to(x.dtype) * 2 - 1)).clamp(0, 1) - x
+        l1 = nn.functional.cross_entropy(model(x + d), y, reduction="none")
+        out.append((l1 - l0 - (d * g).flatten(1).sum(1)).abs())
+    return torch.stack(out, 1).detach()
+
+
+def test_linearity_gap_is_the_second_order_remainder_and_its_weight_gradient_includes_the_input_gradient():
+    torch.manual_seed(0)
+    model = _Centered().double()
+    x, y = _toy(16, 4)
+    x = x.double()
+    gaps = linearity_gaps(model, x, y, 0.1, 3, (0.0, 1.0), torch.Generator().manual_seed(7))
+    assert gaps.shape == (16, 3)
+    assert torch.allclose(gaps.detach(), _gaps_by_hand(model, x, y, 0.1, 3, 7))
+    # a remainder of second order: halving eps quarters it (the loss is smooth in x here)
+    x_in = 0.3 + 0.4 * torch.rand(16, 1, 8, 8, dtype=torch.float64)  # no clamping at the bounds
+    big = linearity_gaps(model, x_in, y, 0.02, 2, (0.0, 1.0), torch.Generator().manual_seed(1)).detach()
+    small = linearity_gaps(model, x_in, y, 0.01, 2, (0.0, 1.0), torch.Generator().manual_seed(1)).detach()
+    assert torch.allclose(small * 4, big, rtol=0.05)
+    # the penalty's weight gradient (autograd through grad_x l, create_graph) equals finite differences
+    w = model.fc.weight
+    def term():
+        return linearity_gaps(model, x, y, 0.1, 2, (0.0, 1.0), torch.Generator().manual_seed(2)).mean()
+
+    (gw,) = torch.autograd.grad(term(), w)
+    for i, j in ((0, 0), (1, 5), (0, 33)):
+        vals = []
+        for s in (1, -1):
+            with torch.no_grad():
+                w[i, j] += s * 1e-6
+            vals.append(float(term().detach()))
+            with torch.no_grad():
+                w[i, j] -= s * 1e-6
+        assert float(gw[i, j]) == pytest.approx((vals[0] - vals[1]) / 2e-6, rel=1e-4, abs=1e-8)
+
+
+def test_pgd_at_linearity_adds_its_weight_times_the_mean_gap_and_records_it(tiny_sew):
+    torch.manual_seed(0)
+    model = tiny_sew().train()
+    x, y = torch.rand(6, 1, 12, 12), torch.arange(6) % 10
+    ref = copy.deepcopy(model)  # crafting leaves the model as it was (tested below)
+    plain, lin = get_defense("pgd-at", eps=0.1, steps=2), get_defense("pgd-at", eps=0.1, steps=2, linearity=0.5,
+                                                                       linearity_draws=2)
+    for d in (plain, lin):
+        d.start_epoch(3)
+    z = plain.inputs(model, x, y)
+    assert torch.equal(lin.inputs(model, x, y), z)  # the option leaves crafting alone
+    ref(z)  # the statistics after exactly one train-mode pass on the crafted batch
+    loss, logits = lin.loss(model, z, y)
+    for (k, a), b in zip(ref.state_dict().items(), model.state_dict().values()):
+        assert torch.equal(a, b), k  # the clean and vertex passes leave BatchNorm's statistics alone
+    gap = lin.epoch_stats(model)["linearity_gap"]
+    ce = nn.functional.cross_entropy(logits.detach(), y)
+    assert gap > 0 and float(loss.detach()) == pytest.approx(float(ce) + 0.5 * gap, rel=1e-5)
+    loss.backward()  # the double backward runs through the spiking model
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    # without the option the loss is plain CE on the crafted batch
+    base, _ = plain.loss(ref, z, y)
+    assert "linearity_gap" not in plain.epoch_stats(ref) and float(base.detach()) == pytest.approx(float(ce), rel=1e-5)
+
+
 def test_crafting_restores_train_mode_and_leaves_batchnorm_statistics_alone(tiny_sew):
     model = tiny_sew().train()
     before = copy.deepcopy(model.state_dict())
@@ -271,6 +341,9 @@ def test_rat_regularizer_is_zero_for_orthogonal_weights_and_positive_otherwise()
     ({"name": "pgd-at", "queries": -1}, "'queries' must be"),
     ({"name": "pgd-at", "norm": "l2", "eps": 1.0, "queries": 4}, "'queries' must be 0 under norm l2"),
     ({"name": "pgd-at", "queries": 4, "query_window": 0}, "'query_window' must be"),
+    ({"name": "pgd-at", "linearity": -1}, "'linearity' must be"),
+    ({"name": "pgd-at", "linearity": 1, "linearity_draws": 0}, "'linearity_draws' must be"),
+    ({"name": "pgd-at", "norm": "l2", "eps": 1.0, "linearity": 1}, "'linearity' must be 0 under norm l2"),
     (7, "must be a defense name"),
 ])
 def test_bad_defense_settings_are_one_line_errors(tmp_path, spec, match):

@@ -46,7 +46,9 @@ from torch import nn
 
 from ..attacks.base import random_delta, steepest_direction
 from ..attacks.square import linf_window_move
-from .base import Defense, check_bool, check_choice, check_int, check_number, none_if_auto, option_error
+from .base import (Defense, check_bool, check_choice, check_int, check_number, input_bounds, none_if_auto,
+                   option_error)
+from .linearity import linearity_gaps, per_sample_ce
 
 
 class AdversarialTraining(Defense):
@@ -73,6 +75,12 @@ class AdversarialTraining(Defense):
                 raise option_error(n, "queries", "0 under norm l2 (the random search moves L-inf windows)",
                                    opts["queries"])
             opts["query_window"] = check_number(n, "query_window", opts.get("query_window", 0.05), 0.0, 1.0)
+        if "linearity" in opts:
+            opts["linearity"] = check_number(n, "linearity", opts["linearity"], 0.0, low_open=False)
+            opts["linearity_draws"] = check_int(n, "linearity_draws", opts.get("linearity_draws", 1))
+            if opts["linearity"] and opts["norm"] != "linf":
+                raise option_error(n, "linearity", "0 under norm l2 (its random draws are L-inf vertices)",
+                                   opts["linearity"])
         opts["step_size"] = (self.default_step(opts) if none_if_auto(opts.get("step_size")) is None
                              else check_number(n, "step_size", opts["step_size"], 0.0, top))
         opts["estimator"] = _check_estimator(n, opts["estimator"])
@@ -132,7 +140,28 @@ class AdversarialTraining(Defense):
         if queries:
             z, rises = random_search(victim, x, z, y, queries, float(self.settings["query_window"]), self.gen)
             self._record("query_rises", rises)
+        # the linearity penalty needs the clean batch next to the crafted one
+        self._clean = x.detach() if self.linearity else None
         return z
+
+    @property
+    def linearity(self) -> float:
+        return float(self.settings.get("linearity", 0.0))
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """CE on the crafted batch ``x``; with ``linearity`` > 0, plus linearity times the mean
+        local-linearity gap around the clean batch (:mod:`.linearity`)."""
+        clean = getattr(self, "_clean", None)
+        if not self.linearity or clean is None or clean.shape != x.shape:
+            return super().loss(model, x, y)
+        logits = model(x)
+        ce = per_sample_ce(logits, y)
+        gaps = linearity_gaps(model, clean, y, float(self.settings["eps"]), int(self.settings["linearity_draws"]),
+                              input_bounds(model), self.gen, z=x, z_loss=ce)
+        self._clean = None
+        term = gaps.mean()
+        self._record("linearity_gap", float(term.detach()))
+        return ce.mean() + self.linearity * term, logits
 
 
 def craft(victim, x: torch.Tensor, y: torch.Tensor, steps: int, step_size: float, random_start: bool,

@@ -4,6 +4,7 @@ machinery (:mod:`.adversarial`): each step trains on the last PGD iterate only (
 
 Defaults: eps 8/255, 7 steps with a random start, step 2.5 * eps / steps (the pgd attack's
 rule), L-inf, no random-search queries after PGD (``queries``; window ``query_window`` of the image),
+no local-linearity penalty (``linearity``: its weight; ``linearity_draws`` random vertices, :mod:`.linearity`),
 estimator bptt (the model's own surrogate), EOT the Victim's default. Cost:
 ``steps`` input gradients per batch on top of the training step, about (steps + 1)x plain BPTT,
 plus one forward pass per query.
@@ -21,4 +22,4 @@ class PGDAT(AdversarialTraining):
     description = "adversarial training on PGD examples, Madry et al. 2018"
     options: dict[str, Any] = {"eps": 8 / 255, "steps": 7, "step_size": None, "random_start": True, "norm": "linf",
                                "estimator": "bptt", "eot": None, "bn_mode": "eval",
-                               "queries": 0, "query_window": 0.05}
+                               "queries": 0, "query_window": 0.05, "linearity": 0.0, "linearity_draws": 1}
