@@ -314,7 +314,7 @@ def test_rat_regularizer_is_zero_for_orthogonal_weights_and_positive_otherwise()
         model[1].weight.copy_(q.t())
         q, _ = torch.linalg.qr(torch.randn(5, 3))        # tall linear: orthonormal columns
         model[2].weight.copy_(q)
-    assert float(orthogonality_penalty(model)) < 1e-10
+    assert float(orthogonality_penalty(model).detach()) < 1e-10
     orth = copy.deepcopy(model.state_dict())
     orthogonal_retraction(model, 0.004)  # an orthogonal weight is the retraction's fixed point
     for k, v in model.state_dict().items():

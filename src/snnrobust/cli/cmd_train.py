@@ -15,7 +15,8 @@ FLAGS = {  # flag -> TrainConfig key
     "batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr", "weight_decay": "weight_decay",
     "momentum": "momentum", "schedule": "schedule", "seed": "seed", "device": "device",
     "augment": "augment", "max_train_samples": "max_train_samples", "out": "out",
-    "init_from": "init_from", "threshold_scale": "threshold_scale", "amsgrad": "amsgrad",
+    "init_from": "init_from", "init_weights": "init_weights", "threshold_scale": "threshold_scale",
+    "amsgrad": "amsgrad",
 }
 
 
@@ -38,6 +39,10 @@ def register(sub) -> None:
                         "--leak, the paper's surrogate relative to each threshold; Adam with amsgrad, lr 1e-4, "
                         "weight decay 5e-4 where not given; model, dataset and split from the checkpoint; "
                         "-m T=N sets the timesteps")
+    p.add_argument("--init-weights", metavar="CKPT",
+                   help="warm start: begin from the weights of a checkpoint made by `snnrobust train` (e.g. to "
+                        "fine-tune it under --defense); model, dataset and split default to the checkpoint's; "
+                        "optimizer, schedule and epochs start afresh; the source is recorded in the provenance")
     p.add_argument("--threshold-scale", type=float, help="--init-from: multiply the converted thresholds (0.7)")
     p.add_argument("--leak", type=float, help="--init-from: leak factor of the LIF neurons (0.99)")
     p.add_argument("--amsgrad", action="store_true", default=None, help="Adam with amsgrad (default with --init-from)")
@@ -94,6 +99,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     init_from = overrides.get("init_from") or base.get("init_from")
     if init_from:
         _hybrid_base(base, init_from, args.config)
+    init_weights = overrides.get("init_weights") or base.get("init_weights")
+    if init_weights and not args.model:
+        _warm_base(base, init_weights, args.config)
     model = dict(base.get("model") or {})
     if args.model:
         model = {"name": args.model}
@@ -140,6 +148,25 @@ def _hybrid_base(base: dict, init_from: str, config: "str | None") -> None:
     for key in ("dataset", "split_seed"):
         if key not in given and key in data:
             base[key] = data[key]
+
+
+def _warm_base(base: dict, init_weights: str, config: "str | None") -> None:
+    """--init-weights: the model, dataset and split default to the source checkpoint's (those
+    written in the YAML file stay; -m options apply on top)."""
+    import yaml
+
+    from ..training.warm_start import read_source
+
+    ckpt = read_source(init_weights)
+    given = (yaml.safe_load(Path(config).read_text()) or {}) if config else {}
+    tc = ckpt.get("train_config") or {}
+    if "model" not in given and isinstance(tc.get("model"), dict):
+        base["model"] = dict(tc["model"])
+    for key in ("dataset", "split_seed"):
+        if key not in given and key in tc:
+            base[key] = tc[key]
+    if "method" not in given and tc.get("method") == "ann":  # an ANN goes on as an ANN
+        base["method"] = "ann"
 
 
 def run(args: argparse.Namespace) -> int:

@@ -11,7 +11,8 @@ Two checkpoint fields, both plain tensors and JSON-like values (``weights_only``
     A list of steps in order, each a dict with ``"step"``: ``"ann-training"`` (the ANN's
     checkpoint, hash and training settings), ``"conversion"`` (method, T, calibration
     size, percentile, thresholds ...), ``"hybrid-fine-tuning"`` (threshold scale, leak, T,
-    optimizer ...). ``snnrobust eval`` prints it.
+    optimizer ...), ``"warm-start"`` (``train --init-weights``: the source checkpoint, its
+    hash and training, this run's settings; training/warm_start.py). ``snnrobust eval`` prints it.
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ def describe_step(step: dict) -> str:
         if k == "sha256":
             v = str(v)[:12]
         parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
+    changes = step.get("model_changes")
+    if isinstance(changes, dict) and changes:  # warm start: model options changed from the source's
+        parts.append("model changes: " + ", ".join(f"{k} {v[0]!r}->{v[1]!r}" if isinstance(v, list) and len(v) == 2
+                                                    else f"{k} {v!r}" for k, v in changes.items()))
     if isinstance(step.get("thresholds"), list):
         parts.append("thresholds=[" + ", ".join(f"{t:.3g}" for t in step["thresholds"]) + "]")
     return f"{kind}: " + ", ".join(parts)

@@ -119,7 +119,7 @@ class Defense:
 
     def describe(self) -> str:
         """One line, e.g. ``sr (Liu et al. 2024's ...): lambda 0.002, h 0.01``."""
-        shown = ", ".join(f"{k} {_show(v)}" for k, v in self.settings.items())
+        shown = ", ".join(f"{k} {_show(v, pixels=k in _PIXEL_OPTIONS)}" for k, v in self.settings.items())
         return f"{self.name} ({self.description})" + (f": {shown}" if shown else "")
 
     # -- hooks the trainer calls ------------------------------------------------------------
@@ -148,7 +148,11 @@ class Defense:
         self._stats.setdefault(key, []).append(float(value))
 
 
-def _show(v: Any) -> str:
+#: Options measured in pixel units, shown as fractions of 255 where they are one (eps 8/255).
+_PIXEL_OPTIONS = frozenset({"eps", "step_size", "h"})
+
+
+def _show(v: Any, pixels: bool = False) -> str:
     if v is None:
         return "auto"
     if isinstance(v, bool):
@@ -156,7 +160,7 @@ def _show(v: Any) -> str:
     if isinstance(v, float):
         from ..evaluation.threat import format_eps
 
-        return format_eps(v) if 0 < v < 1 and abs(v * 255 - round(v * 255)) < 1e-9 else f"{v:g}"
+        return format_eps(v) if pixels and 0 < v < 1 and abs(v * 255 - round(v * 255)) < 1e-9 else f"{v:g}"
     if isinstance(v, list):  # several estimators, taken in turn
         return " / ".join(_show(one) for one in v) + " in turn"
     return str(v)

@@ -245,6 +245,9 @@ def made_by(model_entry: dict) -> str:
             leak = f" {st['leak']:g}" if isinstance(st.get("leak"), (int, float)) and neuron == "LIF" else ""
             words.append(f"fine-tuned by BPTT (T={st.get('T', '?')}, {neuron}{leak}, thresholds x"
                          f"{st.get('threshold_scale', '?')}, {st.get('epochs_done', '?')} epochs)")
+        elif kind == "warm-start":
+            words.append(f"fine-tuned from a trained checkpoint (defense {st.get('defense', '?')}, "
+                         f"{st.get('epochs_done', '?')} epochs)")
         else:
             words.append(str(kind))
     return " → ".join(words)

@@ -19,6 +19,8 @@ class TrainConfig:
     method: str = "bptt"  # bptt (the model as configured) | ann (its ReLU twin, Sharmin et al. 2020's ANN recipe)
     # | hybrid (SNN-BP fine-tuning of a converted SNN, conversion/hybrid.py; set by init_from)
     init_from: Optional[str] = None  # a converted checkpoint (snnrobust convert) to fine-tune: method hybrid
+    # a checkpoint of `snnrobust train` whose weights start this run (warm start, training/warm_start.py)
+    init_weights: Optional[str] = None
     threshold_scale: float = 0.7  # hybrid: the converted thresholds are multiplied by this
     # a training-time defense (snnrobust.defenses): None, a name, or {name: sr|pgd-at|fast-at|rat, <options>};
     # stored resolved (every option filled in), so checkpoints and resume compare the full setting
@@ -68,6 +70,11 @@ class TrainConfig:
               "config 'model' must be a mapping with a 'name' (run `snnrobust models`)")
         check(self.init_from is None or (isinstance(self.init_from, str) and self.init_from != ""),
               f"config 'init_from' must be a checkpoint path, got {self.init_from!r}")
+        check(self.init_weights is None or (isinstance(self.init_weights, str) and self.init_weights != ""),
+              f"config 'init_weights' must be a checkpoint path, got {self.init_weights!r}")
+        check(self.init_weights is None or self.init_from is None,
+              "config 'init_weights' and 'init_from' exclude each other: init_from already starts from the "
+              "converted checkpoint's weights")
         if self.init_from is not None and self.method == "bptt":
             self.method = "hybrid"  # fine-tuning a converted SNN is the hybrid method
         check(self.method in METHODS, f"config 'method' must be {' or '.join(METHODS)}, got {self.method!r}")

@@ -45,6 +45,7 @@ from ..spiking.functional import fused_bptt
 from .checkpoint import read_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .evaluation import evaluate_clean
+from .warm_start import warm_start
 
 CHECKPOINT_NAME = "checkpoint.pt"
 EpochCallback = Callable[[int, dict], None]
@@ -165,6 +166,7 @@ def _same_run(a: dict, b: dict) -> list[str]:
     a, b = {"method": "bptt", **a}, {"method": "bptt", **b}
     for d in (a, b):  # keys added with hybrid fine-tuning; older configs had their defaults
         d.setdefault("init_from", None)
+        d.setdefault("init_weights", None)  # added with warm starts
         d.setdefault("threshold_scale", 0.7)
         d.setdefault("amsgrad", False)
         d.setdefault("defense", None)  # added with training-time defenses
@@ -185,14 +187,14 @@ def _with_defaults(defense: Optional[dict]) -> Optional[dict]:
         return defense
 
 
-def _same_start(state: dict, init_from: Optional[str]) -> bool:
-    """True when a stored fine-tuning run started from the very file ``init_from`` names now
-    (same SHA-256 as its provenance records), whatever path named it then: a study resumed
-    from another working directory names its converted checkpoint by another relative path."""
-    if init_from is None or not Path(init_from).is_file():
+def _same_start(state: dict, source: Optional[str], step: str = "hybrid-fine-tuning") -> bool:
+    """True when a stored run started from the very file ``source`` names now (same SHA-256 as
+    its last provenance step of kind ``step`` records), whatever path named it then: a study
+    resumed from another working directory names its converted checkpoint by another relative path."""
+    if source is None or not Path(source).is_file():
         return False
-    steps = [p for p in state.get("provenance") or [] if isinstance(p, dict) and p.get("step") == "hybrid-fine-tuning"]
-    return bool(steps) and steps[-1].get("sha256") == file_sha256(init_from)
+    steps = [p for p in state.get("provenance") or [] if isinstance(p, dict) and p.get("step") == step]
+    return bool(steps) and steps[-1].get("sha256") == file_sha256(source)
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
@@ -221,6 +223,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         diff = _same_run(state.get("train_config", {}), cfg.to_dict())
         if "init_from" in diff and _same_start(state, cfg.init_from):
             diff.remove("init_from")  # the same converted checkpoint, named from another folder
+        if "init_weights" in diff and _same_start(state, cfg.init_weights, "warm-start"):
+            diff.remove("init_weights")
         if diff:
             raise CheckpointError(f"{ckpt_path} was trained with a different config ({', '.join(diff)} differ); "
                                   f"resume with the same config or choose another --out")
@@ -232,7 +236,15 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
         hybrid = hybrid_model(cfg.init_from, cfg.model, cfg.threshold_scale, info)
         model = hybrid.model.to(device)
     else:
-        model = build_model_for(cfg, info).to(device)
+        model = build_model_for(cfg, info)
+    warm = None
+    if cfg.init_weights is not None:  # the source's weights; a resumed run's own come from its checkpoint below
+        warm = warm_start(cfg.init_weights, model, load=state is None)
+        if progress and state is None:
+            changed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in warm.model_changes.items())
+            print(f"warm start from {cfg.init_weights} (epoch {warm.source.get('epoch')})"
+                  + (f"; model options changed: {changed}" if changed else ""), flush=True)
+    model = model.to(device)
     opt = make_optimizer(cfg, model)
     sched = make_scheduler(cfg, opt)
     if world > 1 and defense_from_config(cfg.defense) is not None and cfg.defense.get("name") == "sr":
@@ -350,6 +362,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
                     "torch_version": str(torch.__version__),
                     # hybrid: the converted model's ann_source and provenance, plus this fine-tuning step
                     **(hybrid.checkpoint_fields(cfg.to_dict(), epoch + 1, metrics) if hybrid is not None else {}),
+                    # warm start: the source's provenance plus a "warm-start" step
+                    **(warm.checkpoint_fields(cfg.to_dict(), epoch + 1, metrics) if warm is not None else {}),
                 })
         except OSError as e:  # disk full, folder removed or made read-only mid-run
             raise ConfigError(f"cannot write checkpoint {ckpt_path} after epoch {epoch + 1}: {e.strerror or e}; "
