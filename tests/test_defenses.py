@@ -321,11 +321,11 @@ def test_rat_regularizer_is_zero_for_orthogonal_weights_and_positive_otherwise()
         assert torch.allclose(v, orth[k], atol=1e-6), k
     with torch.no_grad():
         model[1].weight.mul_(1.5)
-    p = float(orthogonality_penalty(model))
+    p = float(orthogonality_penalty(model).detach())
     assert p > 0.1
     for _ in range(50):
         orthogonal_retraction(model, 0.05)
-    assert float(orthogonality_penalty(model)) < 0.01 * p  # the retraction drives it back to 0
+    assert float(orthogonality_penalty(model).detach()) < 0.01 * p  # the retraction drives it back to 0
 
 
 # ---------------------------------------------------------------------------------------- config, checkpoint, CLI
