@@ -427,3 +427,11 @@ def test_a_run_stored_before_an_option_existed_resumes_as_the_same_run():
     new = {"epochs": 2, "defense": resolve_defense({"name": "pgd-at", "eps": 0.1, "steps": 2})}
     assert _same_run(old, new) == []
     assert _same_run(old, {**new, "defense": {**new["defense"], "bn_mode": "train"}}) == ["defense"]
+
+
+def test_description_shows_only_pixel_options_as_fractions_of_255():
+    """eps 8/255 reads as a pixel budget; a penalty weight of 0.6 is not 153/255."""
+    from snnrobust.defenses import describe_defense
+
+    text = describe_defense({"name": "pgd-at", "eps": 8 / 255, "linearity": 0.6}, "bptt")
+    assert "eps 8/255 (0.0314)" in text and "linearity 0.6," in text and "153/255" not in text
