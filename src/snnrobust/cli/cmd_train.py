@@ -133,15 +133,20 @@ def _defense_args(base: dict, args: argparse.Namespace) -> None:
         base["defense"] = current
 
 
+def _given(config: "str | None") -> dict:
+    """The keys the YAML file itself writes (already validated by TrainConfig.from_yaml)."""
+    import yaml
+
+    return (yaml.safe_load(Path(config).read_text()) or {}) if config else {}
+
+
 def _hybrid_base(base: dict, init_from: str, config: "str | None") -> None:
     """--init-from: the model, dataset and split default to the converted checkpoint's (a
     model, dataset or split written in the YAML file stays, and must then match)."""
-    import yaml
-
     from ..conversion.hybrid import read_converted
 
     ckpt = read_converted(init_from)
-    given = (yaml.safe_load(Path(config).read_text()) or {}) if config else {}
+    given = _given(config)
     if "model" not in given:
         base["model"] = {"name": ckpt["model_config"]["name"]}
     data = ckpt.get("data") or {}
@@ -153,12 +158,10 @@ def _hybrid_base(base: dict, init_from: str, config: "str | None") -> None:
 def _warm_base(base: dict, init_weights: str, config: "str | None") -> None:
     """--init-weights: the model, dataset and split default to the source checkpoint's (those
     written in the YAML file stay; -m options apply on top)."""
-    import yaml
-
     from ..training.warm_start import read_source
 
     ckpt = read_source(init_weights)
-    given = (yaml.safe_load(Path(config).read_text()) or {}) if config else {}
+    given = _given(config)
     tc = ckpt.get("train_config") or {}
     if "model" not in given and isinstance(tc.get("model"), dict):
         base["model"] = dict(tc["model"])

@@ -241,7 +241,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True,
     if cfg.init_weights is not None:  # the source's weights; a resumed run's own come from its checkpoint below
         warm = warm_start(cfg.init_weights, model, load=state is None)
         if progress and state is None:
-            changed = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in warm.model_changes.items())
+            changed = warm.changes_text()
             print(f"warm start from {cfg.init_weights} (epoch {warm.source.get('epoch')})"
                   + (f"; model options changed: {changed}" if changed else ""), flush=True)
     model = model.to(device)

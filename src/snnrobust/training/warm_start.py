@@ -21,8 +21,8 @@ from ..io import file_sha256
 from ..models import SpikingClassifier
 from .checkpoint import read_checkpoint
 
-#: Settings of the source's training and of this run copied into the "warm-start" step.
-_RUN_KEYS = ("method", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "seed", "defense")
+#: Settings of this run copied into the "warm-start" step (its defense is added by name).
+_RUN_KEYS = ("method", "epochs", "batch_size", "optimizer", "lr", "weight_decay", "schedule", "seed")
 
 
 @dataclass
@@ -44,9 +44,13 @@ class WarmStart:
                 "source_epochs": self.source.get("epoch"), "source_test_accuracy": src_last.get("test_accuracy"),
                 "source_defense": _defense_name(src_tc.get("defense")),
                 "model_changes": {k: list(v) for k, v in self.model_changes.items()},
-                **{k: train_config.get(k) for k in _RUN_KEYS if k != "defense"},
+                **{k: train_config.get(k) for k in _RUN_KEYS},
                 "defense": _defense_name(train_config.get("defense")),
                 "epochs_done": epoch, "test_accuracy": last.get("test_accuracy")}
+
+    def changes_text(self) -> str:
+        """The model options that differ from the source's, e.g. ``T 8 -> 16`` ("" when none)."""
+        return ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in self.model_changes.items())
 
     def checkpoint_fields(self, train_config: dict, epoch: int, metrics: list[dict]) -> dict:
         """Fields the warm-started checkpoint carries besides the trainer's own."""
@@ -79,12 +83,13 @@ def warm_start(path: "str | Path", model: SpikingClassifier, load: bool = True) 
     mine, theirs = model.config.to_dict(), dict(src["model_config"])
     changes = {k: (theirs.get(k), mine.get(k)) for k in sorted(set(mine) | set(theirs))
                if theirs.get(k) != mine.get(k)}
+    warm = WarmStart(src, str(path), file_sha256(path), changes)
     if load:
         try:
             model.load_state_dict(src["model_state"], strict=True)
         except RuntimeError as e:
             first = str(e).strip().splitlines()[0][:160]
-            shown = ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changes.items()) or "none"
             raise CheckpointError(f"--init-weights {path}: its weights do not fit this run's model ({first}; model "
-                                  f"options that differ: {shown}); use the source's model options") from None
-    return WarmStart(src, str(path), file_sha256(path), changes)
+                                  f"options that differ: {warm.changes_text() or 'none'}); use the source's model "
+                                  "options") from None
+    return warm
