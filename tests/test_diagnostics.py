@@ -294,6 +294,20 @@ def test_damage_order():
     assert res.status == "WARN" and "square: 7" in res.summary
 
 
+def test_damage_order_names_a_weak_transfer_source_apart_from_misleading_gradients():
+    """Transfer below noise is about the sources (their examples do not carry over), not about the
+    model's gradients: it still WARNs, and the summary says which it is."""
+    weak = dg.check_damage_order(FakeRunner({"pgd20x1": 10, "noise": 90}, transfer=98))
+    assert weak.status == "WARN" and "carry over worse than noise" in weak.summary
+    assert "gradients are misleading" not in weak.summary
+    both = FakeRunner({"pgd20x1": 10, "noise": 90}, transfer=98)
+    both.main_blackbox_only = {"square": 7}
+    res = dg.check_damage_order(both)
+    assert res.status == "WARN" and "square: 7" in res.summary and "gradients are misleading" in res.summary
+    assert "carry over worse than noise" in res.summary
+    assert dg.check_damage_order(FakeRunner({"pgd20x1": 10, "noise": 90}, transfer=92)).status == "PASS"  # 2 = noise
+
+
 def test_eps_to_zero_uses_the_wilson_interval():
     class Sweep(FakeRunner):
         def __init__(self, final, n):
