@@ -380,6 +380,42 @@ def test_cli_end_to_end_writes_json_next_to_checkpoint(tmp_path, capsys, tiny_ch
     assert d["model"]["sha256"] and d["clean"]["n"] == 8
 
 
+def test_cli_start_attacks_a_later_slice_into_its_own_file(tmp_path, capsys, tiny_checkpoint):
+    """--start S --n N attacks test images S..S+N-1: the same per-sample outcomes as the Python API
+    on those images, recorded as such, in a file that does not replace the first slice's."""
+    import numpy as np
+
+    from snnrobust.cli.main import main
+    from snnrobust.data import get_dataset
+    from snnrobust.data.splits import indices_sha256
+    from snnrobust.training import load_checkpoint
+
+    args = ["--attack", "fgsm", "--n", "8", "--no-progress", "--eps", "8/255"]
+    assert main(["attack", str(tiny_checkpoint), *args]) == 0
+    assert main(["attack", str(tiny_checkpoint), "--start", "8", *args]) == 0
+    assert "n=8 (images 8 to 15 of the test split)" in capsys.readouterr().out
+    first = json.loads((tmp_path / "tiny.attack-fgsm-quick.json").read_text())
+    later = json.loads((tmp_path / "tiny.attack-fgsm-from8-quick.json").read_text())
+    assert first["data"]["start"] == 0 and later["data"]["start"] == 8
+    assert later["data"]["indices"] == "images 8 to 15 of the test split"
+    assert later["data"]["indices_sha256"] == indices_sha256(np.arange(8, 16)) != first["data"]["indices_sha256"]
+    model, _ = load_checkpoint(tiny_checkpoint)
+    x, y = get_dataset("mnist5k").test.batch(torch.arange(8, 16))
+    api = ev.evaluate(model, x, y, attack="fgsm", threat=ThreatModel(eps=8 / 255), progress=False)
+    assert later["worst_case"]["per_sample"] == api.worst_case.per_sample
+    assert later["clean"]["k"] == api.clean.k
+
+
+def test_cli_start_outside_the_test_split_is_one_line(tiny_checkpoint, capsys):
+    from snnrobust.cli.main import main
+
+    outside = "--start 1000 is outside the test split's 1000 images"
+    for start, words in (("-1", "--start must be >= 0"), ("1000", outside)):
+        rc = main(["attack", str(tiny_checkpoint), "--attack", "fgsm", "--start", start, "--no-progress"])
+        err = capsys.readouterr().err.strip()
+        assert rc == 2 and words in err and len(err.splitlines()) == 1, err
+
+
 def test_records_list_broken_samples_and_count_compute():
     """Each record names the samples it broke and counts its compute in images: PGD without
     restarts takes one input gradient per step per sample (EOT passes each on stochastic

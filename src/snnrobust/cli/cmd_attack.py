@@ -48,6 +48,9 @@ def register(sub) -> None:
     p.add_argument("--n", "--num-images", dest="n", type=int, default=None,
                    help="test images to attack (the first N; default 1000, or the whole test split if smaller); "
                         "under torchrun write --num-images (torchrun reads --n as its own option)")
+    p.add_argument("--start", type=int, default=0,
+                   help="index of the first test image to attack (default 0): --start 100 --n 100 attacks images "
+                        "100-199, e.g. to check a result on a second set of images")
     p.add_argument("--estimator", nargs="+", metavar="SPEC",
                    help="gradient estimators, e.g. bptt bptt:triangle:0.5 ste bptr rga hart:1.0 pdsg assg:0.4 "
                         "source-ann (BPDA through a converted SNN's source ANN) (replace the suite's list)")
@@ -147,6 +150,8 @@ def _validate_names(args: argparse.Namespace) -> None:
             raise ConfigError(f"--{flag.replace('_', '-')} must be a positive integer, got {v}")
     if args.seed < 0:
         raise ConfigError(f"--seed must be >= 0, got {args.seed}")
+    if args.start < 0:
+        raise ConfigError(f"--start must be >= 0 (the index of the first test image), got {args.start}")
     if args.estimator:
         from ..estimators import get_estimator
 
@@ -258,12 +263,16 @@ def run(args: argparse.Namespace) -> int:
     splits = get_dataset(dataset, root=args.data_root, split_seed=int(data.get("split_seed", 0)),
                          frames=frames_for_model(model))
     test = splits.test
-    n = min(DEFAULT_N if args.n is None else args.n, len(test))
+    start = args.start
+    if not 0 <= start < len(test):
+        raise ConfigError(f"--start {start} is outside the test split's {len(test)} images; give 0 to {len(test) - 1}")
+    n = min(DEFAULT_N if args.n is None else args.n, len(test) - start)
     n_note = None
     if args.n is not None and args.n > n:  # say so: a smaller sample than asked widens every interval
-        n_note = f"--n {args.n} asked, the test split has {len(test)} images: attacking {n}"
+        left = f"{len(test) - start} from image {start}" if start else str(len(test))
+        n_note = f"--n {args.n} asked, the test split has {left} images: attacking {n}"
         print(f"note: {n_note}", file=sys.stderr)
-    indices = torch.arange(n)
+    indices = torch.arange(start, start + n)
     x, y = test.batch(indices)
 
     sources = []
@@ -281,9 +290,10 @@ def run(args: argparse.Namespace) -> int:
     ann_source = ckpt.get("ann_source")  # a converted or hybrid SNN's source ANN (estimator source-ann)
     if isinstance(ann_source, dict):
         model_info["ann_source"] = {k: ann_source.get(k) for k in ("checkpoint", "sha256")}
-    data_info = {"dataset": splits.info.name, "split": "test", "n": n, "n_requested": args.n,
-                 "indices": f"first {n} of the test split",
-                 "indices_sha256": indices_sha256(np.arange(n)),
+    data_info = {"dataset": splits.info.name, "split": "test", "n": n, "n_requested": args.n, "start": start,
+                 "indices": f"first {n} of the test split" if start == 0 else
+                            f"images {start} to {start + n - 1} of the test split",
+                 "indices_sha256": indices_sha256(np.arange(start, start + n)),
                  "info": splits.info.to_dict()}
     request = EvaluationRequest(
         suite=args.suite, attack=args.attack, attack_options=attack_options, threat=threat, budget=args.budget,
@@ -294,7 +304,9 @@ def run(args: argparse.Namespace) -> int:
         source_ann=ann_source)
     plan = request.plan
     name = plan.name + ("-replication" if plan.replication else "")
-    out = Path(args.out) if args.out else result_path(ckpt_path, name, plan.budget.name)
+    # another slice of the test split gets its own default file, so it never replaces the first one's
+    name_of_slice = name + (f"-from{start}" if start else "")
+    out = Path(args.out) if args.out else result_path(ckpt_path, name_of_slice, plan.budget.name)
     journal = BatchJournal(journal_path(out), config_hash(journal_key(args, model_info, n)))
     with kernel_used(args.neuron_kernel), time_segments(model, args.time_segment), \
             channels_last(model, args.channels_last):

@@ -302,7 +302,8 @@ class EvaluationResult:
         src = self.model.get("checkpoint")
         data = self.data or {}
         lines.append(f"model {model_name}" + (f" ({src})" if src else "")
-                     + f" | data {data.get('dataset', '?')} {data.get('split', '')} n={self.clean.n}")
+                     + f" | data {data.get('dataset', '?')} {data.get('split', '')} n={self.clean.n}"
+                     + (f" ({data['indices']})" if data.get("start") else ""))
         lines.append("")
         lines.append(f"Clean accuracy        {self.clean.percent():<24} n={self.clean.n}")
         lines.append("")
