@@ -264,13 +264,13 @@ def run(args: argparse.Namespace) -> int:
                          frames=frames_for_model(model))
     test = splits.test
     start = args.start
-    if not 0 <= start < len(test):
+    if start >= len(test):  # a negative start was refused before the checkpoint was read
         raise ConfigError(f"--start {start} is outside the test split's {len(test)} images; give 0 to {len(test) - 1}")
     n = min(DEFAULT_N if args.n is None else args.n, len(test) - start)
     n_note = None
     if args.n is not None and args.n > n:  # say so: a smaller sample than asked widens every interval
-        left = f"{len(test) - start} from image {start}" if start else str(len(test))
-        n_note = f"--n {args.n} asked, the test split has {left} images: attacking {n}"
+        left = f", {len(test) - start} from image {start}" if start else ""
+        n_note = f"--n {args.n} asked, the test split has {len(test)} images{left}: attacking {n}"
         print(f"note: {n_note}", file=sys.stderr)
     indices = torch.arange(start, start + n)
     x, y = test.batch(indices)
