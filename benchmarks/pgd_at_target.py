@@ -106,9 +106,8 @@ def main() -> None:
     import torch
 
     from snnrobust.data import get_dataset
-    from snnrobust.evaluation.engine import evaluate
+    from snnrobust.evaluation import evaluate, write_result
     from snnrobust.evaluation.suites import get_budget
-    from snnrobust.io import atomic_write_text
     from snnrobust.training import load_checkpoint
 
     torch.set_num_threads(args.threads)
@@ -127,7 +126,7 @@ def main() -> None:
         t = time.time()
         r = evaluate(model, x, y, suite="reliable", budget=budget, threat={"norm": "linf", "eps": EPS},
                      eps_sweep=[], progress=False, transfer_sources=sources)
-        atomic_write_text(out / f"eval-{TARGET}-from{start}.json", json.dumps(r.to_dict(), default=str))
+        write_result(r, out / f"eval-{TARGET}-from{start}.json")
         worst = r.worst_case.robust_accuracy
         statuses = {d.name: d.status for d in r.diagnostics}
         row = {"images": f"{start}-{start + args.n - 1}", "clean": r.clean.value, "worst_case": worst.value,
