@@ -413,10 +413,10 @@ def check_damage_order(r: DiagnosticRunner) -> DiagnosticResult:
                             f"({', '.join(f'{k}: {v}' for k, v in r.main_blackbox_only.items() if v)})")
     tr_text = f"transfer {_pct(tr.rate.value)}" if tr is not None else "transfer skipped (no sources)"
     text = f"robust accuracy: white-box {_pct(wb_rate.value)}, {tr_text}, noise {_pct(noise.rate.value)}"
-    if problems or weak_source:
-        said = ["; ".join(problems) + " — white-box gradients are misleading"] if problems else []
-        return DiagnosticResult("damage-order", "WARN", "; ".join(said + ([weak_source] if weak_source else [])),
-                                numbers)
+    said = (["; ".join(problems) + " — white-box gradients are misleading"] if problems else []) \
+        + ([weak_source] if weak_source else [])
+    if said:
+        return DiagnosticResult("damage-order", "WARN", "; ".join(said), numbers)
     return DiagnosticResult("damage-order", "PASS", text, numbers)
 
 
